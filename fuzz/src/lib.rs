@@ -1,0 +1,9 @@
+//! The checks behind plex's fuzz targets.
+//!
+//! The targets in `fuzz_targets/` are thin wrappers around [`decoder::run`]
+//! and [`session::run`]. Each module also documents its input format and
+//! builds inputs in it, so that `examples/gen_corpus.rs` writes seeds the
+//! targets parse.
+
+pub mod decoder;
+pub mod session;

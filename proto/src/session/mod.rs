@@ -1,0 +1,766 @@
+//! The session state machine: one end of a plex connection.
+
+mod recv;
+mod send;
+mod timer;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::budget::{Bucket, Budgets};
+use crate::codec::Decoder;
+use crate::config::Config;
+use crate::error::{CloseReason, ConfigError, LocalError, ReadError, WriteError};
+use crate::event::{Event, SessionStats, StreamWindows};
+use crate::flow::RecvWindow;
+use crate::frame::{
+    Frame, SettingsFrame, INITIAL_CONNECTION_WINDOW, MIN_INITIAL_WINDOW, MIN_MAX_FRAME_SIZE,
+};
+use crate::id::{ErrorCode, Role, StreamId};
+use crate::stream::{Fin, Pairing, Stream};
+use timer::{Timer, Timers};
+
+/// Most PINGs of ours that may be unanswered at once.
+const MAX_PINGS_IN_FLIGHT: usize = 16;
+
+/// One end of a plex connection: a sans-IO state machine.
+///
+/// It reads no clock and touches no socket. The caller moves bytes and time
+/// in and out:
+///
+/// - **Getters**: [`role`](Self::role), [`stats`](Self::stats),
+///   [`stream_windows`](Self::stream_windows), [`priority`](Self::priority),
+///   [`rtt`](Self::rtt), [`is_closed`](Self::is_closed).
+/// - **Inputs**: [`handle_input`](Self::handle_input) with bytes from the
+///   transport, [`handle_timeout`](Self::handle_timeout) when the deadline from
+///   `poll_timeout` passes, [`handle_eof`](Self::handle_eof) when the
+///   transport ends.
+/// - **Mutators**: [`open`](Self::open), [`accept`](Self::accept),
+///   [`refuse`](Self::refuse), [`listen`](Self::listen), [`write`](Self::write),
+///   [`finish`](Self::finish), [`reset`](Self::reset), [`read`](Self::read),
+///   [`stop`](Self::stop), [`set_priority`](Self::set_priority),
+///   [`ping`](Self::ping), [`go_away`](Self::go_away).
+/// - **Outputs**, polled after every input or mutation, in this order until
+///   each returns `None`: [`poll_transmit`](Self::poll_transmit) (bytes to
+///   write), [`poll_event`](Self::poll_event), then
+///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout`).
+///
+/// `now` must never go backwards between calls; an earlier instant is treated
+/// as the latest one seen.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: Config,
+    now: Instant,
+    closed: Option<CloseReason>,
+    decoder: Decoder,
+    got_settings: bool,
+    settings_unacked: u32,
+    peer: PeerSettings,
+    streams: HashMap<StreamId, Stream, BuildHasherDefault<IdHasher>>,
+    next_local_id: u64,
+    last_remote_id: u32,
+    local_active: u32,
+    remote_active: u32,
+    pending_accepts: u32,
+    listeners: HashSet<(Bytes, Bytes)>,
+    goaway_sent: bool,
+    goaway_received: bool,
+    send_window: i64,
+    recv_window: RecvWindow,
+    conn_update_queued: bool,
+    preface_sent: bool,
+    /// Control frames to send first; `true` marks replies the peer caused.
+    control: VecDeque<(Frame, bool)>,
+    queued_replies: u32,
+    updates: Vec<StreamId>,
+    ready: VecDeque<StreamId>,
+    scratch: BytesMut,
+    timers: Timers,
+    pings: VecDeque<(u64, Option<Instant>)>,
+    next_ping: u64,
+    rtt: Option<Duration>,
+    budgets: Budgets,
+    events: VecDeque<Event>,
+    stats: SessionStats,
+}
+
+/// What the peer told us in SETTINGS; spec defaults until then.
+#[derive(Debug, Clone, Copy)]
+struct PeerSettings {
+    max_concurrent_streams: u32,
+    initial_window: u32,
+    max_frame_size: u32,
+}
+
+/// Parameters of a stream to open. Empty protocol and id make an anonymous
+/// stream, accepted by a peer with `accept_any`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    protocol: Bytes,
+    id: Bytes,
+    handshake: Bytes,
+    priority: Option<u8>,
+}
+
+impl OpenOptions {
+    /// A stream for `protocol` and channel `id` (each at most 255 bytes).
+    pub fn new(protocol: impl Into<Bytes>, id: impl Into<Bytes>) -> OpenOptions {
+        OpenOptions {
+            protocol: protocol.into(),
+            id: id.into(),
+            ..OpenOptions::default()
+        }
+    }
+
+    /// Bytes the peer receives with the open, before any data.
+    pub fn handshake(mut self, handshake: impl Into<Bytes>) -> OpenOptions {
+        self.handshake = handshake.into();
+        self
+    }
+
+    /// Send priority; the config's default otherwise.
+    pub fn priority(mut self, priority: u8) -> OpenOptions {
+        self.priority = Some(priority);
+        self
+    }
+}
+
+impl Session {
+    /// A session for the side that dialled the transport.
+    pub fn client(config: Config, now: Instant) -> Result<Session, ConfigError> {
+        Session::new(Role::Client, config, now)
+    }
+
+    /// A session for the side that accepted the transport.
+    pub fn server(config: Config, now: Instant) -> Result<Session, ConfigError> {
+        Session::new(Role::Server, config, now)
+    }
+
+    /// A session of the given role. The preface, SETTINGS, the connection
+    /// window and a first PING (to learn the round-trip time) are queued.
+    pub fn new(role: Role, config: Config, now: Instant) -> Result<Session, ConfigError> {
+        config.validate()?;
+        let limits = &config.limits;
+        let budgets = Budgets {
+            resets: Bucket::new(limits.resets, now),
+            empty_data: Bucket::new(limits.empty_data, now),
+            settings: Bucket::new(limits.settings, now),
+            pings: Bucket::new(limits.pings, now),
+        };
+        let mut session = Session {
+            role,
+            now,
+            closed: None,
+            decoder: Decoder::with_preface(config.max_frame_size),
+            got_settings: false,
+            settings_unacked: 1,
+            peer: PeerSettings {
+                max_concurrent_streams: 100,
+                initial_window: MIN_INITIAL_WINDOW,
+                max_frame_size: MIN_MAX_FRAME_SIZE,
+            },
+            streams: HashMap::default(),
+            next_local_id: u64::from(role.first_stream_id()),
+            last_remote_id: 0,
+            local_active: 0,
+            remote_active: 0,
+            pending_accepts: 0,
+            listeners: HashSet::new(),
+            goaway_sent: false,
+            goaway_received: false,
+            send_window: i64::from(INITIAL_CONNECTION_WINDOW),
+            recv_window: RecvWindow::new(config.connection_window, INITIAL_CONNECTION_WINDOW, now),
+            conn_update_queued: config.connection_window > INITIAL_CONNECTION_WINDOW,
+            preface_sent: false,
+            control: VecDeque::new(),
+            queued_replies: 0,
+            updates: Vec::new(),
+            ready: VecDeque::new(),
+            scratch: BytesMut::new(),
+            timers: Timers::default(),
+            pings: VecDeque::new(),
+            next_ping: 0,
+            rtt: None,
+            budgets,
+            events: VecDeque::new(),
+            stats: SessionStats::default(),
+            config,
+        };
+        let settings = Frame::Settings(SettingsFrame {
+            max_concurrent_streams: Some(session.config.max_concurrent_streams),
+            initial_window_size: Some(session.config.initial_window),
+            max_frame_size: Some(session.config.max_frame_size),
+        });
+        session.control.push_back((settings, false));
+        session
+            .timers
+            .set(Timer::SettingsAck, now + session.config.settings_timeout);
+        session.touch_liveness();
+        // Learn the RTT early: window auto-tuning needs it.
+        session
+            .queue_ping()
+            .expect("a new session has no pings in flight");
+        Ok(session)
+    }
+
+    // ---- getters ----
+
+    /// Which side this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Counters and windows.
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            active_streams: self.streams.len() as u32,
+            last_rtt: self.rtt,
+            connection_window: self.recv_window.window(),
+            remote_window: self.send_window,
+            ..self.stats
+        }
+    }
+
+    /// A live stream's windows.
+    pub fn stream_windows(&self, stream: StreamId) -> Option<StreamWindows> {
+        self.streams.get(&stream).map(|s| StreamWindows {
+            send: s.send.window - s.send.buf.len() as i64,
+            receive: s.recv.window.window(),
+        })
+    }
+
+    /// A live stream's send priority.
+    pub fn priority(&self, stream: StreamId) -> Option<u8> {
+        self.streams.get(&stream).map(|s| s.priority)
+    }
+
+    /// The latest measured round-trip time.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// Whether the connection is closed (a `Closed` event was queued).
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// Bytes of state a live stream costs, buffers excluded.
+    pub fn stream_state_size() -> usize {
+        Stream::STATE_SIZE
+    }
+
+    // ---- mutators ----
+
+    /// Opens a stream. Data may be written at once; it flows within the
+    /// peer's initial window and is delivered after the peer accepts.
+    pub fn open(&mut self, options: OpenOptions) -> Result<StreamId, LocalError> {
+        self.check_open()?;
+        if self.goaway_sent || self.goaway_received {
+            return Err(LocalError::GoingAway);
+        }
+        if self.local_active >= self.peer.max_concurrent_streams {
+            return Err(LocalError::StreamLimit);
+        }
+        let OpenOptions {
+            protocol,
+            id,
+            handshake,
+            priority,
+        } = options;
+        if protocol.len() > 255 || id.len() > 255 {
+            return Err(LocalError::NameTooLong);
+        }
+        let len = 2 + protocol.len() + id.len() + handshake.len();
+        if len > self.peer.max_frame_size as usize {
+            return Err(LocalError::OpenTooLarge {
+                len,
+                max: self.peer.max_frame_size,
+            });
+        }
+        if self.next_local_id > u64::from(StreamId::MAX.value()) {
+            return Err(LocalError::IdsExhausted);
+        }
+        let stream = StreamId::new(self.next_local_id as u32);
+        self.next_local_id += 2;
+        let priority = priority.unwrap_or(self.config.default_priority);
+        self.insert_stream(stream, Pairing::AwaitingAck, priority);
+        self.local_active += 1;
+        self.control.push_back((
+            Frame::Open {
+                stream,
+                protocol,
+                id,
+                handshake,
+            },
+            false,
+        ));
+        Ok(stream)
+    }
+
+    /// Accepts a stream announced by [`Event::Incoming`], answering with our
+    /// handshake. Emits [`Event::RemoteOpen`] with the peer's.
+    pub fn accept(
+        &mut self,
+        stream: StreamId,
+        handshake: impl Into<Bytes>,
+    ) -> Result<(), LocalError> {
+        self.check_open()?;
+        let handshake = handshake.into();
+        if handshake.len() > self.peer.max_frame_size as usize {
+            return Err(LocalError::OpenTooLarge {
+                len: handshake.len(),
+                max: self.peer.max_frame_size,
+            });
+        }
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .ok_or(LocalError::UnknownStream(stream))?;
+        let Pairing::AwaitingAccept { handshake: theirs } =
+            std::mem::replace(&mut s.pairing, Pairing::Paired)
+        else {
+            return Err(LocalError::NotPending(stream));
+        };
+        self.pending_accepts -= 1;
+        self.control
+            .push_back((Frame::OpenAck { stream, handshake }, false));
+        self.events.push_back(Event::RemoteOpen {
+            stream,
+            handshake: theirs,
+        });
+        if s.recv.buffered > 0 {
+            s.recv.notified = true;
+            self.events.push_back(Event::Readable { stream });
+        }
+        if s.recv.fin {
+            self.events.push_back(Event::Finished { stream });
+        }
+        Ok(())
+    }
+
+    /// Refuses a stream announced by [`Event::Incoming`] with REFUSED_STREAM;
+    /// data it carried is dropped.
+    pub fn refuse(&mut self, stream: StreamId) -> Result<(), LocalError> {
+        self.check_open()?;
+        match self.streams.get(&stream) {
+            None => return Err(LocalError::UnknownStream(stream)),
+            Some(s) if s.is_accepted() => return Err(LocalError::NotPending(stream)),
+            Some(_) => {}
+        }
+        self.remove_stream(stream);
+        self.control.push_back((
+            Frame::RstStream {
+                stream,
+                code: ErrorCode::REFUSED_STREAM,
+            },
+            false,
+        ));
+        Ok(())
+    }
+
+    /// Accepts peer streams opened for `protocol` and `id` even when
+    /// `accept_any` is off.
+    pub fn listen(&mut self, protocol: impl Into<Bytes>, id: impl Into<Bytes>) {
+        self.listeners.insert((protocol.into(), id.into()));
+    }
+
+    /// Stops accepting `protocol` and `id` (unless `accept_any` is on).
+    pub fn unlisten(&mut self, protocol: &[u8], id: &[u8]) {
+        self.listeners
+            .retain(|(p, i)| p.as_ref() != protocol || i.as_ref() != id);
+    }
+
+    /// Turns accepting streams of any protocol and id on or off.
+    pub fn set_accept_any(&mut self, accept_any: bool) {
+        self.config.accept_any = accept_any;
+    }
+
+    /// Queues bytes on a stream; returns how many were taken, which may be
+    /// fewer than offered when the window is nearly full.
+    pub fn write(&mut self, stream: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        self.check_open()?;
+        let s = self.live_accepted(stream)?;
+        if s.send.fin != Fin::Open {
+            return Err(LocalError::Finished(stream).into());
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = s.send_capacity().min(data.len());
+        if n == 0 {
+            s.send.blocked = true;
+            return Err(WriteError::Blocked);
+        }
+        s.send.buf.extend_from_slice(&data[..n]);
+        self.schedule(stream);
+        Ok(n)
+    }
+
+    /// Ends our side of the stream once written data is sent (END_STREAM).
+    pub fn finish(&mut self, stream: StreamId) -> Result<(), LocalError> {
+        self.check_open()?;
+        let s = self.live_accepted(stream)?;
+        if s.send.fin != Fin::Open {
+            return Err(LocalError::Finished(stream));
+        }
+        s.send.fin = Fin::Queued;
+        self.schedule(stream);
+        Ok(())
+    }
+
+    /// Ends the stream abruptly in both directions with `code`; unsent and
+    /// unread data is dropped and the stream is forgotten.
+    pub fn reset(&mut self, stream: StreamId, code: ErrorCode) -> Result<(), LocalError> {
+        self.check_open()?;
+        if !self.streams.contains_key(&stream) {
+            return Err(LocalError::UnknownStream(stream));
+        }
+        self.remove_stream(stream);
+        self.control
+            .push_back((Frame::RstStream { stream, code }, false));
+        Ok(())
+    }
+
+    /// Copies buffered data into `buf`. `Ok(None)` is end-of-stream.
+    pub fn read(&mut self, stream: StreamId, buf: &mut [u8]) -> Result<Option<usize>, ReadError> {
+        let mut filled = 0;
+        let end = self.read_with(stream, buf.len(), |chunk| {
+            buf[filled..filled + chunk.len()].copy_from_slice(&chunk);
+            filled += chunk.len();
+        })?;
+        Ok(if end { None } else { Some(filled) })
+    }
+
+    /// Takes up to `max` buffered bytes without copying. `Ok(None)` is
+    /// end-of-stream.
+    pub fn read_chunk(&mut self, stream: StreamId, max: usize) -> Result<Option<Bytes>, ReadError> {
+        let mut out = None;
+        let end = self.read_with(stream, max, |chunk| out = Some(chunk))?;
+        Ok(if end {
+            None
+        } else {
+            Some(out.unwrap_or_default())
+        })
+    }
+
+    /// Stops reading: buffered and future data is discarded, with credit
+    /// returned so the peer is never blocked by us.
+    pub fn stop(&mut self, stream: StreamId) -> Result<(), LocalError> {
+        let s = self.live_accepted(stream)?;
+        let discarded = s.recv.buffered;
+        s.recv.buf.clear();
+        s.recv.buffered = 0;
+        s.recv.stopped = true;
+        s.recv.done = true;
+        self.consume(stream, discarded);
+        self.maybe_forget(stream);
+        Ok(())
+    }
+
+    /// Sets a stream's send priority. Streams with data take turns, and a
+    /// stream with priority `p` sends `p + 1` shares per round.
+    pub fn set_priority(&mut self, stream: StreamId, priority: u8) -> Result<(), LocalError> {
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .ok_or(LocalError::UnknownStream(stream))?;
+        s.priority = priority;
+        Ok(())
+    }
+
+    /// Sends a PING; [`Event::Pong`] reports the round-trip time.
+    pub fn ping(&mut self) -> Result<(), LocalError> {
+        self.check_open()?;
+        self.queue_ping()
+    }
+
+    /// Sends GOAWAY. With NO_ERROR it is a graceful drain: streams already
+    /// open finish, new ones are refused, and the session closes with
+    /// [`CloseReason::Drained`] once none is left. Any other code closes the
+    /// connection now with [`CloseReason::Local`].
+    pub fn go_away(&mut self, code: ErrorCode) -> Result<(), LocalError> {
+        self.check_open()?;
+        if code != ErrorCode::NO_ERROR {
+            self.close(CloseReason::Local(code), Some(code));
+            return Ok(());
+        }
+        if !self.goaway_sent {
+            self.goaway_sent = true;
+            self.control.push_back((
+                Frame::GoAway {
+                    last_stream: StreamId::new(self.last_remote_id),
+                    code,
+                    debug: Bytes::new(),
+                },
+                false,
+            ));
+            self.check_drained();
+        }
+        Ok(())
+    }
+
+    // ---- outputs ----
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        self.timers.next()
+    }
+
+    // ---- shared internals ----
+
+    fn advance(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    fn check_open(&self) -> Result<(), LocalError> {
+        match self.closed {
+            Some(_) => Err(LocalError::Closed),
+            None => Ok(()),
+        }
+    }
+
+    fn live_accepted(&mut self, stream: StreamId) -> Result<&mut Stream, LocalError> {
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .ok_or(LocalError::UnknownStream(stream))?;
+        if !s.is_accepted() {
+            return Err(LocalError::NotAccepted(stream));
+        }
+        Ok(s)
+    }
+
+    fn insert_stream(&mut self, stream: StreamId, pairing: Pairing, priority: u8) {
+        let s = Stream::new(
+            pairing,
+            priority,
+            self.peer.initial_window,
+            self.config.initial_window,
+            self.now,
+        );
+        self.streams.insert(stream, s);
+        self.stats.streams_opened += 1;
+    }
+
+    /// Takes up to `max` bytes in chunks; returns true at end-of-stream.
+    fn read_with(
+        &mut self,
+        stream: StreamId,
+        max: usize,
+        mut sink: impl FnMut(Bytes),
+    ) -> Result<bool, ReadError> {
+        let s = self.live_accepted(stream)?;
+        s.recv.notified = false;
+        if s.recv.buffered == 0 || max == 0 {
+            if s.recv.fin || s.recv.stopped {
+                s.recv.done = true;
+                self.maybe_forget(stream);
+                return Ok(true);
+            }
+            return if max == 0 {
+                Ok(false)
+            } else {
+                Err(ReadError::Blocked)
+            };
+        }
+        let mut taken = 0;
+        while taken < max {
+            let Some(front) = s.recv.buf.front_mut() else {
+                break;
+            };
+            let n = front.len().min(max - taken);
+            let chunk = if n == front.len() {
+                // The front exists: checked just above.
+                s.recv.buf.pop_front().unwrap_or_default()
+            } else {
+                front.split_to(n)
+            };
+            taken += chunk.len();
+            sink(chunk);
+        }
+        s.recv.buffered -= taken;
+        self.consume(stream, taken);
+        Ok(false)
+    }
+
+    /// Returns `n` consumed bytes of credit to the stream and the connection.
+    fn consume(&mut self, stream: StreamId, n: usize) {
+        let n = n as u32;
+        if n == 0 {
+            return;
+        }
+        if let Some(s) = self.streams.get_mut(&stream) {
+            // A stream the peer finished needs no more credit.
+            if s.recv.window.consume(n) && !s.recv.fin && !s.recv.update_queued {
+                s.recv.update_queued = true;
+                self.updates.push(stream);
+            }
+        }
+        self.consume_connection(n);
+    }
+
+    fn consume_connection(&mut self, n: u32) {
+        if self.recv_window.consume(n) {
+            self.conn_update_queued = true;
+        }
+    }
+
+    /// Puts a stream in the send rotation if it has something to send.
+    fn schedule(&mut self, stream: StreamId) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            if !s.send.queued && s.sendable() {
+                s.send.queued = true;
+                self.ready.push_back(stream);
+            }
+        }
+    }
+
+    /// Forgets a stream once nothing more can happen on it.
+    fn maybe_forget(&mut self, stream: StreamId) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            if s.counted && s.wire_closed() {
+                s.counted = false;
+                match stream.initiator() == self.role {
+                    true => self.local_active -= 1,
+                    false => self.remote_active -= 1,
+                }
+            }
+            if s.finished() {
+                self.streams.remove(&stream);
+                self.stats.streams_closed += 1;
+            }
+        }
+        self.check_drained();
+    }
+
+    /// Drops a stream at once (reset or refused), fixing every count and
+    /// returning the credit of data the application never read.
+    fn remove_stream(&mut self, stream: StreamId) {
+        let Some(s) = self.streams.remove(&stream) else {
+            return;
+        };
+        if matches!(s.pairing, Pairing::AwaitingAccept { .. }) {
+            self.pending_accepts -= 1;
+        }
+        if s.counted {
+            match stream.initiator() == self.role {
+                true => self.local_active -= 1,
+                false => self.remote_active -= 1,
+            }
+        }
+        self.stats.streams_closed += 1;
+        self.consume_connection(s.recv.buffered as u32);
+        self.check_drained();
+    }
+
+    /// After a GOAWAY, closes once every stream has crossed the wire closed.
+    fn check_drained(&mut self) {
+        let draining = self.goaway_sent || self.goaway_received;
+        if draining && self.closed.is_none() && self.local_active == 0 && self.remote_active == 0 {
+            self.closed = Some(CloseReason::Drained);
+            self.events.push_back(Event::Closed {
+                reason: CloseReason::Drained,
+            });
+        }
+    }
+
+    /// Ends the connection. Streams are dropped; with `goaway`, a GOAWAY with
+    /// that code is the last thing transmitted.
+    fn close(&mut self, reason: CloseReason, goaway: Option<ErrorCode>) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.streams.clear();
+        self.ready.clear();
+        self.updates.clear();
+        self.control.clear();
+        self.queued_replies = 0;
+        self.conn_update_queued = false;
+        self.local_active = 0;
+        self.remote_active = 0;
+        self.pending_accepts = 0;
+        if let Some(code) = goaway {
+            let debug = match &reason {
+                CloseReason::Violation(e) => Bytes::from(e.to_string()),
+                _ => Bytes::new(),
+            };
+            self.control.push_back((
+                Frame::GoAway {
+                    last_stream: StreamId::new(self.last_remote_id),
+                    code,
+                    debug,
+                },
+                false,
+            ));
+        }
+        self.closed = Some(reason.clone());
+        self.events.push_back(Event::Closed { reason });
+    }
+
+    fn queue_ping(&mut self) -> Result<(), LocalError> {
+        if self.pings.len() >= MAX_PINGS_IN_FLIGHT {
+            return Err(LocalError::PingsInFlight);
+        }
+        let token = self.next_ping;
+        self.next_ping += 1;
+        self.pings.push_back((token, None));
+        self.control.push_back((
+            Frame::Ping {
+                ack: false,
+                payload: token.to_be_bytes(),
+            },
+            false,
+        ));
+        Ok(())
+    }
+
+    /// Something arrived from the peer: it is alive.
+    fn touch_liveness(&mut self) {
+        if let Some(interval) = self.config.ping_interval {
+            self.timers.set(Timer::KeepAlive, self.now + interval);
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers.set(Timer::Idle, self.now + idle);
+        }
+    }
+}
+
+/// Hashes stream ids by multiplication; ids are already unique integers.
+///
+/// The product is rotated so that the table index depends on every bit of
+/// the id: a peer picking ids that share low bits cannot pile them into one
+/// bucket.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

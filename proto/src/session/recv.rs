@@ -1,0 +1,446 @@
+//! Inputs: bytes from the transport, timeouts and end-of-file.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::timer::Timer;
+use super::Session;
+use crate::error::{CloseReason, Flood, ProtocolError, ResetReason};
+use crate::event::Event;
+use crate::frame::{Frame, FrameType, SettingsFrame, MAX_WINDOW};
+use crate::id::{ErrorCode, StreamId};
+use crate::stream::{Fin, Pairing};
+
+/// What we know of a stream id that is not live.
+enum Known {
+    Live,
+    /// Opened before and gone since: late frames are ignored.
+    Closed,
+    /// Never opened.
+    Idle,
+}
+
+impl Session {
+    /// Feeds bytes received from the transport. Input may be split anywhere.
+    pub fn handle_input(&mut self, now: Instant, mut input: Bytes) {
+        self.advance(now);
+        if self.closed.is_some() || input.is_empty() {
+            return;
+        }
+        self.stats.bytes_received += input.len() as u64;
+        self.touch_liveness();
+        while self.closed.is_none() {
+            match self.decoder.decode(&mut input) {
+                Ok(Some(frame)) => {
+                    self.stats.frames_received += 1;
+                    if let Err(e) = self.on_frame(frame) {
+                        self.violation(e);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => self.violation(e),
+            }
+        }
+    }
+
+    /// Runs the timers due at `now`: keep-alive PINGs, the idle timeout and
+    /// the SETTINGS acknowledgement deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if self.closed.is_some() {
+            return;
+        }
+        for timer in Timer::ALL {
+            if !self.timers.expire(timer, self.now) {
+                continue;
+            }
+            match timer {
+                Timer::SettingsAck => self.violation(ProtocolError::SettingsTimeout),
+                Timer::Idle => self.close(CloseReason::IdleTimeout, None),
+                Timer::KeepAlive => {
+                    // A full ping queue already proves we are probing.
+                    let _ = self.queue_ping();
+                    if let Some(interval) = self.config.ping_interval {
+                        self.timers.set(Timer::KeepAlive, self.now + interval);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The transport ended (EOF or error). Live streams fail.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.advance(now);
+        self.close(CloseReason::TransportClosed, None);
+    }
+
+    /// Applies a peer violation: a stream error resets that stream, a
+    /// connection error closes with GOAWAY.
+    fn violation(&mut self, e: ProtocolError) {
+        let stream = match &e {
+            ProtocolError::WindowExceeded(s)
+            | ProtocolError::WindowOverflow(s)
+            | ProtocolError::ZeroWindowIncrement(s)
+            | ProtocolError::DataAfterEnd(s)
+                if !e.is_connection_error() =>
+            {
+                *s
+            }
+            _ => {
+                let code = e.code();
+                self.close(CloseReason::Violation(e), Some(code));
+                return;
+            }
+        };
+        let code = e.code();
+        if self.streams.contains_key(&stream) {
+            self.remove_stream(stream);
+            self.events.push_back(Event::Reset {
+                stream,
+                reason: ResetReason::Violation(e),
+            });
+        }
+        self.queue_reply(Frame::RstStream { stream, code });
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Result<(), ProtocolError> {
+        if !self.got_settings {
+            match &frame {
+                Frame::Settings(_) => {}
+                other => return Err(ProtocolError::MissingSettings(other.header().ty)),
+            }
+        }
+        match frame {
+            Frame::Data {
+                stream,
+                end_stream,
+                payload,
+            } => self.on_data(stream, end_stream, payload),
+            Frame::Open {
+                stream,
+                protocol,
+                id,
+                handshake,
+            } => self.on_open(stream, protocol, id, handshake),
+            Frame::OpenAck { stream, handshake } => self.on_open_ack(stream, handshake),
+            Frame::RstStream { stream, code } => self.on_reset(stream, code),
+            Frame::Settings(settings) => self.on_settings(settings),
+            Frame::SettingsAck => self.on_settings_ack(),
+            Frame::Ping { ack, payload } => self.on_ping(ack, payload),
+            Frame::GoAway {
+                last_stream,
+                code,
+                debug,
+            } => {
+                self.on_go_away(last_stream, code, debug);
+                Ok(())
+            }
+            Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
+            // Unknown frame types are ignored, for extensibility.
+            Frame::Unknown { .. } => Ok(()),
+        }
+    }
+
+    fn classify(&self, stream: StreamId) -> Known {
+        if self.streams.contains_key(&stream) {
+            Known::Live
+        } else if stream.initiator() == self.role {
+            if u64::from(stream.value()) < self.next_local_id {
+                Known::Closed
+            } else {
+                Known::Idle
+            }
+        } else if stream.value() <= self.last_remote_id {
+            Known::Closed
+        } else {
+            Known::Idle
+        }
+    }
+
+    fn on_data(&mut self, id: StreamId, end: bool, payload: Bytes) -> Result<(), ProtocolError> {
+        let len = payload.len() as u32;
+        if !self.recv_window.receive(len) {
+            return Err(ProtocolError::WindowExceeded(StreamId::CONNECTION));
+        }
+        if len == 0 && !end && !self.budgets.empty_data.take(self.now) {
+            return Err(ProtocolError::Flood(Flood::EmptyData));
+        }
+        match self.classify(id) {
+            Known::Idle => {
+                return Err(ProtocolError::IdleStream {
+                    ty: FrameType::Data,
+                    stream: id,
+                })
+            }
+            Known::Closed => {
+                // Late data for a stream we reset: give the connection credit back.
+                self.consume_connection(len);
+                return Ok(());
+            }
+            Known::Live => {}
+        }
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let violation = if s.recv.fin {
+            Some(ProtocolError::DataAfterEnd(id))
+        } else if !s.recv.window.receive(len) {
+            Some(ProtocolError::WindowExceeded(id))
+        } else {
+            None
+        };
+        if let Some(e) = violation {
+            self.consume_connection(len);
+            return Err(e);
+        }
+        s.recv.fin = end;
+        let accepted = s.is_accepted();
+        if s.recv.stopped {
+            self.consume(id, len as usize);
+        } else if len > 0 {
+            s.recv.buf.push_back(payload);
+            s.recv.buffered += len as usize;
+            if accepted && !s.recv.notified {
+                s.recv.notified = true;
+                self.events.push_back(Event::Readable { stream: id });
+            }
+        }
+        if end {
+            if accepted {
+                self.events.push_back(Event::Finished { stream: id });
+            }
+            self.maybe_forget(id);
+        }
+        Ok(())
+    }
+
+    fn on_open(
+        &mut self,
+        stream: StreamId,
+        protocol: Bytes,
+        id: Bytes,
+        handshake: Bytes,
+    ) -> Result<(), ProtocolError> {
+        if stream.initiator() == self.role || stream.value() <= self.last_remote_id {
+            return Err(ProtocolError::BadOpenId(stream));
+        }
+        self.last_remote_id = stream.value();
+        let wanted =
+            self.config.accept_any || self.listeners.contains(&(protocol.clone(), id.clone()));
+        let refuse = self.goaway_sent
+            || !wanted
+            || self.remote_active >= self.config.max_concurrent_streams
+            || self.pending_accepts >= self.config.max_pending_accepts;
+        if refuse {
+            self.queue_reply(Frame::RstStream {
+                stream,
+                code: ErrorCode::REFUSED_STREAM,
+            });
+            return Ok(());
+        }
+        let pairing = Pairing::AwaitingAccept {
+            handshake: handshake.clone(),
+        };
+        self.insert_stream(stream, pairing, self.config.default_priority);
+        self.remote_active += 1;
+        self.pending_accepts += 1;
+        self.events.push_back(Event::Incoming {
+            stream,
+            protocol,
+            id,
+            handshake,
+        });
+        Ok(())
+    }
+
+    fn on_open_ack(&mut self, stream: StreamId, handshake: Bytes) -> Result<(), ProtocolError> {
+        if stream.initiator() != self.role {
+            return Err(ProtocolError::UnexpectedOpenAck(stream));
+        }
+        match self.classify(stream) {
+            Known::Idle => Err(ProtocolError::UnexpectedOpenAck(stream)),
+            Known::Closed => Ok(()),
+            Known::Live => {
+                let Some(s) = self.streams.get_mut(&stream) else {
+                    return Ok(());
+                };
+                if !matches!(s.pairing, Pairing::AwaitingAck) {
+                    return Err(ProtocolError::UnexpectedOpenAck(stream));
+                }
+                s.pairing = Pairing::Paired;
+                self.events
+                    .push_back(Event::RemoteOpen { stream, handshake });
+                Ok(())
+            }
+        }
+    }
+
+    fn on_reset(&mut self, stream: StreamId, code: ErrorCode) -> Result<(), ProtocolError> {
+        if !self.budgets.resets.take(self.now) {
+            return Err(ProtocolError::Flood(Flood::Resets));
+        }
+        match self.classify(stream) {
+            Known::Idle => Err(ProtocolError::IdleStream {
+                ty: FrameType::RstStream,
+                stream,
+            }),
+            Known::Closed => Ok(()),
+            Known::Live => {
+                self.remove_stream(stream);
+                self.events.push_back(Event::Reset {
+                    stream,
+                    reason: ResetReason::Remote(code),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn on_settings(&mut self, settings: SettingsFrame) -> Result<(), ProtocolError> {
+        if !self.budgets.settings.take(self.now) {
+            return Err(ProtocolError::Flood(Flood::Settings));
+        }
+        self.got_settings = true;
+        if let Some(max) = settings.max_concurrent_streams {
+            self.peer.max_concurrent_streams = max;
+        }
+        if let Some(max) = settings.max_frame_size {
+            self.peer.max_frame_size = max;
+        }
+        if let Some(window) = settings.initial_window_size {
+            let delta = i64::from(window) - i64::from(self.peer.initial_window);
+            self.peer.initial_window = window;
+            if delta != 0 {
+                let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+                for id in ids {
+                    // Overflow here is the SETTINGS frame's fault: a connection error.
+                    self.grow_send_window(id, delta)
+                        .map_err(|_| ProtocolError::WindowOverflow(StreamId::CONNECTION))?;
+                }
+            }
+        }
+        self.queue_reply(Frame::SettingsAck);
+        Ok(())
+    }
+
+    fn on_settings_ack(&mut self) -> Result<(), ProtocolError> {
+        self.settings_unacked = self
+            .settings_unacked
+            .checked_sub(1)
+            .ok_or(ProtocolError::UnexpectedSettingsAck)?;
+        if self.settings_unacked == 0 {
+            self.timers.stop(Timer::SettingsAck);
+        }
+        Ok(())
+    }
+
+    fn on_ping(&mut self, ack: bool, payload: [u8; 8]) -> Result<(), ProtocolError> {
+        if !ack {
+            if !self.budgets.pings.take(self.now) {
+                return Err(ProtocolError::Flood(Flood::Pings));
+            }
+            self.queue_reply(Frame::Ping { ack: true, payload });
+            return Ok(());
+        }
+        let token = u64::from_be_bytes(payload);
+        // Answers to PINGs we never sent, or not yet sent, are ignored.
+        if let Some(pos) = self
+            .pings
+            .iter()
+            .position(|(t, sent)| *t == token && sent.is_some())
+        {
+            if let Some((_, Some(sent))) = self.pings.remove(pos) {
+                let rtt = self.now.saturating_duration_since(sent);
+                self.rtt = Some(rtt);
+                self.events.push_back(Event::Pong { rtt });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_go_away(&mut self, last_stream: StreamId, code: ErrorCode, debug: Bytes) {
+        self.events.push_back(Event::GoAway {
+            last_stream,
+            code,
+            debug: debug.clone(),
+        });
+        if code != ErrorCode::NO_ERROR {
+            self.close(CloseReason::Remote { code, debug }, None);
+            return;
+        }
+        self.goaway_received = true;
+        // Streams of ours past `last_stream` were never processed: safe to retry.
+        let unprocessed: Vec<StreamId> = self
+            .streams
+            .keys()
+            .copied()
+            .filter(|id| id.initiator() == self.role && *id > last_stream)
+            .collect();
+        for stream in unprocessed {
+            self.remove_stream(stream);
+            self.events.push_back(Event::Reset {
+                stream,
+                reason: ResetReason::GoneAway,
+            });
+        }
+        self.check_drained();
+    }
+
+    fn on_window_update(&mut self, stream: StreamId, increment: u32) -> Result<(), ProtocolError> {
+        if stream.is_connection() {
+            if increment == 0 {
+                return Err(ProtocolError::ZeroWindowIncrement(stream));
+            }
+            self.send_window += i64::from(increment);
+            if self.send_window > i64::from(MAX_WINDOW) {
+                return Err(ProtocolError::WindowOverflow(stream));
+            }
+            return Ok(());
+        }
+        match self.classify(stream) {
+            Known::Idle => Err(ProtocolError::IdleStream {
+                ty: FrameType::WindowUpdate,
+                stream,
+            }),
+            Known::Closed => Ok(()),
+            Known::Live if increment == 0 => Err(ProtocolError::ZeroWindowIncrement(stream)),
+            Known::Live => self.grow_send_window(stream, i64::from(increment)),
+        }
+    }
+
+    /// Adds (or with a SETTINGS change, removes) send credit on a stream.
+    fn grow_send_window(&mut self, stream: StreamId, delta: i64) -> Result<(), ProtocolError> {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return Ok(());
+        };
+        let window = s.send.window + delta;
+        if window > i64::from(MAX_WINDOW) {
+            return Err(ProtocolError::WindowOverflow(stream));
+        }
+        s.send.window = window;
+        if s.send.blocked && s.send_capacity() > 0 && s.send.fin == Fin::Open {
+            s.send.blocked = false;
+            self.events.push_back(Event::Writable { stream });
+        }
+        self.schedule(stream);
+        Ok(())
+    }
+
+    /// Queues a control frame the peer caused. Their number is bounded: a
+    /// peer that makes us queue more than the limit (for example by not
+    /// reading while sending PINGs) is flooding.
+    pub(super) fn queue_reply(&mut self, frame: Frame) {
+        if self.queued_replies >= self.config.limits.max_queued_replies {
+            let kind = match frame {
+                Frame::Ping { .. } => "PING ACK",
+                Frame::SettingsAck => "SETTINGS ACK",
+                _ => "RST_STREAM",
+            };
+            self.violation(ProtocolError::Flood(Flood::ControlQueue(kind)));
+            return;
+        }
+        self.queued_replies += 1;
+        self.control.push_back((frame, true));
+    }
+}

@@ -1,0 +1,211 @@
+//! The write path: placement, eviction, frame copy and publication.
+//! See `FORMAT.md` §5.
+
+use std::ops::Range;
+use std::sync::atomic::{fence, Ordering};
+
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::frame::{self, WRAP_MAGIC};
+use crate::header;
+use crate::message::now_ns;
+use crate::notify;
+use crate::pool::{Durability, Pool, WriterGuard};
+use crate::recover::State;
+use crate::ring::{self, Ring};
+use crate::Seq;
+
+impl Pool {
+    /// Appends one message and returns its seq.
+    ///
+    /// With [`Durability::Flush`] it returns only after the message is on
+    /// stable storage. Fails with [`Error::Usage`] if the message is larger
+    /// than [`crate::Info::max_frame`] or a tag exceeds 65535 bytes.
+    pub fn append(&self, tags: &[&str], data: &[u8]) -> Result<Seq> {
+        let range = self.append_batch(&[(tags, data)])?;
+        Ok(range.start)
+    }
+
+    /// Appends messages with consecutive seqs, published together: readers
+    /// see all of them or none. Returns their seqs as `first..last + 1`
+    /// (empty for an empty batch).
+    pub fn append_batch(&self, batch: &[(&[&str], &[u8])]) -> Result<Range<Seq>> {
+        let max = self.geo.max_frame();
+        for (tags, data) in batch {
+            let len = frame::frame_len(tags, data.len()).map_err(Error::Usage)?;
+            if len > max {
+                return Err(Error::Usage(format!(
+                    "message of {len} bytes (with its 32-byte header and tags) exceeds \
+                     this pool's limit of {max} bytes"
+                )));
+            }
+        }
+        if self.options.durability == Durability::Flush && self.sync_failed.load(Ordering::Acquire)
+        {
+            return Err(self.sync_poisoned());
+        }
+        let time_ns = now_ns();
+        let range = {
+            let mut guard = self.lock()?;
+            self.append_locked(&mut guard, batch, time_ns)?
+        };
+        if !range.is_empty() {
+            notify::wake_followers(&self.map);
+        }
+        if self.options.durability == Durability::Flush && !range.is_empty() {
+            self.sync_through(range.end.0 - 1)?;
+        }
+        Ok(range)
+    }
+
+    /// The body of an append, under the writer lock.
+    fn append_locked(
+        &self,
+        guard: &mut WriterGuard<'_>,
+        batch: &[(&[&str], &[u8])],
+        time_ns: u64,
+    ) -> Result<Range<Seq>> {
+        let mut st = if self.load(header::DIRTY, Ordering::Relaxed) != 0 {
+            // The previous holder died mid-append.
+            self.repair(guard)?
+        } else {
+            self.state(Ordering::Relaxed)
+        };
+        self.check_state(&st)?;
+        let first = Seq(st.newest + 1);
+        if batch.is_empty() {
+            return Ok(first..first);
+        }
+        self.store(header::DIRTY, 1, Ordering::Relaxed);
+        let ring = self.ring();
+        for (tags, data) in batch {
+            let seq = st.newest + 1;
+            let buf = &mut *guard.buf;
+            buf.clear();
+            frame::encode(buf, seq, time_ns, tags, data);
+            let len = buf.len() as u64;
+            let (pos, marker) = self.make_room(&mut st, len)?;
+            failpoint::hit("before_frame");
+            if let Some(at) = marker {
+                self.store_ring(at, u64::from(WRAP_MAGIC));
+            }
+            let words = buf.chunks_exact(8).enumerate();
+            let half = buf.len() / 16;
+            for (i, word) in words {
+                if i == half {
+                    failpoint::hit("mid_payload");
+                }
+                let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+                self.store_ring(pos + 8 * i as u64, w);
+            }
+            let slot = self.slot(seq);
+            self.store(slot + 8, pos, Ordering::Relaxed);
+            self.store(slot, seq, Ordering::Relaxed);
+            st.head = pos + len;
+            st.newest = seq;
+            debug_assert!(ring.len() >= st.head);
+        }
+        failpoint::hit("before_publish");
+        self.store(header::HEAD, st.head, Ordering::Relaxed);
+        // The commit point: everything above happens-before any reader that
+        // loads this value with acquire.
+        self.store(header::NEWEST, st.newest, Ordering::Release);
+        failpoint::hit("after_publish");
+        self.store(header::DIRTY, 0, Ordering::Release);
+        Ok(first..Seq(st.newest + 1))
+    }
+
+    /// Frees `len` contiguous bytes at the head, evicting the oldest frames.
+    /// Returns where the frame goes and, when it wraps, where the wrap
+    /// marker goes. `OLDEST` and `TAIL` are stored before a release fence
+    /// that precedes every overwrite (`FORMAT.md` §5.3).
+    fn make_room(&self, st: &mut State, len: u64) -> Result<(u64, Option<u64>)> {
+        let ring = self.ring();
+        let ring_len = ring.len();
+        let max = self.geo.max_frame();
+        let mut buf = Vec::with_capacity(frame::FRAME_HEADER as usize);
+        // Each step evicts a frame or follows a wrap, so this bounds a loop
+        // over a corrupt chain.
+        let mut steps = 2 * (ring_len / frame::FRAME_HEADER) + 4;
+        let placed = loop {
+            if st.is_empty() {
+                let pos = if st.head + len <= ring_len {
+                    st.head
+                } else {
+                    0
+                };
+                st.tail = pos;
+                self.store(header::TAIL, pos, Ordering::Relaxed);
+                break (pos, None);
+            }
+            let wraps = st.head + len > ring_len;
+            let needed = if wraps { ring_len - st.head + len } else { len };
+            let free = match st.tail.cmp(&st.head) {
+                std::cmp::Ordering::Greater => st.tail - st.head,
+                std::cmp::Ordering::Less => ring_len - st.head + st.tail,
+                std::cmp::Ordering::Equal => 0,
+            };
+            if free >= needed {
+                let marker = (wraps && st.head < ring_len).then_some(st.head);
+                break (if wraps { 0 } else { st.head }, marker);
+            }
+            steps = steps
+                .checked_sub(1)
+                .ok_or_else(|| self.corrupt_state("eviction loops"))?;
+            let pos = ring::resolve(&ring, st.tail)
+                .map_err(|e| self.corrupt(self.geo.ring_off + st.tail, e))?;
+            if pos != st.tail {
+                st.tail = pos;
+                self.store(header::TAIL, pos, Ordering::Relaxed);
+                continue;
+            }
+            // Only lengths are needed; the checksum protects readers.
+            let head = ring::load(&ring, pos, max, u64::MAX, &mut buf)
+                .map_err(|e| self.corrupt(self.geo.ring_off + pos, e))?;
+            if head.seq != st.oldest {
+                return Err(self.corrupt(self.geo.ring_off + pos, frame::FrameError::Seq));
+            }
+            st.oldest += 1;
+            st.tail = pos + head.padded_len();
+            // OLDEST first: a crash before TAIL leaves a tail one frame
+            // behind, which recovery skips.
+            self.store(header::OLDEST, st.oldest, Ordering::Relaxed);
+            self.store(header::TAIL, st.tail, Ordering::Relaxed);
+        };
+        fence(Ordering::Release);
+        Ok(placed)
+    }
+
+    /// Refuses to write through a published state that is out of bounds.
+    fn check_state(&self, st: &State) -> Result<()> {
+        let len = self.geo.ring_len;
+        let ok = st.head % 8 == 0
+            && st.head <= len
+            && st.tail % 8 == 0
+            && st.tail <= len
+            && st.oldest >= 1
+            && st.newest < u64::MAX - (1 << 32)
+            && st.oldest <= st.newest + 1;
+        if ok {
+            Ok(())
+        } else {
+            Err(self.corrupt_state("published state out of bounds"))
+        }
+    }
+
+    /// A corruption error pointing at the published state.
+    fn corrupt_state(&self, reason: &'static str) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            at: crate::Location::Offset(header::HEAD),
+            reason,
+        }
+    }
+
+    /// Stores a little-endian word at ring offset `off`.
+    fn store_ring(&self, off: u64, value: u64) {
+        self.map
+            .u64_at(self.geo.ring_off + off)
+            .store(value.to_le(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,130 @@
+//! Reading in seq order, and following new appends.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::header;
+use crate::message::Message;
+use crate::notify;
+use crate::pool::{Pool, ReadError};
+use crate::Seq;
+
+/// Where a [`Cursor`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Start {
+    /// At this seq (a gap is reported if it was already overwritten).
+    Seq(Seq),
+    /// At the oldest message still held.
+    Oldest,
+    /// After the newest message: only messages appended from now on.
+    End,
+    /// At the last `n` messages held (fewer if the pool holds fewer).
+    Last(u64),
+}
+
+/// Reads messages in seq order; see [`Pool::cursor`].
+///
+/// A cursor never skips a message silently: if the ring overwrote messages
+/// before the cursor read them, the next read fails once with
+/// [`Error::RetentionGap`] naming exactly the lost seqs, and the cursor
+/// continues after them.
+#[derive(Debug)]
+pub struct Cursor<'p> {
+    pool: &'p Pool,
+    next: u64,
+    /// Logical ring position of `next`, when known from the previous frame.
+    pos: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl Pool {
+    /// A cursor reading from `start`.
+    pub fn cursor(&self, start: Start) -> Cursor<'_> {
+        let st = self.state(Ordering::Acquire);
+        let next = match start {
+            Start::Seq(seq) => seq.0.max(1),
+            Start::Oldest => st.oldest,
+            Start::End => st.newest + 1,
+            Start::Last(n) => (st.newest + 1).saturating_sub(n).max(st.oldest),
+        };
+        Cursor {
+            pool: self,
+            next,
+            pos: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Blocks until a message with seq `>= seq` is published or `timeout`
+    /// passes; returns whether it was. Costs writers nothing while nobody
+    /// waits; wakes through the futex broadcast, checking at least every
+    /// [`crate::Options::poll_interval`].
+    pub fn wait_for(&self, seq: Seq, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
+        notify::wait_until(&self.map, seq.0, deadline, self.options.poll_interval)
+    }
+}
+
+impl Cursor<'_> {
+    /// The seq the next read returns.
+    pub fn next_seq(&self) -> Seq {
+        Seq(self.next)
+    }
+
+    /// The next message, or `None` if it is not yet published.
+    pub fn try_next(&mut self) -> Result<Option<Message>> {
+        match self.pool.read(self.next, self.pos, &mut self.buf) {
+            Ok((msg, pos)) => {
+                self.next += 1;
+                self.pos = Some(pos);
+                Ok(Some(msg))
+            }
+            Err(ReadError::Missing) => {
+                let oldest = self.pool.load(header::OLDEST, Ordering::Acquire);
+                if self.next < oldest {
+                    // Everything up to the end was overwritten.
+                    return Err(self.skip_to(oldest));
+                }
+                Ok(None)
+            }
+            Err(ReadError::Gone { oldest }) => Err(self.skip_to(oldest)),
+            Err(ReadError::Corrupt(off, e)) => Err(self.pool.corrupt(off, e)),
+        }
+    }
+
+    /// The next message, waiting up to `timeout` for it to be appended.
+    /// `Ok(None)` means the timeout passed.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(msg) = self.try_next()? {
+                return Ok(Some(msg));
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(1 << 32),
+            };
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.pool.wait_for(Seq(self.next), left);
+        }
+    }
+
+    /// Moves past overwritten seqs and reports them.
+    fn skip_to(&mut self, oldest: u64) -> Error {
+        if oldest <= self.next {
+            // Readers lapped by writers for every retry: transient.
+            return Error::Busy {
+                path: self.pool.path.clone(),
+            };
+        }
+        let lost = Seq(self.next)..Seq(oldest);
+        self.next = oldest;
+        self.pos = None;
+        Error::RetentionGap { lost }
+    }
+}

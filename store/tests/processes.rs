@@ -1,0 +1,312 @@
+//! Tests that need several processes: crash injection, eight concurrent
+//! writer processes with concurrent readers, and a follower in another
+//! process woken by an append.
+//!
+//! This binary has no libtest harness: run with `PLEX_STORE_CHILD=<role>` it
+//! plays a child process instead of running the tests, so children are
+//! plain re-executions of `current_exe()`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use plex_store::{Durability, Options, Pool, Seq, Start};
+
+type Test = (&'static str, fn());
+
+const TESTS: &[Test] = &[
+    ("crash_at_every_append_phase", crash_at_every_append_phase),
+    (
+        "eight_writer_processes_with_readers",
+        eight_writer_processes_with_readers,
+    ),
+    (
+        "follower_in_other_process_is_woken",
+        follower_in_other_process_is_woken,
+    ),
+];
+
+fn main() {
+    if let Ok(role) = std::env::var("PLEX_STORE_CHILD") {
+        child(&role);
+        return;
+    }
+    // Accept libtest-style invocations: flags are ignored, a bare word filters.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let list = std::env::args().any(|a| a == "--list");
+    let mut ran = 0;
+    for (name, test) in TESTS {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        if list {
+            println!("{name}: test");
+            continue;
+        }
+        println!("test {name} ...");
+        test();
+        println!("test {name} ... ok");
+        ran += 1;
+    }
+    if !list {
+        println!("\ntest result: ok. {ran} passed");
+    }
+}
+
+// ---------------------------------------------------------------- children
+
+/// Entry point of a child process; its role and arguments come from the
+/// environment.
+fn child(role: &str) {
+    let path = PathBuf::from(env("PLEX_STORE_PATH"));
+    match role {
+        "append" => {
+            let writer: u64 = env("PLEX_STORE_WRITER").parse().unwrap();
+            let count: u64 = env("PLEX_STORE_COUNT").parse().unwrap();
+            let durability = match env("PLEX_STORE_DURABILITY").as_str() {
+                "flush" => Durability::Flush,
+                _ => Durability::Fast,
+            };
+            let pool = Pool::open_with(&path, Options::new().durability(durability)).unwrap();
+            let mut out = std::io::stdout().lock();
+            for i in 0..count {
+                let seq = pool.append(&["w"], payload(writer, i).as_bytes()).unwrap();
+                // An acknowledgement the parent may rely on after a crash.
+                writeln!(out, "{} {writer} {i}", seq.0).unwrap();
+                out.flush().unwrap();
+            }
+        }
+        "read" => {
+            let total: u64 = env("PLEX_STORE_COUNT").parse().unwrap();
+            let pool = Pool::open(&path).unwrap();
+            let mut cursor = pool.cursor(Start::Seq(Seq(1)));
+            let mut last = 0;
+            let mut per_writer = BTreeMap::new();
+            while last < total {
+                let msg = cursor
+                    .next_timeout(Duration::from_secs(60))
+                    .unwrap()
+                    .expect("stalled");
+                assert_eq!(msg.seq.0, last + 1, "reader saw a gap or reorder");
+                let (writer, i) = parse(&msg.data);
+                let prev = per_writer.insert(writer, i);
+                assert_eq!(prev.map_or(0, |p| p + 1), i, "writer {writer} out of order");
+                last = msg.seq.0;
+            }
+            println!("read {last}");
+        }
+        "follow" => {
+            let options = Options::new().poll_interval(Duration::from_secs(60));
+            let pool = Pool::open_with(&path, options).unwrap();
+            let mut cursor = pool.cursor(Start::End);
+            println!("ready {}", cursor.next_seq());
+            std::io::stdout().flush().unwrap();
+            match cursor.next_timeout(Duration::from_secs(60)).unwrap() {
+                Some(msg) => println!("got {} {}", msg.seq, String::from_utf8_lossy(&msg.data)),
+                None => println!("timeout"),
+            }
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+fn payload(writer: u64, i: u64) -> String {
+    format!("w{writer}-{i}")
+}
+
+fn parse(data: &[u8]) -> (u64, u64) {
+    let text = std::str::from_utf8(data).expect("payload not utf-8");
+    let (w, i) = text
+        .strip_prefix('w')
+        .and_then(|t| t.split_once('-'))
+        .expect("bad payload");
+    (w.parse().unwrap(), i.parse().unwrap())
+}
+
+fn spawn(role: &str, path: &Path, vars: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("PLEX_STORE_CHILD", role)
+        .env("PLEX_STORE_PATH", path)
+        .env_remove("PLEX_STORE_FAILPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+// ------------------------------------------------------------------- tests
+
+/// A child appending with `Flush` is SIGKILLed at each phase of an append
+/// (and of its sync). The pool must reopen and validate, keep every
+/// acknowledged message, and keep seqs strictly monotonic.
+fn crash_at_every_append_phase() {
+    let phases = [
+        "before_frame",
+        "mid_payload",
+        "before_publish",
+        "after_publish",
+        "before_sync",
+        "mid_sync",
+    ];
+    for phase in phases {
+        for nth in [1u64, 9] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("crash.pool");
+            // A 16 KiB ring, pre-filled past wrapping so the crash lands
+            // while frames are being evicted.
+            let pool = Pool::create(&path, 8192 + 16384, Options::new().index_slots(64)).unwrap();
+            for i in 0..100 {
+                pool.append(&["pre"], &[i as u8; 200]).unwrap();
+            }
+            drop(pool);
+
+            let mut child = spawn(
+                "append",
+                &path,
+                &[
+                    ("PLEX_STORE_WRITER", "1".into()),
+                    ("PLEX_STORE_COUNT", "40".into()),
+                    ("PLEX_STORE_DURABILITY", "flush".into()),
+                    ("PLEX_STORE_FAILPOINT", format!("{phase}:{nth}")),
+                ],
+            );
+            let acked: Vec<(u64, u64)> = BufReader::new(child.stdout.take().unwrap())
+                .lines()
+                .map(|l| {
+                    let l = l.unwrap();
+                    let mut f = l.split(' ').map(|x| x.parse::<u64>().unwrap());
+                    let seq = f.next().unwrap();
+                    let _writer = f.next();
+                    (seq, f.next().unwrap())
+                })
+                .collect();
+            let status = child.wait().unwrap();
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "{phase}:{nth} child was not killed: {status}"
+            );
+            assert_eq!(
+                acked.len() as u64,
+                nth - 1,
+                "{phase}:{nth} acks before the crash"
+            );
+
+            let bytes = std::fs::read(&path).unwrap();
+            plex_store::check_bytes(&bytes).unwrap_or_else(|e| panic!("{phase}:{nth}: {e}"));
+            let pool = Pool::open(&path).unwrap_or_else(|e| panic!("{phase}:{nth}: {e}"));
+            let info = pool.info();
+            for &(seq, i) in &acked {
+                let msg = pool
+                    .get(Seq(seq))
+                    .unwrap_or_else(|e| panic!("{phase}:{nth} lost {seq}: {e}"));
+                assert_eq!(msg.data, payload(1, i).as_bytes());
+            }
+            let last_acked = acked.last().map_or(100, |a| a.0);
+            assert!(info.newest.0 >= last_acked, "{phase}:{nth}");
+            // Everything held is valid and gapless, and new seqs continue.
+            let mut cursor = pool.cursor(Start::Oldest);
+            let mut expect = info.oldest.0;
+            while let Some(msg) = cursor.try_next().unwrap() {
+                assert_eq!(msg.seq.0, expect);
+                expect += 1;
+            }
+            assert_eq!(expect, info.newest.0 + 1);
+            let next = pool.append(&[], b"after").unwrap();
+            assert_eq!(next.0, info.newest.0 + 1, "{phase}:{nth}");
+        }
+    }
+}
+
+/// 8 writer processes append 10,000 messages each while 2 reader processes
+/// follow: 80,000 unique gapless seqs, each writer's messages in order.
+fn eight_writer_processes_with_readers() {
+    const WRITERS: u64 = 8;
+    const EACH: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("multi.pool");
+    Pool::create(&path, 8 << 20, Options::new().index_slots(1 << 16)).unwrap();
+    let total = (WRITERS * EACH).to_string();
+    let readers: Vec<Child> = (0..2)
+        .map(|_| spawn("read", &path, &[("PLEX_STORE_COUNT", total.clone())]))
+        .collect();
+    let writers: Vec<Child> = (0..WRITERS)
+        .map(|w| {
+            spawn(
+                "append",
+                &path,
+                &[
+                    ("PLEX_STORE_WRITER", w.to_string()),
+                    ("PLEX_STORE_COUNT", EACH.to_string()),
+                    ("PLEX_STORE_DURABILITY", "fast".into()),
+                ],
+            )
+        })
+        .collect();
+    let mut acked = BTreeMap::new();
+    for w in writers {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "writer failed: {}", out.status);
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let f: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+            assert!(
+                acked.insert(f[0], (f[1], f[2])).is_none(),
+                "seq {} acked twice",
+                f[0]
+            );
+        }
+    }
+    assert_eq!(acked.len() as u64, WRITERS * EACH);
+    assert_eq!(acked.keys().next(), Some(&1));
+    assert_eq!(acked.keys().last(), Some(&(WRITERS * EACH)));
+    for r in readers {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "reader failed: {}", out.status);
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            format!("read {total}")
+        );
+    }
+    let pool = Pool::open(&path).unwrap();
+    let mut cursor = pool.cursor(Start::Oldest);
+    let mut next_i = BTreeMap::new();
+    for seq in 1..=WRITERS * EACH {
+        let msg = cursor.try_next().unwrap().unwrap();
+        assert_eq!(msg.seq, Seq(seq));
+        let (w, i) = parse(&msg.data);
+        assert_eq!(acked[&seq], (w, i));
+        let expect = next_i.entry(w).or_insert(0);
+        assert_eq!(*expect, i, "writer {w} out of order at seq {seq}");
+        *expect += 1;
+    }
+    assert!(cursor.try_next().unwrap().is_none());
+}
+
+/// A follower blocked in another process (fallback poll set to a minute)
+/// is woken by an append through the futex broadcast.
+fn follower_in_other_process_is_woken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("follow.pool");
+    let pool = Pool::create(&path, 1 << 16, Options::new()).unwrap();
+    let mut child = spawn("follow", &path, &[]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready 1");
+    // Wait until the follower has registered for the wake-up, so the
+    // append below must wake it through the futex.
+    while pool.info().waiters == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(pool.append(&[], b"wake up").unwrap(), Seq(1));
+    assert_eq!(lines.next().unwrap().unwrap(), "got 1 wake up");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(pool.info().waiters, 0);
+}

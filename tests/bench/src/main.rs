@@ -1,0 +1,168 @@
+//! `plex-bench`: Plex side by side with its peers, in one process.
+//!
+//! `cargo run --release -p plex-bench -- <suite> [--quick]` runs a suite of
+//! scenarios, prints a table and writes JSON to `target/plex-bench/<suite>.json`.
+
+mod counting_alloc;
+mod proto;
+mod report;
+
+use std::process::ExitCode;
+
+/// Counts live heap bytes for the memory scenarios.
+#[global_allocator]
+static ALLOC: counting_alloc::Counting = counting_alloc::Counting;
+
+const USAGE: &str = "\
+usage: plex-bench <suite> [--quick]
+
+suites:
+  proto    the sans-IO protocol in memory: codec, bulk transfer, stream churn, memory
+
+options:
+  --quick  fewer and smaller runs (about a minute)
+  -h, --help  print this help";
+
+/// A benchmark suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suite {
+    Proto,
+}
+
+impl Suite {
+    fn from_arg(arg: &str) -> Option<Suite> {
+        match arg {
+            "proto" => Some(Suite::Proto),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Proto => "proto",
+        }
+    }
+}
+
+/// How hard to run a suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// Fewer repetitions and smaller sizes.
+    pub(crate) quick: bool,
+}
+
+impl Options {
+    /// Repetitions of each scenario; odd, so the median is a real run.
+    pub(crate) fn runs(self) -> usize {
+        if self.quick {
+            3
+        } else {
+            5
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Run(Suite, Options),
+    Help,
+}
+
+fn main() -> ExitCode {
+    let command = match parse_args(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("plex-bench: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (suite, options) = match command {
+        Command::Help => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Run(suite, options) => (suite, options),
+    };
+    let result = match suite {
+        Suite::Proto => proto::run(options),
+    };
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("plex-bench {}: {e}", suite.name());
+            return ExitCode::FAILURE;
+        }
+    };
+    report.print_table();
+    match report.write_json(suite.name()) {
+        Ok(path) => {
+            println!("\nwrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plex-bench: cannot write the JSON report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the arguments after the program name.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut suite: Option<Suite> = None;
+    let mut options = Options { quick: false };
+    for arg in args {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--quick" => options.quick = true,
+            flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
+            name => {
+                if let Some(first) = suite {
+                    return Err(format!(
+                        "one suite at a time (got `{}` and `{name}`)",
+                        first.name()
+                    ));
+                }
+                suite = Some(Suite::from_arg(name).ok_or(format!("unknown suite `{name}`"))?);
+            }
+        }
+    }
+    let suite = suite.ok_or("no suite given")?;
+    Ok(Command::Run(suite, options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_suite_and_quick_in_any_order() {
+        let quick = Options { quick: true };
+        assert_eq!(
+            parse(&["proto", "--quick"]),
+            Ok(Command::Run(Suite::Proto, quick))
+        );
+        assert_eq!(
+            parse(&["--quick", "proto"]),
+            Ok(Command::Run(Suite::Proto, quick))
+        );
+        let full = Options { quick: false };
+        assert_eq!(parse(&["proto"]), Ok(Command::Run(Suite::Proto, full)));
+        assert_eq!(parse(&["proto", "--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        assert_eq!(parse(&[]), Err("no suite given".into()));
+        assert_eq!(parse(&["mux"]), Err("unknown suite `mux`".into()));
+        assert_eq!(
+            parse(&["proto", "--fast"]),
+            Err("unknown option `--fast`".into())
+        );
+        assert!(parse(&["proto", "proto"]).is_err());
+    }
+}

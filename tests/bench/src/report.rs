@@ -1,0 +1,284 @@
+//! Results: a table on stdout and a JSON file under `target/plex-bench/`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::{env, fs, io};
+
+/// The implementation every ratio is taken against.
+pub(crate) const PLEX: &str = "plex";
+
+/// One measured scenario: the median figure of each implementation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Scenario {
+    /// Short identifier, stable across runs.
+    pub(crate) name: &'static str,
+    /// Unit of every figure.
+    pub(crate) unit: &'static str,
+    /// Whether a larger figure is better.
+    pub(crate) higher_is_better: bool,
+    /// A goal for Plex's figure, reported against rather than asserted.
+    pub(crate) target: Option<f64>,
+    /// Figures by implementation, Plex first.
+    pub(crate) results: Vec<(&'static str, f64)>,
+}
+
+impl Scenario {
+    fn result(&self, implementation: &str) -> Option<f64> {
+        self.results
+            .iter()
+            .find(|(name, _)| *name == implementation)
+            .map(|&(_, value)| value)
+    }
+
+    /// Whether Plex's figure meets the target, if there is one.
+    fn meets_target(&self) -> Option<bool> {
+        let (target, plex) = (self.target?, self.result(PLEX)?);
+        Some(if self.higher_is_better {
+            plex >= target
+        } else {
+            plex <= target
+        })
+    }
+}
+
+/// A suite's results, in the order they ran.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    scenarios: Vec<Scenario>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    pub(crate) fn push(&mut self, scenario: Scenario) {
+        self.scenarios.push(scenario);
+    }
+
+    /// A line printed under the table.
+    pub(crate) fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    /// Prints one row per scenario: a column per implementation, a ratio
+    /// column (Plex over it) per baseline, and the target if any.
+    pub(crate) fn print_table(&self) {
+        print!("{}", self.table());
+    }
+
+    /// Writes `<target dir>/plex-bench/<suite>.json`; returns its path.
+    pub(crate) fn write_json(&self, suite: &str) -> io::Result<PathBuf> {
+        let dir = target_dir().join("plex-bench");
+        fs::create_dir_all(&dir)?;
+        let path = fs::canonicalize(dir)?.join(format!("{suite}.json"));
+        fs::write(&path, self.json())?;
+        Ok(path)
+    }
+
+    fn table(&self) -> String {
+        let baselines = self.baselines();
+        let mut header = vec![
+            "scenario".to_string(),
+            "unit".into(),
+            "better".into(),
+            PLEX.into(),
+        ];
+        for name in &baselines {
+            header.push((*name).into());
+            header.push(format!("{PLEX}/{name}"));
+        }
+        header.push("target".into());
+        let mut rows = vec![header];
+        for s in &self.scenarios {
+            let plex = s.result(PLEX);
+            let mut row = vec![
+                s.name.to_string(),
+                s.unit.into(),
+                if s.higher_is_better {
+                    "higher"
+                } else {
+                    "lower"
+                }
+                .into(),
+                plex.map_or("-".into(), number),
+            ];
+            for name in &baselines {
+                let other = s.result(name);
+                row.push(other.map_or("-".into(), number));
+                row.push(match (plex, other) {
+                    (Some(p), Some(o)) if o != 0.0 => format!("{:.2}x", p / o),
+                    _ => "-".into(),
+                });
+            }
+            row.push(match (s.target, s.meets_target()) {
+                (Some(target), Some(met)) => {
+                    let bound = if s.higher_is_better { ">=" } else { "<=" };
+                    let verdict = if met { "met" } else { "MISSED" };
+                    format!("{bound} {} {verdict}", number(target))
+                }
+                _ => "-".into(),
+            });
+            rows.push(row);
+        }
+        let mut widths = vec![0; rows[0].len()];
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.len());
+            }
+        }
+        let mut out = String::new();
+        for row in &rows {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+                // Names left, figures right.
+                match i {
+                    0..=2 => write!(line, "{cell:<width$}  "),
+                    _ => write!(line, "{cell:>width$}  "),
+                }
+                .expect("writing to a String cannot fail");
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        out
+    }
+
+    /// Implementations other than Plex, in order of first appearance.
+    fn baselines(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for (name, _) in self.scenarios.iter().flat_map(|s| &s.results) {
+            if *name != PLEX && !names.contains(name) {
+                names.push(*name);
+            }
+        }
+        names
+    }
+
+    /// `{"scenarios":[{"name","unit","higher_is_better","target"?,"results":{..}}]}`.
+    fn json(&self) -> String {
+        let mut out = String::from("{\"scenarios\":[");
+        for (i, s) in self.scenarios.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("\n  {\"name\":");
+            json_string(&mut out, s.name);
+            out.push_str(",\"unit\":");
+            json_string(&mut out, s.unit);
+            out.push_str(&format!(",\"higher_is_better\":{}", s.higher_is_better));
+            if let Some(target) = s.target {
+                out.push_str(",\"target\":");
+                json_number(&mut out, target);
+            }
+            out.push_str(",\"results\":{");
+            for (j, (name, value)) in s.results.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                json_string(&mut out, name);
+                out.push(':');
+                json_number(&mut out, *value);
+            }
+            out.push_str("}}");
+        }
+        out.push_str("\n]}\n");
+        out
+    }
+}
+
+/// `CARGO_TARGET_DIR` if set, else the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+    }
+}
+
+/// A figure with about three significant digits; whole numbers as such.
+fn number(value: f64) -> String {
+    match value.abs() {
+        v if v >= 1000.0 || v.fract() == 0.0 => format!("{value:.0}"),
+        v if v >= 100.0 => format!("{value:.1}"),
+        _ => format!("{value:.2}"),
+    }
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// JSON has no NaN or infinity: those become `null`.
+fn json_number(out: &mut String, value: f64) {
+    if value.is_finite() {
+        // `Display` for f64 never uses an exponent: always a JSON number.
+        out.push_str(&value.to_string());
+    } else {
+        out.push_str("null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let mut r = Report::default();
+        r.push(Scenario {
+            name: "codec",
+            unit: "GB/s",
+            higher_is_better: true,
+            target: None,
+            results: vec![(PLEX, 5.0), ("memcpy", 10.0)],
+        });
+        r.push(Scenario {
+            name: "mem",
+            unit: "B/stream",
+            higher_is_better: false,
+            target: Some(512.0),
+            results: vec![(PLEX, 600.5)],
+        });
+        r
+    }
+
+    #[test]
+    fn json_has_the_agreed_shape() {
+        assert_eq!(
+            report().json(),
+            "{\"scenarios\":[\n  \
+             {\"name\":\"codec\",\"unit\":\"GB/s\",\"higher_is_better\":true,\
+             \"results\":{\"plex\":5,\"memcpy\":10}},\n  \
+             {\"name\":\"mem\",\"unit\":\"B/stream\",\"higher_is_better\":false,\
+             \"target\":512,\"results\":{\"plex\":600.5}}\n]}\n"
+        );
+    }
+
+    #[test]
+    fn table_has_ratio_and_target_columns() {
+        let table = report().table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("plex/memcpy"), "{table}");
+        assert!(
+            lines[1].contains("  0.50x  ") && lines[1].ends_with('-'),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("<= 512 MISSED"), "{table}");
+    }
+
+    #[test]
+    fn strings_and_numbers_are_escaped() {
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\n");
+        json_number(&mut out, f64::NAN);
+        assert_eq!(out, "\"a\\\"b\\\\c\\u000a\"null");
+    }
+}
