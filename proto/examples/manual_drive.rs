@@ -80,7 +80,10 @@ fn main() {
     }
 
     // 6. Garbage from the transport is a typed error, never a panic.
-    server.handle_input(now, Bytes::from_static(b"\x00\x00\x04\x03\x00\x00\x00\x00\x00garbage!"));
+    server.handle_input(
+        now,
+        Bytes::from_static(b"\x00\x00\x04\x03\x00\x00\x00\x00\x00garbage!"),
+    );
     while let Some(event) = server.poll_event() {
         println!("server event after garbage: {event:?}");
     }

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use crate::budget::{Bucket, Budgets};
 use crate::codec::Decoder;
 use crate::config::Config;
-use crate::error::{CloseReason, ConfigError, LocalError, ReadError, WriteError};
+use crate::error::{CloseReason, ConfigError, LocalError, ReadError, ResetReason, WriteError};
 use crate::event::{Event, SessionStats, StreamWindows};
 use crate::flow::RecvWindow;
 use crate::frame::{
@@ -645,6 +645,16 @@ impl Session {
             }
         }
         self.check_drained();
+    }
+
+    /// Reports a live stream's reset to the application and drops it. The
+    /// event goes first: dropping the last stream of a drain closes the
+    /// session, and `Closed` must be the last event.
+    fn reset_stream(&mut self, stream: StreamId, reason: ResetReason) {
+        if self.streams.contains_key(&stream) {
+            self.events.push_back(Event::Reset { stream, reason });
+            self.remove_stream(stream);
+        }
     }
 
     /// Drops a stream at once (reset or refused), fixing every count and

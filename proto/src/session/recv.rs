@@ -94,13 +94,7 @@ impl Session {
             }
         };
         let code = e.code();
-        if self.streams.contains_key(&stream) {
-            self.remove_stream(stream);
-            self.events.push_back(Event::Reset {
-                stream,
-                reason: ResetReason::Violation(e),
-            });
-        }
+        self.reset_stream(stream, ResetReason::Violation(e));
         self.queue_reply(Frame::RstStream { stream, code });
     }
 
@@ -287,11 +281,7 @@ impl Session {
             }),
             Known::Closed => Ok(()),
             Known::Live => {
-                self.remove_stream(stream);
-                self.events.push_back(Event::Reset {
-                    stream,
-                    reason: ResetReason::Remote(code),
-                });
+                self.reset_stream(stream, ResetReason::Remote(code));
                 Ok(())
             }
         }
@@ -378,11 +368,7 @@ impl Session {
             .filter(|id| id.initiator() == self.role && *id > last_stream)
             .collect();
         for stream in unprocessed {
-            self.remove_stream(stream);
-            self.events.push_back(Event::Reset {
-                stream,
-                reason: ResetReason::GoneAway,
-            });
+            self.reset_stream(stream, ResetReason::GoneAway);
         }
         self.check_drained();
     }

@@ -9,6 +9,7 @@
 //! - every event is consistent with what the other side did (`RemoteOpen`
 //!   once per stream per side, `Finished` only after the peer finished);
 //! - once both sides have finished and read everything, no stream is left;
+//! - `Closed` is the last event;
 //! - nothing panics.
 
 use std::time::{Duration, Instant};
@@ -490,6 +491,9 @@ impl Model {
 
     fn on_event(&mut self, side: Role, event: Event) -> Result<(), String> {
         let s = idx(side);
+        if self.closed[s] {
+            return Err(format!("{side:?}: {event:?} after Closed"));
+        }
         let find = |tracks: &[Track], id: StreamId| {
             tracks
                 .iter()

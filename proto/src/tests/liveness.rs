@@ -269,3 +269,33 @@ fn config_defaults_follow_the_seed_and_bad_values_are_refused() {
     };
     assert!(Session::client(bad, origin()).is_err());
 }
+
+#[test]
+fn closed_is_the_last_event_even_when_a_goaway_resets_the_last_stream() {
+    // Found by the `session` fuzz target: a GOAWAY that refuses our only
+    // stream drains the session; its Reset must come before Closed.
+    let t0 = origin();
+    let mut s = Session::server(Config::default(), t0).unwrap();
+    let id = s.open(OpenOptions::default()).unwrap();
+    s.handle_input(
+        t0,
+        raw_peer(&[Frame::GoAway {
+            last_stream: StreamId::CONNECTION,
+            code: ErrorCode::NO_ERROR,
+            debug: Bytes::new(),
+        }]),
+    );
+    let ev = events(&mut s);
+    assert_eq!(
+        ev[ev.len() - 2..],
+        [
+            Event::Reset {
+                stream: id,
+                reason: ResetReason::GoneAway
+            },
+            Event::Closed {
+                reason: CloseReason::Drained
+            },
+        ]
+    );
+}

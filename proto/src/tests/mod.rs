@@ -5,6 +5,7 @@ mod hostile;
 mod liveness;
 mod props;
 mod streams;
+mod vectors;
 
 use bytes::{Bytes, BytesMut};
 

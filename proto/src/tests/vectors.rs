@@ -1,0 +1,131 @@
+//! The hex test vectors at the end of `proto/SPEC.md`: each decodes to the
+//! frame it names and that frame encodes back to the same bytes.
+
+use super::*;
+use crate::{ErrorCode, SettingsFrame};
+
+const SPEC: &str = include_str!("../../SPEC.md");
+
+/// `(name, bytes)` for every line of the spec's vector block.
+fn spec_vectors() -> Vec<(String, Vec<u8>)> {
+    let start = SPEC.find("## 13. Test vectors").expect("vector section");
+    let block = SPEC[start..].split("```text").nth(1).expect("vector block");
+    let block = block.split("```").next().expect("block end");
+    block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next().expect("name").to_string();
+            let bytes = words
+                .map(|h| u8::from_str_radix(h, 16).expect("hex"))
+                .collect();
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn expected(name: &str) -> Frame {
+    let s = StreamId::new;
+    let b = Bytes::from_static;
+    match name {
+        "data" => Frame::Data {
+            stream: s(1),
+            end_stream: false,
+            payload: b(b"hello"),
+        },
+        "data-end-stream" => Frame::Data {
+            stream: s(3),
+            end_stream: true,
+            payload: Bytes::new(),
+        },
+        "open" => Frame::Open {
+            stream: s(1),
+            protocol: b(b"echo"),
+            id: b(b"c1"),
+            handshake: b(b"v1"),
+        },
+        "open-anonymous" => Frame::Open {
+            stream: s(2),
+            protocol: Bytes::new(),
+            id: Bytes::new(),
+            handshake: Bytes::new(),
+        },
+        "open-ack" => Frame::OpenAck {
+            stream: s(1),
+            handshake: b(b"ok"),
+        },
+        "rst-stream-cancel" => Frame::RstStream {
+            stream: s(5),
+            code: ErrorCode::CANCEL,
+        },
+        "settings" => Frame::Settings(SettingsFrame {
+            max_concurrent_streams: Some(100),
+            initial_window_size: Some(65_536),
+            max_frame_size: Some(16_384),
+        }),
+        "settings-ack" => Frame::SettingsAck,
+        "ping" => Frame::Ping {
+            ack: false,
+            payload: [0, 0, 0, 0, 0, 0, 0, 7],
+        },
+        "ping-ack" => Frame::Ping {
+            ack: true,
+            payload: [0, 0, 0, 0, 0, 0, 0, 7],
+        },
+        "goaway" => Frame::GoAway {
+            last_stream: s(7),
+            code: ErrorCode::ENHANCE_YOUR_CALM,
+            debug: b(b"calm"),
+        },
+        "window-update-connection" => Frame::WindowUpdate {
+            stream: s(0),
+            increment: 983_040,
+        },
+        "window-update-stream" => Frame::WindowUpdate {
+            stream: s(1),
+            increment: 32_768,
+        },
+        other => panic!("SPEC.md has a vector this test does not know: {other}"),
+    }
+}
+
+#[test]
+fn spec_vectors_decode_and_encode() {
+    let vectors = spec_vectors();
+    assert_eq!(vectors.len(), 14, "every vector is checked");
+    for (name, bytes) in vectors {
+        if name == "preface" {
+            assert_eq!(bytes, crate::PREFACE);
+            continue;
+        }
+        let frame = expected(&name);
+        let mut input = Bytes::from(bytes.clone());
+        let mut decoder = crate::Decoder::new(crate::MIN_MAX_FRAME_SIZE);
+        assert_eq!(
+            decoder.decode(&mut input),
+            Ok(Some(frame.clone())),
+            "{name}"
+        );
+        assert!(input.is_empty(), "{name}: trailing bytes");
+        let mut wire = BytesMut::new();
+        frame.encode(&mut wire);
+        assert_eq!(wire.to_vec(), bytes, "{name}");
+    }
+}
+
+#[test]
+fn payloads_are_zero_copy_slices_of_the_input() {
+    let (_, bytes) = spec_vectors()
+        .into_iter()
+        .find(|(n, _)| n == "data")
+        .unwrap();
+    let input = Bytes::from(bytes);
+    let range = input.as_ptr_range();
+    let mut rest = input.clone();
+    let Some(Frame::Data { payload, .. }) = crate::Decoder::new(16_384).decode(&mut rest).unwrap()
+    else {
+        panic!("not DATA");
+    };
+    assert!(range.contains(&payload.as_ptr()), "the payload was copied");
+}
