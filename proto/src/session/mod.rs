@@ -180,7 +180,7 @@ impl Session {
             queued_replies: 0,
             updates: Vec::new(),
             ready: VecDeque::new(),
-            scratch: BytesMut::new(),
+            scratch: BytesMut::with_capacity(send::SCRATCH_CAPACITY),
             timers: Timers::default(),
             pings: VecDeque::new(),
             next_ping: 0,

@@ -18,6 +18,10 @@ use crate::stream::Fin;
 const QUANTUM_UNIT: i64 = 256;
 /// Control frames are gathered into one buffer up to about this size.
 const CONTROL_BATCH: usize = 16 * 1024;
+/// Capacity of the buffer frame headers are cut from. Each `Transmit` takes
+/// a slice of it; when it runs out, a new one of this size is allocated, so
+/// one allocation serves hundreds of DATA headers.
+pub(super) const SCRATCH_CAPACITY: usize = 8 * 1024;
 
 impl Session {
     /// The next bytes to write to the transport, if any.
@@ -26,7 +30,6 @@ impl Session {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.advance(now);
-        self.scratch.reserve(CONTROL_BATCH);
         if !self.preface_sent {
             self.preface_sent = true;
             self.scratch.extend_from_slice(&PREFACE);
