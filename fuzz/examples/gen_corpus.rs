@@ -213,6 +213,15 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
             session::input(opener, &[Op::Input(&graceful)]),
         ),
         (
+            // GOAWAY resetting the unprocessed local stream ends the drain:
+            // the Reset event must still come before Closed.
+            "server-goaway-unprocessed",
+            session::input(
+                flags(Role::Server, OnIncoming::Accept, false, true),
+                &[Op::Input(&wire(&[go_away(0, ErrorCode::NO_ERROR)]))],
+            ),
+        ),
+        (
             "server-goaway-error",
             session::input(
                 flags(Role::Server, OnIncoming::AcceptAndFinish, false, true),

@@ -11,7 +11,10 @@
 //!   frames that decode with a MAX_FRAME_SIZE of 2^24 - 1;
 //! - `stats()` counts exactly the bytes and frames it handed out;
 //! - `Closed` is the last event, and `is_closed()` agrees with it;
-//! - after `handle_timeout(now)`, no deadline at or before `now` is left.
+//! - after `handle_timeout(now)`, no deadline at or before `now` is left;
+//! - `read` and `read_chunk` deliver the same bytes: the input drives two
+//!   sessions, one application reading each way, and what they read must
+//!   match after every step.
 //!
 //! Input: `[flags] [ops…]`. Flags: bit 0 the role (client, server); bits
 //! 1..=2 the answer to `Incoming` ([`OnIncoming`]); bit 3 read readable
@@ -26,6 +29,7 @@
 //! | `0xF0..=0xFE`  | `handle_timeout` with an instant before the latest one |
 //! | `0xFF`         | `handle_eof`                                           |
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -113,26 +117,27 @@ pub fn run(data: &[u8]) {
     let Some((&flags, mut ops)) = data.split_first() else {
         return;
     };
-    let mut app = App::new(Flags::from_byte(flags));
-    app.input(peer_preface());
-    if app.flags.open {
-        app.open();
+    let flags = Flags::from_byte(flags);
+    let mut apps = [
+        App::new(flags, Reader::Copy),
+        App::new(flags, Reader::Chunk),
+    ];
+    for app in &mut apps {
+        app.input(peer_preface());
+        if flags.open {
+            app.open();
+        }
     }
     while let Some((op, rest)) = Op::parse(ops) {
         ops = rest;
-        match op {
-            Op::Input(bytes) => app.input(Bytes::copy_from_slice(bytes)),
-            Op::Sleep(log2_ms) => app.timeout(app.now + Duration::from_millis(1 << log2_ms)),
-            Op::UntilDeadline => {
-                let at = app.session.poll_timeout().unwrap_or(app.now);
-                app.timeout(at);
-            }
-            Op::Stale => app.timeout(*BASE),
-            Op::Eof => {
-                app.session.handle_eof(app.now);
-                app.settle();
-            }
+        for app in &mut apps {
+            app.apply(op);
         }
+        let [copied, chunked] = &apps;
+        assert_eq!(
+            copied.received, chunked.received,
+            "read and read_chunk got different bytes"
+        );
     }
 }
 
@@ -189,10 +194,22 @@ fn peer_preface() -> Bytes {
     wire.freeze()
 }
 
+/// How the application reads.
+#[derive(Debug, Clone, Copy)]
+enum Reader {
+    /// `read` into a buffer.
+    Copy,
+    /// `read_chunk` of everything buffered.
+    Chunk,
+}
+
 /// The session, the application around it, and what was seen of its output.
 struct App {
     session: Session,
     flags: Flags,
+    reader: Reader,
+    /// Everything read, by stream.
+    received: HashMap<StreamId, Vec<u8>>,
     /// The latest instant given to the session.
     now: Instant,
     /// Decodes everything the session transmits.
@@ -205,19 +222,37 @@ struct App {
 }
 
 impl App {
-    fn new(flags: Flags) -> App {
+    fn new(flags: Flags, reader: Reader) -> App {
         let now = *BASE;
         let session =
             Session::new(flags.role, Config::default(), now).expect("the default config is valid");
         App {
             session,
             flags,
+            reader,
+            received: HashMap::new(),
             now,
             wire: Decoder::with_preface(MAX_MAX_FRAME_SIZE),
             bytes_out: 0,
             frames_out: 0,
             closed: false,
             local: None,
+        }
+    }
+
+    fn apply(&mut self, op: Op<'_>) {
+        match op {
+            Op::Input(bytes) => self.input(Bytes::copy_from_slice(bytes)),
+            Op::Sleep(log2_ms) => self.timeout(self.now + Duration::from_millis(1 << log2_ms)),
+            Op::UntilDeadline => {
+                let at = self.session.poll_timeout().unwrap_or(self.now);
+                self.timeout(at);
+            }
+            Op::Stale => self.timeout(*BASE),
+            Op::Eof => {
+                self.session.handle_eof(self.now);
+                self.settle();
+            }
         }
     }
 
@@ -338,11 +373,20 @@ impl App {
     }
 
     fn read_all(&mut self, stream: StreamId) {
+        let mut buf = [0u8; 4096];
+        let received = self.received.entry(stream).or_default();
         loop {
-            match self.session.read_chunk(stream, usize::MAX) {
-                Ok(Some(chunk)) if !chunk.is_empty() => {}
-                // End of stream, nothing buffered, or a stream that is gone.
-                _ => return,
+            // Otherwise: end of stream, nothing buffered, or a stream that
+            // is gone.
+            match self.reader {
+                Reader::Copy => match self.session.read(stream, &mut buf) {
+                    Ok(Some(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
+                    _ => return,
+                },
+                Reader::Chunk => match self.session.read_chunk(stream, usize::MAX) {
+                    Ok(Some(chunk)) if !chunk.is_empty() => received.extend_from_slice(&chunk),
+                    _ => return,
+                },
             }
         }
     }

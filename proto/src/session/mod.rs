@@ -243,6 +243,18 @@ impl Session {
         self.rtt
     }
 
+    /// Whether [`poll_transmit`](Self::poll_transmit) has something to send.
+    ///
+    /// Drivers check it after a mutation (a `read` may free window credit, a
+    /// `write` queues data) to decide whether the connection task needs a
+    /// wake-up.
+    pub fn wants_transmit(&self) -> bool {
+        let data = !self.ready.is_empty() && self.closed.is_none();
+        let updates =
+            self.closed.is_none() && (self.conn_update_queued || !self.updates.is_empty());
+        !self.preface_sent || !self.control.is_empty() || updates || data
+    }
+
     /// Whether the connection is closed (a `Closed` event was queued).
     pub fn is_closed(&self) -> bool {
         self.closed.is_some()
@@ -431,6 +443,7 @@ impl Session {
         let end = self.read_with(stream, buf.len(), |chunk| {
             buf[filled..filled + chunk.len()].copy_from_slice(&chunk);
             filled += chunk.len();
+            true
         })?;
         Ok(if end { None } else { Some(filled) })
     }
@@ -439,7 +452,10 @@ impl Session {
     /// end-of-stream.
     pub fn read_chunk(&mut self, stream: StreamId, max: usize) -> Result<Option<Bytes>, ReadError> {
         let mut out = None;
-        let end = self.read_with(stream, max, |chunk| out = Some(chunk))?;
+        let end = self.read_with(stream, max, |chunk| {
+            out = Some(chunk);
+            false
+        })?;
         Ok(if end {
             None
         } else {
@@ -556,12 +572,13 @@ impl Session {
         self.stats.streams_opened += 1;
     }
 
-    /// Takes up to `max` bytes in chunks; returns true at end-of-stream.
+    /// Hands up to `max` bytes to `sink` in chunks, while it asks for more;
+    /// returns true at end-of-stream.
     fn read_with(
         &mut self,
         stream: StreamId,
         max: usize,
-        mut sink: impl FnMut(Bytes),
+        mut sink: impl FnMut(Bytes) -> bool,
     ) -> Result<bool, ReadError> {
         let s = self.live_accepted(stream)?;
         s.recv.notified = false;
@@ -590,7 +607,9 @@ impl Session {
                 front.split_to(n)
             };
             taken += chunk.len();
-            sink(chunk);
+            if !sink(chunk) {
+                break;
+            }
         }
         s.recv.buffered -= taken;
         self.consume(stream, taken);

@@ -60,6 +60,8 @@ pub enum Op {
         pick: u8,
         /// Buffer size.
         max: u16,
+        /// Through `read_chunk` (zero-copy) rather than `read`.
+        chunk: bool,
     },
     /// Finish our side of a stream.
     Finish {
@@ -278,8 +280,13 @@ impl Model {
                 Some(i) => self.write(side, i, usize::from(len)),
                 None => Ok(()),
             },
-            Op::Read { side, pick, max } => match self.pick(side, pick) {
-                Some(i) => self.read(side, i, usize::from(max)).map(|_| ()),
+            Op::Read {
+                side,
+                pick,
+                max,
+                chunk,
+            } => match self.pick(side, pick) {
+                Some(i) => self.read(side, i, usize::from(max), chunk).map(|_| ()),
                 None => Ok(()),
             },
             Op::Finish { side, pick } => match self.pick(side, pick) {
@@ -414,11 +421,20 @@ impl Model {
 
     /// Reads up to `max` bytes, checking each against the pattern. Returns
     /// whether anything changed.
-    fn read(&mut self, side: Role, i: usize, max: usize) -> Result<bool, String> {
+    fn read(&mut self, side: Role, i: usize, max: usize, chunk: bool) -> Result<bool, String> {
         let id = self.tracks[i].id;
         let from = side.peer();
         let mut buf = vec![0u8; max];
-        let result = self.session(side).read(id, &mut buf);
+        let result = if chunk {
+            self.session(side).read_chunk(id, max).map(|c| {
+                c.map(|c| {
+                    buf[..c.len()].copy_from_slice(&c);
+                    c.len()
+                })
+            })
+        } else {
+            self.session(side).read(id, &mut buf)
+        };
         let d = &mut self.tracks[i].dirs[idx(from)];
         match result {
             Ok(Some(n)) => {
@@ -569,7 +585,7 @@ impl Model {
                         changed = true;
                     }
                     let from = idx(side.peer());
-                    while !self.tracks[i].dirs[from].eof && self.read(side, i, 64 << 10)? {
+                    while !self.tracks[i].dirs[from].eof && self.read(side, i, 64 << 10, false)? {
                         changed = true;
                     }
                 }

@@ -7,6 +7,7 @@ mod counting_alloc;
 mod proto;
 mod report;
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 /// Counts live heap bytes for the memory scenarios.
@@ -78,10 +79,7 @@ fn main() -> ExitCode {
         }
     };
     let (suite, options) = match command {
-        Command::Help => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        Command::Help => return finish(writeln!(io::stdout(), "{USAGE}")),
         Command::Run(suite, options) => (suite, options),
     };
     let result = match suite {
@@ -94,14 +92,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    report.print_table();
-    match report.write_json(suite.name()) {
-        Ok(path) => {
-            println!("\nwrote {}", path.display());
-            ExitCode::SUCCESS
-        }
+    let path = match report.write_json(suite.name()) {
+        Ok(path) => path,
         Err(e) => {
             eprintln!("plex-bench: cannot write the JSON report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = io::stdout().lock();
+    finish(
+        report
+            .write_table(&mut out)
+            .and_then(|()| writeln!(out, "\nwrote {}", path.display())),
+    )
+}
+
+/// The exit status after writing to stdout. A closed pipe (`| head`) is not
+/// a failure.
+fn finish(written: io::Result<()>) -> ExitCode {
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plex-bench: cannot write to stdout: {e}");
             ExitCode::FAILURE
         }
     }

@@ -46,7 +46,7 @@ const CODEC_PAYLOAD: usize = 16 * 1024;
 const CODEC_BATCH: usize = 64;
 
 fn codec_16k(options: Options) -> Result<Scenario> {
-    let batches = if options.quick { 1 << 11 } else { 1 << 13 };
+    let batches = if options.quick { 1 << 13 } else { 1 << 15 };
     let payload: Bytes = pattern(CODEC_PAYLOAD).into();
     let payload_bytes = (batches * CODEC_BATCH * CODEC_PAYLOAD) as f64;
     let mut plex = Vec::new();
@@ -185,7 +185,7 @@ fn bulk_run(pattern: &[u8], total: usize) -> Result<Duration> {
 const OPEN_CLOSE_BATCH: usize = 64;
 
 fn open_close(options: Options) -> Result<Scenario> {
-    let streams = if options.quick { 200_000 } else { 1_000_000 };
+    let streams = if options.quick { 500_000 } else { 2_000_000 };
     let mut runs = Vec::new();
     for _ in 0..options.runs() {
         let elapsed = open_close_run(streams)?;

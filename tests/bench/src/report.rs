@@ -1,8 +1,9 @@
 //! Results: a table on stdout and a JSON file under `target/plex-bench/`.
 
 use std::fmt::Write as _;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::{env, fs, io};
+use std::{env, fs};
 
 /// The implementation every ratio is taken against.
 pub(crate) const PLEX: &str = "plex";
@@ -58,10 +59,10 @@ impl Report {
         self.notes.push(note);
     }
 
-    /// Prints one row per scenario: a column per implementation, a ratio
-    /// column (Plex over it) per baseline, and the target if any.
-    pub(crate) fn print_table(&self) {
-        print!("{}", self.table());
+    /// Writes the table: one row per scenario, a column per implementation,
+    /// a ratio column (Plex over it) per baseline, and the target if any.
+    pub(crate) fn write_table(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(self.table().as_bytes())
     }
 
     /// Writes `<target dir>/plex-bench/<suite>.json`; returns its path.

@@ -1,0 +1,222 @@
+//! The command line: subcommands and options, with their `--help` text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units::{parse_duration, parse_size, parse_tag};
+
+/// What every `--help` ends with: the contracts scripts rely on.
+const CONTRACTS: &str = "\
+Pools:
+  A name (no `/`) is the file <dir>/<name>.plex, where <dir> is --dir, else
+  $PLEX_DIR, else $XDG_DATA_HOME/plex/pools, else ~/.local/share/plex/pools.
+  An argument containing `/` is the path of a pool file.
+
+Output:
+  One JSON record per line on stdout. A message prints as
+  {\"seq\":N,\"time\":\"<RFC 3339 UTC, ns>\",\"meta\":{\"tags\":[...]},\"data\":<JSON>}.
+  Data that is not one JSON value (written by another tool) prints as a string,
+  and meta.encoding says how: \"text\" (the UTF-8 text) or \"base64\".
+
+Errors:
+  On a terminal, stderr gets readable text. Otherwise it gets one line
+  {\"error\":{\"kind\":K,\"message\":M,\"hint\":H,\"path\":P,\"seq\":S,\"line\":L}},
+  fields absent when unknown. Exit codes: 0 ok, 1 Internal, 2 Usage,
+  3 NotFound, 4 AlreadyExists, 5 Busy, 6 Permission, 7 Corrupt, 8 Io,
+  9 RetentionGap, 124 follow timed out. If stdout is closed early (a broken
+  pipe), plex stops quietly with 0.";
+
+/// Persistent pools of JSON messages that many processes append to, read and follow.
+#[derive(Debug, Parser)]
+#[command(name = "plex", version, after_long_help = CONTRACTS, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Directory of named pools [default: $PLEX_DIR, else $XDG_DATA_HOME/plex/pools,
+    /// else ~/.local/share/plex/pools]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// The command to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create, inspect, list and delete pools
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// Append messages: one JSON argument, or JSON Lines from stdin or --file
+    ///
+    /// Each message's data is its JSON value stored as compact JSON bytes
+    /// (whitespace between tokens removed; numbers and strings byte for byte).
+    /// Prints a receipt {"seq":N,"time":"...","tags":[...]} per message
+    /// (time is null in the rare case that other writers overwrote the
+    /// message before plex read its time back). Input is streamed: one line
+    /// in memory at a time, up to the pool's max_message bytes. Blank lines
+    /// are ignored. When stderr is a terminal, --file with stdout redirected
+    /// shows a progress bar, and feeding a file or stdin ends with a rate
+    /// summary on stderr.
+    ///
+    /// A bad line (not UTF-8, not one JSON value, or too large for the pool)
+    /// is reported with its line number. With `--errors stop` plex exits 2
+    /// at the first one, after the receipts of the lines before it. With
+    /// `--errors skip` each bad line is reported on stderr and the rest are
+    /// fed; the exit code is then 2 if any line was skipped.
+    #[command(verbatim_doc_comment)]
+    Feed(FeedArgs),
+    /// Print the message with one seq
+    Fetch(FetchArgs),
+    /// Print messages as they are appended
+    ///
+    /// Starts with new messages only (with --no-follow: every message held),
+    /// or with the last N (--tail) or from a seq (--since). Sleeps on the
+    /// pool's cross-process wake-up (a futex), re-checking every 100 ms at
+    /// most in case a wake-up is missed.
+    ///
+    /// If the pool overwrites messages before they are read (the reader fell
+    /// behind retention), plex reports the lost seqs on stderr as a
+    /// RetentionGap error and continues with the oldest message held; the
+    /// exit code is then 9, even if the run ends by --timeout.
+    #[command(verbatim_doc_comment)]
+    Follow(FollowArgs),
+}
+
+/// `plex pool …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PoolCommand {
+    /// Create pools (and the pool directory), printing each one's info
+    Create(CreateArgs),
+    /// Print a pool's size, seqs and limits
+    Info(InfoArgs),
+    /// Print every pool in the pool directory, one per line
+    List,
+    /// Delete pools
+    ///
+    /// Refuses files that do not start like a pool (FORMAT.md magic
+    /// `PLEXPOOL`), so a mistyped path cannot delete another file. Other
+    /// processes that have the pool open keep using it until they close it.
+    #[command(verbatim_doc_comment)]
+    Delete(DeleteArgs),
+}
+
+/// `plex pool create`.
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Pool names or paths; all are checked before any is created
+    #[arg(required = true, value_name = "POOL")]
+    pub(crate) pools: Vec<OsString>,
+    /// File size: bytes with an optional K, M or G suffix (powers of 1024);
+    /// a multiple of 4096
+    #[arg(long, default_value = "64M", value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) size: u64,
+    /// Index slots for reads by seq [default: one per 512 bytes of ring]
+    #[arg(long, value_name = "N")]
+    pub(crate) index_capacity: Option<u64>,
+}
+
+/// `plex pool info`.
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    /// Pool name or path
+    #[arg(value_name = "POOL")]
+    pub(crate) pool: OsString,
+}
+
+/// `plex pool delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// Pool names or paths; all are checked before any is deleted
+    #[arg(required = true, value_name = "POOL")]
+    pub(crate) pools: Vec<OsString>,
+}
+
+/// `plex feed`.
+#[derive(Debug, Args)]
+pub(crate) struct FeedArgs {
+    /// Pool name or path
+    #[arg(value_name = "POOL")]
+    pub(crate) pool: OsString,
+    /// One message as a JSON value; without it, JSON Lines are read from stdin
+    #[arg(value_name = "JSON", conflicts_with = "file")]
+    pub(crate) json: Option<String>,
+    /// Read JSON Lines from this file instead of stdin
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
+    /// Tag every message (repeatable)
+    #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
+    pub(crate) tags: Vec<String>,
+    /// fast: acknowledged once visible to readers (survives a crash of plex);
+    /// flush: acknowledged once on stable storage (survives power loss)
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Fast)]
+    pub(crate) durability: DurabilityArg,
+    /// What a bad input line does: stop feeding, or skip it and go on
+    #[arg(long, value_enum, default_value_t = OnError::Stop)]
+    pub(crate) errors: OnError,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DurabilityArg {
+    /// Acknowledge once published in the shared mapping
+    Fast,
+    /// Acknowledge once synced to stable storage
+    Flush,
+}
+
+/// `--errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OnError {
+    /// Exit at the first bad line
+    Stop,
+    /// Report each bad line and feed the others
+    Skip,
+}
+
+/// `plex fetch`.
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// Pool name or path
+    #[arg(value_name = "POOL")]
+    pub(crate) pool: OsString,
+    /// The message's seq
+    #[arg(value_name = "SEQ")]
+    pub(crate) seq: u64,
+}
+
+/// `plex follow`.
+#[derive(Debug, Args)]
+pub(crate) struct FollowArgs {
+    /// Pool name or path
+    #[arg(value_name = "POOL")]
+    pub(crate) pool: OsString,
+    /// Start with the last N messages held
+    #[arg(long, value_name = "N", conflicts_with = "since")]
+    pub(crate) tail: Option<u64>,
+    /// Start at this seq
+    #[arg(long, value_name = "SEQ")]
+    pub(crate) since: Option<u64>,
+    /// Exit with code 124 if no next message arrives within DUR (like 500ms,
+    /// 30s, 2m, 1h)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "no_follow")]
+    pub(crate) timeout: Option<Duration>,
+    /// Exit after printing one message
+    #[arg(long)]
+    pub(crate) one: bool,
+    /// Print the messages held and exit instead of waiting for more
+    #[arg(long)]
+    pub(crate) no_follow: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,283 @@
+//! `plex feed`: append one JSON argument, or JSON Lines from stdin or a file.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use plex_store::{Durability, ErrorKind, Options, Pool, Seq};
+
+use crate::cli::{DurabilityArg, FeedArgs, OnError};
+use crate::commands::Outcome;
+use crate::error::{Error, Kind, Result};
+use crate::json;
+use crate::lines::{Line, Lines};
+use crate::output::Out;
+use crate::record::{rfc3339, Receipt};
+use crate::refs::{PoolDir, PoolRef};
+
+/// Runs `plex feed`.
+pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    let target = PoolRef::resolve(&args.pool, dir)?;
+    let durability = match args.durability {
+        DurabilityArg::Fast => Durability::Fast,
+        DurabilityArg::Flush => Durability::Flush,
+    };
+    let mut feeder = Feeder {
+        pool: target.open(Options::new().durability(durability))?,
+        tags: args.tags,
+        data: Vec::new(),
+    };
+    if let Some(value) = args.json {
+        let text = json::validate(value.as_bytes()).map_err(|e| {
+            Error::usage(format!("the JSON argument is not valid: {}", e.reason)).with_hint(
+                "quote it for the shell, like '{\"a\":1}'; omit it to read JSON Lines from stdin",
+            )
+        })?;
+        feeder.append(text, out)?;
+        return Ok(Outcome::Success);
+    }
+    let (input, size): (Box<dyn Read>, Option<u64>) = match &args.file {
+        Some(path) => {
+            let file = File::open(path).map_err(|e| Error::io("cannot open", path, &e))?;
+            // Pipes and devices have no size to show progress against.
+            let size = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            (Box::new(file), size)
+        }
+        None => (Box::new(io::stdin().lock()), None),
+    };
+    let progress = Progress::start(size);
+    let streamed = feeder.stream(input, args.errors, &progress, out);
+    progress.finish(streamed.as_ref().ok());
+    let stats = streamed?;
+    Ok(match stats.skipped {
+        0 => Outcome::Success,
+        _ => Outcome::Reported(Kind::Usage),
+    })
+}
+
+/// An open pool and the scratch state of appending to it.
+struct Feeder {
+    pool: Pool,
+    tags: Vec<String>,
+    /// The compacted data of the current message.
+    data: Vec<u8>,
+}
+
+/// What a stream of lines amounted to.
+struct Stats {
+    messages: u64,
+    bytes: u64,
+    skipped: u64,
+    elapsed: Duration,
+}
+
+impl Feeder {
+    /// Appends the validated JSON `text` and prints its receipt.
+    fn append(&mut self, text: &str, out: &mut Out) -> Result<()> {
+        self.data.clear();
+        json::compact_into(text, &mut self.data);
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let seq = self.pool.append(&tags, &self.data)?;
+        let time = self.time_of(seq)?;
+        out.record(&Receipt {
+            seq: seq.get(),
+            time,
+            tags: &self.tags,
+        })
+    }
+
+    /// The stored time of a message just appended, read back because the
+    /// store's append returns only the seq. `None` if concurrent writers
+    /// already overwrote it.
+    fn time_of(&self, seq: Seq) -> Result<Option<String>> {
+        match self.pool.get(seq) {
+            Ok(msg) => Ok(Some(rfc3339(msg.time))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Feeds every line of `input`, handling bad lines per `on_error`.
+    fn stream(
+        &mut self,
+        input: impl Read,
+        on_error: OnError,
+        progress: &Progress,
+        out: &mut Out,
+    ) -> Result<Stats> {
+        let started = Instant::now();
+        let limit = usize::try_from(self.pool.info().max_frame).unwrap_or(usize::MAX);
+        let mut lines = Lines::new(input, limit);
+        let mut stats = Stats {
+            messages: 0,
+            bytes: 0,
+            skipped: 0,
+            elapsed: Duration::ZERO,
+        };
+        loop {
+            if lines.would_block() {
+                // Receipts reach their reader before plex waits for input.
+                out.flush()?;
+            }
+            let read = lines
+                .next_line(&mut |n| progress.bar.inc(n))
+                .map_err(|e| Error::new(Kind::Io, format!("cannot read the input: {e}")))?;
+            let Some(read) = read else { break };
+            let line = lines.number();
+            let bad = match read {
+                Line::TooLong(len) => Some(format!(
+                    "line of {len} bytes exceeds this pool's largest message ({limit} bytes)"
+                )),
+                Line::Ok if lines.line().trim_ascii().is_empty() => continue,
+                Line::Ok => match json::validate(lines.line()) {
+                    Ok(text) => match self.append(text, out) {
+                        Ok(()) => {
+                            stats.messages += 1;
+                            stats.bytes += self.data.len() as u64;
+                            None
+                        }
+                        // Too large once tagged: this line's fault.
+                        Err(e) if e.kind() == Kind::Usage => Some(e.to_string()),
+                        Err(e) => return Err(e),
+                    },
+                    Err(invalid) => Some(invalid.reason),
+                },
+            };
+            if let Some(reason) = bad {
+                let err = Error::usage(format!("line {line}: {reason}")).with_line(line);
+                match on_error {
+                    OnError::Stop => {
+                        return Err(err.with_hint(
+                            "fix the line, or pass --errors skip to feed the other lines",
+                        ))
+                    }
+                    OnError::Skip => {
+                        out.flush()?;
+                        progress.bar.suspend(|| err.report());
+                        stats.skipped += 1;
+                    }
+                }
+            }
+        }
+        stats.elapsed = started.elapsed();
+        Ok(stats)
+    }
+}
+
+/// The progress bar and final summary, shown only to a person: on stderr
+/// when it is a terminal. The bar also needs stdout redirected (receipts
+/// scrolling on the same terminal would tear it) and a known input size.
+struct Progress {
+    bar: ProgressBar,
+    summary: bool,
+}
+
+impl Progress {
+    /// Starts the bar for an input of `size` bytes, if known.
+    fn start(size: Option<u64>) -> Progress {
+        let summary = io::stderr().is_terminal();
+        let bar = match size {
+            Some(size) if summary && !io::stdout().is_terminal() => {
+                let style = ProgressStyle::with_template(
+                    "{elapsed_precise} [{wide_bar}] {binary_bytes}/{binary_total_bytes} ({eta} left)",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+                ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr())
+                    .with_style(style.progress_chars("=> "))
+            }
+            _ => ProgressBar::hidden(),
+        };
+        Progress { bar, summary }
+    }
+
+    /// Clears the bar, and prints the summary line if feeding completed.
+    fn finish(&self, stats: Option<&Stats>) {
+        self.bar.finish_and_clear();
+        if let Some(stats) = stats.filter(|_| self.summary) {
+            eprintln!("{}", summary(stats));
+        }
+    }
+}
+
+/// `fed 100000 messages (97.7 MiB) in 0.41s: 243k msg/s`.
+fn summary(stats: &Stats) -> String {
+    let secs = stats.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        stats.messages as f64 / secs
+    } else {
+        0.0
+    };
+    let rate = if rate >= 1e6 {
+        format!("{:.2}M", rate / 1e6)
+    } else if rate >= 1e3 {
+        format!("{:.0}k", rate / 1e3)
+    } else {
+        format!("{rate:.0}")
+    };
+    let noun = if stats.messages == 1 {
+        "message"
+    } else {
+        "messages"
+    };
+    let mut line = format!(
+        "fed {} {noun} ({}) in {secs:.2}s: {rate} msg/s",
+        stats.messages,
+        binary_size(stats.bytes),
+    );
+    if stats.skipped > 0 {
+        let lines = if stats.skipped == 1 { "line" } else { "lines" };
+        line.push_str(&format!("; skipped {} bad {lines}", stats.skipped));
+    }
+    line
+}
+
+/// A byte count in B, KiB, MiB or GiB with one decimal.
+fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_reads_well() {
+        let stats = Stats {
+            messages: 100_000,
+            bytes: 102_400_000,
+            skipped: 0,
+            elapsed: Duration::from_millis(410),
+        };
+        assert_eq!(
+            summary(&stats),
+            "fed 100000 messages (97.7 MiB) in 0.41s: 244k msg/s"
+        );
+        let stats = Stats {
+            messages: 1,
+            bytes: 10,
+            skipped: 2,
+            elapsed: Duration::from_secs(2),
+        };
+        assert_eq!(
+            summary(&stats),
+            "fed 1 message (10 B) in 2.00s: 0 msg/s; skipped 2 bad lines"
+        );
+        assert_eq!(binary_size(1536), "1.5 KiB");
+        assert_eq!(binary_size(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,176 @@
+//! `plex pool create | info | list | delete`.
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use plex_store::{Options, Pool};
+
+use crate::cli::{CreateArgs, DeleteArgs, InfoArgs, PoolCommand};
+use crate::commands::Outcome;
+use crate::error::{Error, Kind, Result};
+use crate::output::Out;
+use crate::record::PoolRecord;
+use crate::refs::{PoolDir, PoolRef, EXTENSION};
+
+/// The first bytes of every pool file (`FORMAT.md` §2.1).
+const POOL_MAGIC: &[u8; 8] = b"PLEXPOOL";
+
+/// Runs a `plex pool` subcommand.
+pub(crate) fn run(command: PoolCommand, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    match command {
+        PoolCommand::Create(args) => create(args, dir, out),
+        PoolCommand::Info(args) => info(args, dir, out),
+        PoolCommand::List => list(dir, out),
+        PoolCommand::Delete(args) => delete(args, dir, out),
+    }
+}
+
+/// Creates each pool, after checking that every name is valid and free.
+fn create(args: CreateArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    let refs = resolve_all(&args.pools, dir)?;
+    for r in &refs {
+        if r.path.exists() {
+            return Err(already_exists(r));
+        }
+    }
+    if refs.iter().any(|r| r.name.is_some()) {
+        let dir = dir.path()?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("cannot create the pool directory", &dir, &e))?;
+    }
+    let mut options = Options::new();
+    if let Some(slots) = args.index_capacity {
+        options = options.index_slots(slots);
+    }
+    for r in &refs {
+        let pool = Pool::create(&r.path, args.size, options.clone()).map_err(|e| {
+            let err = Error::from(e);
+            match err.kind() {
+                Kind::AlreadyExists => already_exists(r),
+                Kind::NotFound => err.with_hint("the directory of the pool file does not exist"),
+                _ => err,
+            }
+        })?;
+        out.record(&PoolRecord::new(r.name.as_deref(), &pool.info()))?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// Prints one pool's record.
+fn info(args: InfoArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    let r = PoolRef::resolve(&args.pool, dir)?;
+    let pool = r.open(Options::new())?;
+    out.record(&PoolRecord::new(r.name.as_deref(), &pool.info()))?;
+    Ok(Outcome::Success)
+}
+
+/// Prints a record per `*.plex` file of the pool directory, by name. A pool
+/// that cannot be opened is reported on stderr and the listing goes on;
+/// the exit code is then that of the first such error.
+fn list(dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    let dir = dir.path()?;
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        // No directory yet: no pools.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Success),
+        Err(e) => return Err(Error::io("cannot list the pool directory", &dir, &e)),
+    };
+    let mut pools = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("cannot list the pool directory", &dir, &e))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == EXTENSION) && path.is_file() {
+            if let Some(stem) = path.file_stem() {
+                pools.push(PoolRef {
+                    arg: stem.to_owned(),
+                    name: Some(stem.to_string_lossy().into_owned()),
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    pools.sort_by(|a, b| a.arg.cmp(&b.arg));
+    let mut failed = None;
+    for r in pools {
+        match r.open(Options::new()) {
+            Ok(pool) => out.record(&PoolRecord::new(r.name.as_deref(), &pool.info()))?,
+            Err(e) => {
+                out.flush()?;
+                e.report();
+                failed.get_or_insert(e.kind());
+            }
+        }
+    }
+    Ok(failed.map_or(Outcome::Success, Outcome::Reported))
+}
+
+/// Deletes each pool, after checking that every one exists and is a pool.
+fn delete(args: DeleteArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    let refs = resolve_all(&args.pools, dir)?;
+    for r in &refs {
+        check_is_pool(r)?;
+    }
+    for r in &refs {
+        std::fs::remove_file(&r.path).map_err(|e| Error::io("cannot delete pool", &r.path, &e))?;
+        out.record(&Deleted {
+            name: r.name.as_deref(),
+            path: crate::record::display(&r.path),
+        })?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// What `plex pool delete` prints per pool.
+#[derive(serde::Serialize)]
+struct Deleted<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    path: String,
+}
+
+/// Resolves every argument before acting on any.
+fn resolve_all(args: &[std::ffi::OsString], dir: &PoolDir) -> Result<Vec<PoolRef>> {
+    args.iter().map(|a| PoolRef::resolve(a, dir)).collect()
+}
+
+/// The error for a pool file that is already there.
+fn already_exists(r: &PoolRef) -> Error {
+    Error::new(
+        Kind::AlreadyExists,
+        format!("pool already exists: {}", r.path.display()),
+    )
+    .with_path(&r.path)
+    .with_hint(format!(
+        "choose another name, or delete it first with `plex pool delete {}`",
+        r.arg.to_string_lossy()
+    ))
+}
+
+/// Refuses to delete a file that does not start with the pool magic.
+fn check_is_pool(r: &PoolRef) -> Result<()> {
+    let mut magic = [0u8; 8];
+    let read = File::open(&r.path).and_then(|mut f| f.read_exact(&mut magic));
+    match read {
+        Ok(()) if &magic == POOL_MAGIC => Ok(()),
+        Ok(()) => Err(not_a_pool(r)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(not_a_pool(r)),
+        Err(e) => {
+            let err = Error::io("cannot open pool", &r.path, &e);
+            Err(if err.kind() == Kind::NotFound {
+                err.with_hint("`plex pool list` shows the pools of the pool directory")
+            } else {
+                err
+            })
+        }
+    }
+}
+
+/// The error for a file that is not a pool.
+fn not_a_pool(r: &PoolRef) -> Error {
+    Error::usage(format!(
+        "refusing to delete {}: it is not a plex pool",
+        r.path.display()
+    ))
+    .with_path(&r.path)
+    .with_hint("remove it with rm if you mean to")
+}

@@ -1,0 +1,298 @@
+//! The command's error report: a stable kind with its exit code, a message,
+//! and optional hint, path, seq and input line; rendered as text on a
+//! terminal and as one JSON line otherwise.
+
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The stable error kinds, shared with Plasmite; each has a fixed exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A bug in plex: exit 1.
+    Internal,
+    /// A malformed argument or input, or a file this build cannot use: exit 2.
+    Usage,
+    /// A pool, file or seq does not exist: exit 3.
+    NotFound,
+    /// The pool already exists: exit 4.
+    AlreadyExists,
+    /// The pool is momentarily unavailable; retrying may succeed: exit 5.
+    Busy,
+    /// The operating system denied access: exit 6.
+    Permission,
+    /// The pool file failed validation: exit 7.
+    Corrupt,
+    /// An operating-system call failed: exit 8.
+    Io,
+    /// Messages were overwritten before they were read: exit 9.
+    RetentionGap,
+}
+
+impl Kind {
+    /// The process exit code of this kind.
+    pub(crate) fn exit_code(self) -> u8 {
+        match self {
+            Kind::Internal => 1,
+            Kind::Usage => 2,
+            Kind::NotFound => 3,
+            Kind::AlreadyExists => 4,
+            Kind::Busy => 5,
+            Kind::Permission => 6,
+            Kind::Corrupt => 7,
+            Kind::Io => 8,
+            Kind::RetentionGap => 9,
+        }
+    }
+
+    /// The kind's stable name, as printed in JSON error lines.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Internal => "Internal",
+            Kind::Usage => "Usage",
+            Kind::NotFound => "NotFound",
+            Kind::AlreadyExists => "AlreadyExists",
+            Kind::Busy => "Busy",
+            Kind::Permission => "Permission",
+            Kind::Corrupt => "Corrupt",
+            Kind::Io => "Io",
+            Kind::RetentionGap => "RetentionGap",
+        }
+    }
+
+    /// The kind of an operating-system error.
+    fn of_io(e: &io::Error) -> Kind {
+        match e.kind() {
+            io::ErrorKind::NotFound => Kind::NotFound,
+            io::ErrorKind::AlreadyExists => Kind::AlreadyExists,
+            io::ErrorKind::PermissionDenied => Kind::Permission,
+            _ => Kind::Io,
+        }
+    }
+}
+
+/// A failure of a command, or of one input line of `plex feed`.
+#[derive(Debug)]
+pub(crate) struct Error {
+    kind: Kind,
+    message: String,
+    hint: Option<String>,
+    path: Option<PathBuf>,
+    seq: Option<u64>,
+    line: Option<u64>,
+    /// Writing to stdout failed because its reader went away.
+    broken_pipe: bool,
+}
+
+/// Shorthand for results of this crate.
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub(crate) fn new(kind: Kind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            path: None,
+            seq: None,
+            line: None,
+            broken_pipe: false,
+        }
+    }
+
+    /// A [`Kind::Usage`] error.
+    pub(crate) fn usage(message: impl Into<String>) -> Error {
+        Error::new(Kind::Usage, message)
+    }
+
+    /// An operating-system error while `doing` something with `path`.
+    pub(crate) fn io(doing: &str, path: &Path, e: &io::Error) -> Error {
+        Error::new(
+            Kind::of_io(e),
+            format!("{doing} {}: {}", path.display(), plain_io(e)),
+        )
+        .with_path(path)
+    }
+
+    /// An error writing the command's output to stdout.
+    pub(crate) fn output(e: &io::Error) -> Error {
+        let mut err = Error::new(Kind::Io, format!("cannot write to stdout: {}", plain_io(e)));
+        err.broken_pipe = e.kind() == io::ErrorKind::BrokenPipe;
+        err
+    }
+
+    /// Adds a hint: what the user could do about it.
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Error {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds the file the error is about.
+    pub(crate) fn with_path(mut self, path: &Path) -> Error {
+        self.path = Some(path.to_path_buf());
+        self
+    }
+
+    /// Adds the input line (1-based) the error is about.
+    pub(crate) fn with_line(mut self, line: u64) -> Error {
+        self.line = Some(line);
+        self
+    }
+
+    /// The stable kind.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether stdout's reader went away, which ends a command quietly.
+    pub(crate) fn is_broken_pipe(&self) -> bool {
+        self.broken_pipe
+    }
+
+    /// Writes the report to stderr: readable text on a terminal, else one
+    /// JSON line `{"error":{...}}`. Failing to write stderr leaves nowhere
+    /// to report to, so it is ignored.
+    pub(crate) fn report(&self) {
+        let stderr = io::stderr();
+        let mut out = stderr.lock();
+        let _ = if stderr.is_terminal() {
+            writeln!(out, "{}", self.text())
+        } else {
+            writeln!(out, "{}", self.json())
+        };
+    }
+
+    /// The terminal form: `error: message` and an indented hint.
+    fn text(&self) -> String {
+        match &self.hint {
+            Some(hint) => format!("error: {}\n  hint: {hint}", self.message),
+            None => format!("error: {}", self.message),
+        }
+    }
+
+    /// The machine form: one line of JSON, absent fields omitted.
+    fn json(&self) -> String {
+        let body = ErrorLine {
+            error: ErrorBody {
+                kind: self.kind.name(),
+                message: &self.message,
+                hint: self.hint.as_deref(),
+                path: self.path.as_ref().map(|p| p.to_string_lossy()),
+                seq: self.seq,
+                line: self.line,
+            },
+        };
+        // Serialising strings and integers into a String cannot fail.
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<plex_store::Error> for Error {
+    fn from(e: plex_store::Error) -> Error {
+        use plex_store::Error as E;
+        let kind = match e.kind() {
+            plex_store::ErrorKind::Internal => Kind::Internal,
+            plex_store::ErrorKind::Usage => Kind::Usage,
+            plex_store::ErrorKind::NotFound => Kind::NotFound,
+            plex_store::ErrorKind::AlreadyExists => Kind::AlreadyExists,
+            plex_store::ErrorKind::Busy => Kind::Busy,
+            plex_store::ErrorKind::Permission => Kind::Permission,
+            plex_store::ErrorKind::Corrupt => Kind::Corrupt,
+            plex_store::ErrorKind::Io => Kind::Io,
+            plex_store::ErrorKind::RetentionGap => Kind::RetentionGap,
+            // A kind added to the store after this build: keep its message.
+            _ => Kind::Internal,
+        };
+        let message = match &e {
+            // The kind already says it; drop the store's "usage: " prefix.
+            E::Usage(message) => message.clone(),
+            _ => e.to_string(),
+        };
+        let mut err = Error::new(kind, message);
+        match &e {
+            E::NotFound { path }
+            | E::AlreadyExists { path }
+            | E::Busy { path }
+            | E::Permission { path, .. }
+            | E::Io { path, .. }
+            | E::UnsupportedVersion { path, .. } => err.path = Some(path.clone()),
+            E::Corrupt { path, .. } => {
+                // `check_bytes` reports corruption without a file.
+                if !path.as_os_str().is_empty() {
+                    err.path = Some(path.clone());
+                }
+                err.hint = Some("the file is damaged or is not a plex pool".into());
+            }
+            E::SeqNotFound {
+                seq,
+                oldest,
+                newest,
+            } => {
+                err.seq = Some(seq.get());
+                err.hint = Some(if newest.get() == 0 {
+                    "the pool is empty".into()
+                } else if seq.get() == 0 {
+                    "seqs start at 1".into()
+                } else if seq > newest {
+                    format!("not written yet; the newest seq is {newest}")
+                } else {
+                    format!("overwritten; the oldest seq held is {oldest}")
+                });
+            }
+            E::RetentionGap { lost } => {
+                err.seq = Some(lost.start.get());
+                err.hint = Some(
+                    "the reader fell behind the pool's retention; \
+                     a larger pool (--size) holds more"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        match kind {
+            Kind::Busy => err.hint = Some("retry".into()),
+            Kind::Internal => err.hint = Some("this is a bug in plex; please report it".into()),
+            _ => {}
+        }
+        err
+    }
+}
+
+/// The JSON error line.
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    error: ErrorBody<'a>,
+}
+
+/// The fields of a JSON error line.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    kind: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
+}
+
+/// An OS error's description without Rust's ` (os error N)` suffix.
+fn plain_io(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}

@@ -1,0 +1,159 @@
+//! Running the built `plex` binary against a temporary directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A scratch directory with a pool directory inside, and a fake home.
+pub(crate) struct Env {
+    root: TempDir,
+}
+
+/// A finished `plex` run.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Env {
+    pub(crate) fn new() -> Env {
+        Env {
+            root: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The scratch directory.
+    pub(crate) fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The pool directory given to plex through `PLEX_DIR`.
+    pub(crate) fn pools(&self) -> PathBuf {
+        self.root().join("pools")
+    }
+
+    /// `plex` with a clean environment: `PLEX_DIR` set to [`Env::pools`],
+    /// `HOME` inside the scratch directory, no `XDG_DATA_HOME`.
+    pub(crate) fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plex"));
+        cmd.env("PLEX_DIR", self.pools())
+            .env("HOME", self.root().join("home"))
+            .env_remove("XDG_DATA_HOME")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `plex args…` to completion.
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd().args(args).output().expect("run plex"))
+    }
+
+    /// Runs `plex args…` with `input` on stdin.
+    pub(crate) fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn plex");
+        feed_and_wait(child, input)
+    }
+
+    /// Runs `plex args…` and asserts that it succeeded.
+    pub(crate) fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "plex {args:?} failed: {run:?}");
+        run
+    }
+
+    /// Creates a pool of `size` (like `64K`).
+    pub(crate) fn create(&self, name: &str, size: &str) {
+        self.ok(&["pool", "create", name, "--size", size]);
+    }
+
+    /// Feeds JSON Lines and asserts success; returns the receipts.
+    pub(crate) fn feed(&self, pool: &str, lines: &str) -> Vec<Value> {
+        let run = self.run_stdin(&["feed", pool], lines.as_bytes());
+        assert_eq!(run.code, 0, "feed failed: {run:?}");
+        run.records()
+    }
+}
+
+/// Writes `input` to the child's stdin, closes it and collects the output.
+pub(crate) fn feed_and_wait(mut child: Child, input: &[u8]) -> Run {
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    Run::from(child.wait_with_output().expect("wait for plex"))
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().expect("plex exited by a signal"),
+            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+        }
+    }
+}
+
+impl Run {
+    /// Every stdout line, parsed as JSON.
+    pub(crate) fn records(&self) -> Vec<Value> {
+        parse_lines(&self.stdout)
+    }
+
+    /// Every stderr line, parsed as JSON error lines, unwrapped.
+    pub(crate) fn errors(&self) -> Vec<Value> {
+        parse_lines(&self.stderr)
+            .into_iter()
+            .map(|line| {
+                let obj = line.as_object().expect("error line is an object");
+                assert_eq!(obj.len(), 1, "only `error` at the top: {line}");
+                obj["error"].clone()
+            })
+            .collect()
+    }
+
+    /// Asserts the exit code and exactly one JSON error line of `kind`,
+    /// well formed, and returns it.
+    pub(crate) fn fails(&self, code: i32, kind: &str) -> Value {
+        assert_eq!(self.code, code, "{self:?}");
+        let errors = self.errors();
+        assert_eq!(errors.len(), 1, "one error line: {self:?}");
+        let err = errors.into_iter().next().unwrap();
+        assert_eq!(err["kind"], kind, "{err}");
+        let message = err["message"].as_str().expect("message is a string");
+        assert!(!message.is_empty());
+        for (field, value) in err.as_object().unwrap() {
+            let ok = match field.as_str() {
+                "kind" | "message" | "hint" | "path" => value.is_string(),
+                "seq" | "line" => value.is_u64(),
+                _ => false,
+            };
+            assert!(ok, "unexpected field {field}: {value}");
+        }
+        err
+    }
+}
+
+fn parse_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `n` JSON Lines `{"i":0}` … `{"i":n-1}`, each padded with `pad` bytes.
+pub(crate) fn numbered(n: usize, pad: usize) -> String {
+    let pad = "x".repeat(pad);
+    (0..n)
+        .map(|i| format!("{{\"i\":{i},\"pad\":\"{pad}\"}}\n"))
+        .collect()
+}

@@ -1,0 +1,172 @@
+//! `plex feed`: receipts, stored bytes, tags, input sources, bad lines.
+
+use std::fs;
+
+use serde_json::{json, Value};
+
+use crate::common::{numbered, Env};
+
+/// The data of every message held, in order.
+fn all_data(env: &Env, pool: &str) -> Vec<Value> {
+    let run = env.ok(&["follow", pool, "--no-follow"]);
+    run.records()
+        .into_iter()
+        .map(|m| m["data"].clone())
+        .collect()
+}
+
+#[test]
+fn one_message_from_the_argument() {
+    let env = Env::new();
+    env.create("p", "64K");
+    let run = env.ok(&[
+        "feed",
+        "p",
+        r#"{"b": [1, 2.50], "a": "x y"}"#,
+        "--tag",
+        "t1",
+        "--tag",
+        "t2",
+    ]);
+    let receipts = run.records();
+    assert_eq!(receipts.len(), 1);
+    let receipt = receipts[0].as_object().unwrap();
+    assert_eq!(receipt.len(), 3, "{receipt:?}");
+    assert_eq!(receipt["seq"], 1);
+    assert_eq!(receipt["tags"], json!(["t1", "t2"]));
+    let time = receipt["time"].as_str().unwrap();
+    assert!(time.ends_with('Z') && time.len() == 30, "{time}");
+
+    let msg = &env.ok(&["fetch", "p", "1"]).records()[0];
+    assert_eq!(msg["seq"], 1);
+    assert_eq!(msg["time"], time);
+    assert_eq!(msg["meta"], json!({"tags": ["t1", "t2"]}));
+    // Compacted, but not re-encoded: key order and `2.50` survive.
+    let raw = env.ok(&["fetch", "p", "1"]).stdout;
+    assert!(raw.contains(r#""data":{"b":[1,2.50],"a":"x y"}}"#), "{raw}");
+}
+
+#[test]
+fn json_lines_from_stdin_and_file() {
+    let env = Env::new();
+    env.create("p", "1M");
+    let receipts = env.feed("p", "{\"n\": 1}\n\n  \n[true]\r\n\"last, no newline\"");
+    let seqs: Vec<_> = receipts
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+
+    let file = env.root().join("in.jsonl");
+    fs::write(&file, numbered(500, 10)).unwrap();
+    let run = env.ok(&[
+        "feed",
+        "p",
+        "--file",
+        file.to_str().unwrap(),
+        "--durability",
+        "flush",
+    ]);
+    assert_eq!(run.records().len(), 500);
+    assert_eq!(run.records()[499]["seq"], 503);
+    // No terminal: no progress bar, no summary.
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+
+    let data = all_data(&env, "p");
+    assert_eq!(
+        data[..3],
+        [json!({"n": 1}), json!([true]), json!("last, no newline")]
+    );
+    assert_eq!(data[502], json!({"i": 499, "pad": "xxxxxxxxxx"}));
+    // Big numbers are stored exactly as written.
+    env.ok(&["feed", "p", "123456789012345678901234567890"]);
+    let raw = env.ok(&["fetch", "p", "504"]).stdout;
+    assert!(
+        raw.contains("\"data\":123456789012345678901234567890}"),
+        "{raw}"
+    );
+
+    let missing = env.root().join("nope.jsonl");
+    env.run(&["feed", "p", "--file", missing.to_str().unwrap()])
+        .fails(3, "NotFound");
+}
+
+#[test]
+fn bad_lines_stop_at_the_first() {
+    let env = Env::new();
+    env.create("p", "64K");
+    let input = "{\"ok\":1}\n{\"ok\":2}\n{\"broken\":\n{\"ok\":4}\n";
+    let run = env.run_stdin(&["feed", "p"], input.as_bytes());
+    let err = run.fails(2, "Usage");
+    assert_eq!(err["line"], 3);
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("line 3: invalid JSON at column"),
+        "{message}"
+    );
+    // Receipts of the lines before the bad one, and nothing after.
+    assert_eq!(run.records().len(), 2);
+    assert_eq!(all_data(&env, "p"), [json!({"ok": 1}), json!({"ok": 2})]);
+}
+
+#[test]
+fn bad_lines_are_skipped_and_reported() {
+    let env = Env::new();
+    env.create("p", "64K");
+    let mut input = b"1\nnot json\n2\n".to_vec();
+    input.extend_from_slice(b"\"\xff\"\n3\n{\"a\":1,}\n4");
+    let run = env.run_stdin(&["feed", "p", "--errors", "skip"], &input);
+    assert_eq!(run.code, 2, "skipped lines make the exit code 2: {run:?}");
+    let errors = run.errors();
+    let lines: Vec<_> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 4, 6]);
+    assert!(errors.iter().all(|e| e["kind"] == "Usage"));
+    assert!(errors[1]["message"].as_str().unwrap().contains("UTF-8"));
+    assert_eq!(run.records().len(), 4);
+    assert_eq!(
+        all_data(&env, "p"),
+        [json!(1), json!(2), json!(3), json!(4)]
+    );
+}
+
+#[test]
+fn lines_too_large_for_the_pool() {
+    let env = Env::new();
+    env.create("small", "12K");
+    let max = env.ok(&["pool", "info", "small"]).records()[0]["max_message"]
+        .as_u64()
+        .unwrap() as usize;
+    let huge = format!("\"{}\"\n", "x".repeat(max + 10));
+    // Fits the line bound but not with the frame header: the store refuses.
+    let near = format!("\"{}\"\n", "y".repeat(max - 10));
+    let input = format!("1\n{huge}{near}2\n");
+    let run = env.run_stdin(&["feed", "small", "--errors", "skip"], input.as_bytes());
+    assert_eq!(run.code, 2);
+    let errors = run.errors();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(
+        (errors[0]["line"].as_u64(), errors[1]["line"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert!(errors[0]["message"].as_str().unwrap().contains("exceeds"));
+    assert_eq!(all_data(&env, "small"), [json!(1), json!(2)]);
+
+    env.run(&["feed", "small", &"7".repeat(max)])
+        .fails(2, "Usage");
+}
+
+#[test]
+fn bad_json_argument() {
+    let env = Env::new();
+    env.create("p", "64K");
+    let err = env.run(&["feed", "p", "{oops}"]).fails(2, "Usage");
+    assert!(err.get("line").is_none());
+    assert!(
+        err["message"].as_str().unwrap().contains("column 2"),
+        "{err}"
+    );
+    env.run(&["feed", "p", ""]).fails(2, "Usage");
+    env.run(&["feed", "p", "1", "--file", "x"])
+        .fails(2, "Usage");
+    assert_eq!(env.ok(&["pool", "info", "p"]).records()[0]["messages"], 0);
+}

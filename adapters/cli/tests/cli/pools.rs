@@ -1,0 +1,267 @@
+//! `plex pool …`, pool references, `--dir` and the default directory.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::common::Env;
+
+#[test]
+fn create_info_list_delete() {
+    let env = Env::new();
+    let run = env.ok(&["pool", "create", "alpha", "beta", "--size", "64K"]);
+    let created = run.records();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0]["name"], "alpha");
+    assert_eq!(created[0]["size"], 65536);
+    assert_eq!(created[0]["messages"], 0);
+    let path = env.pools().join("alpha.plex");
+    assert_eq!(created[0]["path"], path.to_str().unwrap());
+    assert!(path.is_file());
+
+    let info = env.ok(&["pool", "info", "beta"]).records();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0]["name"], "beta");
+    assert_eq!(
+        (info[0]["oldest"].as_u64(), info[0]["newest"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(info[0]["max_message"].as_u64().unwrap() > 0);
+    assert!(info[0]["index_capacity"].as_u64().unwrap() > 0);
+
+    // Another file in the directory is not a pool.
+    fs::write(env.pools().join("notes.txt"), "hi").unwrap();
+    let listed = env.ok(&["pool", "list"]).records();
+    let names: Vec<_> = listed.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+
+    let deleted = env.ok(&["pool", "delete", "alpha", "beta"]).records();
+    assert_eq!(deleted[1]["name"], "beta");
+    assert!(!path.exists());
+    assert!(env.ok(&["pool", "list"]).stdout.is_empty());
+}
+
+#[test]
+fn create_options_and_refusals() {
+    let env = Env::new();
+    let made = env.ok(&[
+        "pool",
+        "create",
+        "p",
+        "--size",
+        "1M",
+        "--index-capacity",
+        "100",
+    ]);
+    assert_eq!(made.records()[0]["index_capacity"], 100);
+    assert_eq!(made.records()[0]["size"], 1 << 20);
+
+    let err = env
+        .run(&["pool", "create", "p", "--size", "1M"])
+        .fails(4, "AlreadyExists");
+    assert!(err["path"].as_str().unwrap().ends_with("p.plex"));
+    assert!(err["hint"].as_str().unwrap().contains("plex pool delete p"));
+    // All names are checked before any is created.
+    env.run(&["pool", "create", "q", "p"])
+        .fails(4, "AlreadyExists");
+    assert!(!env.pools().join("q.plex").exists());
+
+    for size in ["12X", "1.5M", "", "M"] {
+        env.run(&["pool", "create", "r", "--size", size])
+            .fails(2, "Usage");
+    }
+    // Parsed, but not a multiple of 4096: the store refuses.
+    let err = env
+        .run(&["pool", "create", "r", "--size", "5000"])
+        .fails(2, "Usage");
+    assert!(err["message"].as_str().unwrap().contains("4096"), "{err}");
+    env.run(&["pool", "create", "r", "--index-capacity", "0"])
+        .fails(2, "Usage");
+    assert!(!env.pools().join("r.plex").exists());
+}
+
+#[test]
+fn names_cannot_escape_the_directory() {
+    let env = Env::new();
+    for bad in ["..", ".", ""] {
+        let err = env
+            .run(&["pool", "create", bad, "--size", "64K"])
+            .fails(2, "Usage");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid pool name"),
+            "{err}"
+        );
+        env.run(&["fetch", bad, "1"]).fails(2, "Usage");
+    }
+    // Nothing was created anywhere, not even the directory.
+    assert!(!env.pools().exists());
+    assert_eq!(fs::read_dir(env.root()).unwrap().count(), 0);
+}
+
+#[test]
+fn paths_name_pool_files_anywhere() {
+    let env = Env::new();
+    let file = env.root().join("elsewhere.pool");
+    let path = file.to_str().unwrap();
+    let made = env.ok(&["pool", "create", path, "--size", "64K"]).records();
+    assert_eq!(made[0]["path"], path);
+    assert!(made[0].get("name").is_none());
+    env.ok(&["feed", path, "42"]);
+    assert_eq!(env.ok(&["fetch", path, "1"]).records()[0]["data"], 42);
+    assert_eq!(env.ok(&["pool", "info", path]).records()[0]["messages"], 1);
+    // Not inside the pool directory, so not listed.
+    assert!(env.ok(&["pool", "list"]).stdout.is_empty());
+    env.ok(&["pool", "delete", path]);
+    assert!(!file.exists());
+}
+
+#[test]
+fn dir_option_before_or_after_the_subcommand() {
+    let env = Env::new();
+    let custom = env.root().join("custom");
+    let dir = custom.to_str().unwrap();
+    env.ok(&["--dir", dir, "pool", "create", "a", "--size", "64K"]);
+    env.ok(&["pool", "create", "b", "--size", "64K", "--dir", dir]);
+    env.ok(&["pool", "--dir", dir, "create", "c", "--size", "64K"]);
+    assert!(custom.join("a.plex").is_file());
+    assert!(custom.join("b.plex").is_file());
+    assert!(custom.join("c.plex").is_file());
+    env.ok(&["feed", "--dir", dir, "a", "{}"]);
+    env.ok(&["--dir", dir, "fetch", "a", "1"]);
+    let names: Vec<_> = env.ok(&["pool", "list", "--dir", dir]).records();
+    assert_eq!(names.len(), 3);
+    // PLEX_DIR (the pool directory of this Env) is untouched.
+    assert!(!env.pools().exists());
+}
+
+#[test]
+fn default_directory_follows_xdg_then_home() {
+    let env = Env::new();
+    let xdg = env.root().join("xdg");
+    let run = env
+        .cmd()
+        .env_remove("PLEX_DIR")
+        .env("XDG_DATA_HOME", &xdg)
+        .args(["pool", "create", "x", "--size", "64K"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    assert!(xdg.join("plex/pools/x.plex").is_file());
+
+    let run = env
+        .cmd()
+        .env_remove("PLEX_DIR")
+        .args(["pool", "create", "h", "--size", "64K"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    assert!(env
+        .root()
+        .join("home/.local/share/plex/pools/h.plex")
+        .is_file());
+}
+
+#[test]
+fn missing_pools() {
+    let env = Env::new();
+    let err = env.run(&["pool", "info", "ghost"]).fails(3, "NotFound");
+    assert!(err["path"].as_str().unwrap().ends_with("ghost.plex"));
+    assert!(err["hint"]
+        .as_str()
+        .unwrap()
+        .contains("plex pool create ghost"));
+    env.run(&["fetch", "ghost", "1"]).fails(3, "NotFound");
+    env.run(&["follow", "ghost", "--no-follow"])
+        .fails(3, "NotFound");
+    env.run(&["feed", "ghost", "1"]).fails(3, "NotFound");
+    env.run(&["pool", "delete", "ghost"]).fails(3, "NotFound");
+}
+
+#[test]
+fn corrupt_pools_exit_7() {
+    let env = Env::new();
+    fs::create_dir_all(env.pools()).unwrap();
+    fs::write(env.pools().join("junk.plex"), vec![b'j'; 16384]).unwrap();
+    let err = env.run(&["pool", "info", "junk"]).fails(7, "Corrupt");
+    assert!(err["path"].as_str().unwrap().ends_with("junk.plex"));
+    env.run(&["fetch", "junk", "1"]).fails(7, "Corrupt");
+    env.run(&["follow", "junk"]).fails(7, "Corrupt");
+
+    // A real pool with a damaged header checksum.
+    env.create("hurt", "64K");
+    let path = env.pools().join("hurt.plex");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[40] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+    env.run(&["feed", "hurt", "1"]).fails(7, "Corrupt");
+
+    // The listing reports the bad pool and still lists the good one.
+    env.create("good", "64K");
+    let run = env.run(&["pool", "list"]);
+    assert_eq!(run.code, 7);
+    assert_eq!(run.records().len(), 1);
+    assert_eq!(run.errors().len(), 2);
+
+    // Delete refuses files that are not pools, but removes damaged pools.
+    env.run(&["pool", "delete", "junk"]).fails(2, "Usage");
+    env.ok(&["pool", "delete", "hurt"]);
+}
+
+#[test]
+fn io_errors_exit_8() {
+    let env = Env::new();
+    let dir = env.root().join("a-directory");
+    fs::create_dir(&dir).unwrap();
+    let err = env
+        .run(&["fetch", dir.to_str().unwrap(), "1"])
+        .fails(8, "Io");
+    assert_eq!(err["path"], dir.to_str().unwrap());
+}
+
+#[test]
+fn permission_denied_exits_6() {
+    let env = Env::new();
+    env.create("locked", "64K");
+    let path = env.pools().join("locked.plex");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+    if fs::File::open(&path).is_ok() {
+        // Privileged (root): file modes do not apply; nothing to check.
+        return;
+    }
+    env.run(&["fetch", "locked", "1"]).fails(6, "Permission");
+    env.run(&["feed", "locked", "1"]).fails(6, "Permission");
+}
+
+#[test]
+fn usage_errors_from_parsing_are_json() {
+    let env = Env::new();
+    let err = env.run(&[]).fails(2, "Usage");
+    assert!(err["hint"].as_str().unwrap().contains("Usage: plex"));
+    let err = env.run(&["fetch", "p"]).fails(2, "Usage");
+    assert!(err["message"].as_str().unwrap().contains("<SEQ>"), "{err}");
+    env.run(&["fetch", "p", "one"]).fails(2, "Usage");
+    env.run(&["frobnicate"]).fails(2, "Usage");
+    env.run(&["pool", "create", "p", "--bogus"])
+        .fails(2, "Usage");
+    env.run(&["follow", "p", "--tail", "1", "--since", "1"])
+        .fails(2, "Usage");
+    env.run(&["feed", "p", "--durability", "eventually"])
+        .fails(2, "Usage");
+    env.run(&["feed", "p", "--errors", "ignore"])
+        .fails(2, "Usage");
+    for bad in ["5", "1.5s", "1d", "s", "-1s"] {
+        let arg = format!("--timeout={bad}");
+        let err = env.run(&["follow", "p", &arg]).fails(2, "Usage");
+        assert!(
+            err["message"].as_str().unwrap().contains("--timeout"),
+            "{err}"
+        );
+    }
+    // Help and version are not errors.
+    let help = env.ok(&["follow", "--help"]);
+    assert!(help.stdout.contains("RetentionGap"));
+    assert!(help.stderr.is_empty());
+    assert!(env.ok(&["--version"]).stdout.starts_with("plex "));
+}

@@ -1,0 +1,246 @@
+//! The connection task: owns the transport and runs the sans-IO loop.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::conn::{Conn, Wakeups};
+use crate::BoxFuture;
+
+/// Bytes read per allocation; reads slice it until little is left.
+const READ_CHUNK: usize = 64 * 1024;
+/// Below this much room, a fresh read buffer is allocated.
+const READ_MIN: usize = 4 * 1024;
+/// Output gathered from the session before writing; the rest waits in the
+/// session, so a slow transport pushes back on the streams.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Slices per vectored write.
+const MAX_IOVECS: usize = 64;
+/// Rounds of work before yielding to other tasks.
+const ROUNDS_PER_POLL: usize = 32;
+
+pub(crate) struct Driver<T> {
+    conn: Arc<Conn>,
+    io: T,
+    read_buf: BytesMut,
+    read_done: bool,
+    out: VecDeque<Bytes>,
+    out_len: usize,
+    needs_flush: bool,
+    timer: Option<(Instant, BoxFuture)>,
+}
+
+impl<T> Driver<T> {
+    pub(crate) fn new(conn: Arc<Conn>, io: T) -> Driver<T> {
+        Driver {
+            conn,
+            io,
+            read_buf: BytesMut::zeroed(READ_CHUNK),
+            read_done: false,
+            out: VecDeque::new(),
+            out_len: 0,
+            needs_flush: false,
+            timer: None,
+        }
+    }
+}
+
+/// What a read pass produced.
+enum Input {
+    Bytes(Bytes),
+    End(Option<io::Error>),
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+    /// Reads what the transport has, without blocking.
+    fn read(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) {
+        while !self.read_done && inputs.len() < 4 {
+            match Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.read_done = true;
+                    inputs.push(Input::End(None));
+                }
+                Poll::Ready(Ok(n)) => {
+                    inputs.push(Input::Bytes(self.read_buf.split_to(n).freeze()));
+                    if self.read_buf.len() < READ_MIN {
+                        // The old buffer lives on in the slices just taken.
+                        self.read_buf = BytesMut::zeroed(READ_CHUNK);
+                    }
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    self.read_done = true;
+                    inputs.push(Input::End(Some(e)));
+                }
+                Poll::Pending => break,
+            }
+        }
+    }
+
+    /// Writes gathered output until the transport pushes back. Returns
+    /// whether anything was written, or the transport's error.
+    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let mut wrote = false;
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self.out.len().min(MAX_IOVECS);
+            for (slot, chunk) in slices.iter_mut().zip(&self.out) {
+                *slot = IoSlice::new(chunk);
+            }
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(mut written)) => {
+                    wrote = true;
+                    self.needs_flush = true;
+                    self.out_len -= written;
+                    while written > 0 {
+                        let Some(front) = self.out.front_mut() else {
+                            break;
+                        };
+                        let take = written.min(front.len());
+                        front.advance(take);
+                        written -= take;
+                        if front.is_empty() {
+                            self.out.pop_front();
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(wrote),
+            }
+        }
+        if self.needs_flush {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(wrote)
+    }
+
+    /// One round with the session locked: input in, events and output out.
+    /// Returns whether anything happened, whether the session is closed, and
+    /// its next deadline.
+    fn exchange(
+        &mut self,
+        cx: &mut Context<'_>,
+        inputs: Vec<Input>,
+        write_error: Option<io::Error>,
+    ) -> (bool, bool, Option<Instant>) {
+        let now = self.conn.runtime.now();
+        let mut wake = Wakeups::default();
+        let mut inner = self.conn.lock();
+        if !inner
+            .driver
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            inner.driver = Some(cx.waker().clone());
+        }
+        let mut progress = !inputs.is_empty();
+        for input in inputs {
+            match input {
+                Input::Bytes(bytes) => inner.session.handle_input(now, bytes),
+                Input::End(error) => {
+                    if let Some(e) = error {
+                        inner.io_error.get_or_insert(Arc::new(e));
+                    }
+                    inner.session.handle_eof(now);
+                }
+            }
+        }
+        if let Some(e) = write_error {
+            inner.io_error.get_or_insert(Arc::new(e));
+            inner.session.handle_eof(now);
+            progress = true;
+        }
+        if progress {
+            // Streams may have closed: openers waiting for room retry.
+            wake.extend(inner.openers.drain(..));
+        }
+        if inner.session.poll_timeout().is_some_and(|at| at <= now) {
+            inner.session.handle_timeout(now);
+            progress = true;
+        }
+        while self.out_len < OUT_HIGH_WATER {
+            let Some(t) = inner.session.poll_transmit(now) else {
+                break;
+            };
+            progress = true;
+            self.out_len += t.len();
+            self.out
+                .extend([t.head, t.payload].into_iter().filter(|b| !b.is_empty()));
+        }
+        // Events last: sending can end the session too (the final
+        // END_STREAM of a drain), and its `Closed` must reach the handles.
+        while let Some(event) = inner.session.poll_event() {
+            inner.dispatch(event, &mut wake);
+            progress = true;
+        }
+        let closed = inner.session.is_closed();
+        let deadline = inner.session.poll_timeout();
+        drop(inner);
+        wake.wake();
+        (progress, closed, deadline)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..ROUNDS_PER_POLL {
+            let mut inputs = Vec::new();
+            this.read(cx, &mut inputs);
+            let (mut progress, closed, deadline) = this.exchange(cx, inputs, None);
+            match this.write(cx) {
+                Ok(wrote) => progress |= wrote,
+                Err(e) => {
+                    this.out.clear();
+                    this.out_len = 0;
+                    this.exchange(cx, Vec::new(), Some(e));
+                    continue;
+                }
+            }
+            if closed && this.out.is_empty() {
+                // Everything, GOAWAY included, is written: close the transport.
+                return match Pin::new(&mut this.io).poll_close(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(_) => Poll::Ready(()),
+                };
+            }
+            if progress {
+                continue;
+            }
+            // Idle: arm the timer for the session's next deadline. A later
+            // deadline keeps the armed timer; it fires early, harmlessly.
+            match deadline {
+                Some(at) if this.timer.as_ref().is_none_or(|(armed, _)| at < *armed) => {
+                    this.timer = Some((at, this.conn.runtime.sleep_until(at)));
+                }
+                None => this.timer = None,
+                Some(_) => {}
+            }
+            if let Some((_, timer)) = &mut this.timer {
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.timer = None;
+                    continue;
+                }
+            }
+            return Poll::Pending;
+        }
+        // Plenty of work: yield so other tasks run, then carry on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

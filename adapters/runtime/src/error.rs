@@ -1,0 +1,57 @@
+//! The adapters' error type, and its mapping to `std::io::Error`.
+
+use std::io;
+use std::sync::Arc;
+
+use plex_proto::{CloseReason, ConfigError, ErrorCode, LocalError, ResetReason};
+
+/// Why an operation on a [`Session`](crate::Session) or
+/// [`Stream`](crate::Stream) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The call was not valid for the stream or session's state.
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    /// The configuration was rejected.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The stream was reset; the reason says by whom and why.
+    #[error("stream reset: {0:?}")]
+    Reset(ResetReason),
+    /// This side reset the stream with this code.
+    #[error("stream reset locally with {0}")]
+    LocalReset(ErrorCode),
+    /// The connection closed.
+    #[error("connection closed: {0:?}")]
+    Closed(CloseReason),
+    /// A read or write deadline passed.
+    #[error("timed out")]
+    TimedOut,
+    /// The transport failed, or could not be dialled.
+    #[error("transport: {0}")]
+    Io(Arc<io::Error>),
+    /// The endpoint URL was rejected.
+    #[error(transparent)]
+    Endpoint(#[from] crate::EndpointError),
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::Local(LocalError::Finished(_)) => io::ErrorKind::BrokenPipe,
+            Error::Local(_) | Error::Config(_) | Error::Endpoint(_) => io::ErrorKind::InvalidInput,
+            Error::Reset(_) | Error::LocalReset(_) => io::ErrorKind::ConnectionReset,
+            Error::Closed(CloseReason::IdleTimeout) | Error::TimedOut => io::ErrorKind::TimedOut,
+            Error::Closed(_) => io::ErrorKind::ConnectionAborted,
+            Error::Io(io) => io.kind(),
+        };
+        io::Error::new(kind, e)
+    }
+}

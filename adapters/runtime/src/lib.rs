@@ -1,0 +1,45 @@
+//! Runs [`plex_proto`] sessions on any async runtime, over any transport
+//! that implements futures-io's `AsyncRead + AsyncWrite`.
+//!
+//! One task per connection owns the transport and runs the sans-IO loop:
+//! feed input, drain transmits with vectored writes, drain events waking the
+//! handles waiting on them, sleep until the session's next deadline.
+//! [`Session`] and [`Stream`] handles reach the state machine through shared
+//! state and wakers; a write copies once, into the stream's send buffer, with
+//! no channel in between.
+//!
+//! The runtime adapters (`plex-tokio`, `plex-smol`, `plex-async-std`)
+//! implement [`Runtime`] and provide transports.
+#![deny(missing_docs)]
+
+mod conn;
+mod driver;
+mod endpoint;
+mod error;
+mod session;
+mod stream;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+pub use endpoint::{Endpoint, EndpointError, Scheme};
+pub use error::Error;
+pub use plex_proto::{
+    CloseReason, Config, ErrorCode, OpenOptions, ResetReason, Role, SessionStats, StreamId,
+};
+pub use session::{Incoming, Listener, Session};
+pub use stream::Stream;
+
+/// A future the runtime can run to completion on its own.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What the driver needs from an async runtime: spawning, a timer, a clock.
+pub trait Runtime: Send + Sync + 'static {
+    /// Runs `future` in the background.
+    fn spawn(&self, future: BoxFuture);
+    /// A future that completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture;
+    /// The current time, on the clock `sleep_until` uses.
+    fn now(&self) -> Instant;
+}

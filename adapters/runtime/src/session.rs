@@ -1,0 +1,376 @@
+//! The session handle: open, accept and listen for streams.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_io::{AsyncRead, AsyncWrite};
+use plex_proto::{CloseReason, Config, ErrorCode, LocalError, OpenOptions, Role, SessionStats};
+
+use crate::conn::{Conn, Pending, Slot, Wakeups};
+use crate::driver::Driver;
+use crate::{Error, Runtime, Stream};
+
+/// One multiplexed connection. Cheap to clone; every clone is the same
+/// connection.
+///
+/// When the last handle of a connection (sessions, streams, listeners) is
+/// dropped, it sends a graceful GOAWAY and closes once streams drain.
+pub struct Session {
+    conn: Arc<Conn>,
+}
+
+impl Session {
+    /// Starts a session over `io`, spawning its connection task on `runtime`.
+    pub fn new<T>(
+        io: T,
+        role: Role,
+        config: Config,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Session, Error>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let now = runtime.now();
+        let session = plex_proto::Session::new(role, config, now)?;
+        let conn = Conn::new(session, runtime);
+        conn.runtime.spawn(Box::pin(Driver::new(conn.clone(), io)));
+        Ok(Session::from_conn(conn))
+    }
+
+    /// A session for the side that dialled `io`.
+    pub fn client<T>(io: T, config: Config, runtime: Arc<dyn Runtime>) -> Result<Session, Error>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Session::new(io, Role::Client, config, runtime)
+    }
+
+    /// A session for the side that accepted `io`.
+    pub fn server<T>(io: T, config: Config, runtime: Arc<dyn Runtime>) -> Result<Session, Error>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Session::new(io, Role::Server, config, runtime)
+    }
+
+    fn from_conn(conn: Arc<Conn>) -> Session {
+        conn.add_handle();
+        Session { conn }
+    }
+
+    /// Opens a stream. Waits while the peer's stream limit is reached.
+    pub async fn open_stream(&self, options: OpenOptions) -> Result<Stream, Error> {
+        poll_fn(|cx| {
+            let mut inner = self.conn.lock();
+            match inner.session.open(options.clone()) {
+                Ok(id) => {
+                    inner.slots.insert(id, Slot::default());
+                    let driver = inner.driver.clone();
+                    drop(inner);
+                    driver.into_iter().for_each(|w| w.wake());
+                    Poll::Ready(Ok(Stream::new(self.conn.clone(), id)))
+                }
+                Err(LocalError::StreamLimit) => {
+                    inner.openers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+                Err(LocalError::Closed) => Poll::Ready(Err(inner.closed_error())),
+                Err(e) => Poll::Ready(Err(e.into())),
+            }
+        })
+        .await
+    }
+
+    /// The next stream the peer opened that no [`Listener`] claimed,
+    /// accepted with an empty handshake. Its opener's handshake is
+    /// [`Stream::remote_open`].
+    pub async fn accept_stream(&self) -> Result<Stream, Error> {
+        let incoming = self.accept_incoming().await?;
+        incoming.accept(Bytes::new())
+    }
+
+    /// The next stream the peer opened that no [`Listener`] claimed, to
+    /// accept with a handshake of our own or to refuse.
+    pub async fn accept_incoming(&self) -> Result<Incoming, Error> {
+        poll_fn(|cx| {
+            let mut inner = self.conn.lock();
+            if let Some(pending) = inner.accept.queue.pop_front() {
+                return Poll::Ready(Ok(Incoming::new(self.conn.clone(), pending)));
+            }
+            if inner.closed.is_some() {
+                return Poll::Ready(Err(inner.closed_error()));
+            }
+            inner.accept.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Claims streams the peer opens for `protocol` and channel `id`. They
+    /// are accepted even when the config's `accept_any` is off.
+    pub fn listen(&self, protocol: impl Into<Bytes>, id: impl Into<Bytes>) -> Listener {
+        let key = (protocol.into(), id.into());
+        let mut inner = self.conn.lock();
+        inner.session.listen(key.0.clone(), key.1.clone());
+        inner.listeners.entry(key.clone()).or_default();
+        drop(inner);
+        self.conn.add_handle();
+        Listener {
+            conn: self.conn.clone(),
+            key,
+        }
+    }
+
+    /// Counters and windows.
+    pub fn stats(&self) -> SessionStats {
+        self.conn.lock().session.stats()
+    }
+
+    /// Sends a PING and returns the round-trip time of the next answer.
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let mut ticket = None;
+        poll_fn(|cx| {
+            let mut inner = self.conn.lock();
+            if inner.closed.is_some() {
+                return Poll::Ready(Err(inner.closed_error()));
+            }
+            match ticket {
+                None => {
+                    inner.session.ping()?;
+                    ticket = Some(inner.pongs);
+                    let driver = inner.driver.clone();
+                    inner.pong_waiters.push(cx.waker().clone());
+                    drop(inner);
+                    driver.into_iter().for_each(|w| w.wake());
+                    Poll::Pending
+                }
+                Some(sent) if inner.pongs > sent => Poll::Ready(
+                    inner
+                        .rtt()
+                        .ok_or(Error::Closed(CloseReason::TransportClosed)),
+                ),
+                Some(_) => {
+                    inner.pong_waiters.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends GOAWAY: with NO_ERROR a graceful drain, otherwise an immediate
+    /// close (see [`plex_proto::Session::go_away`]).
+    pub fn go_away(&self, code: ErrorCode) -> Result<(), Error> {
+        let mut inner = self.conn.lock();
+        inner.session.go_away(code)?;
+        let mut wake = Wakeups::default();
+        wake.push(inner.driver.clone());
+        while let Some(event) = inner.session.poll_event() {
+            inner.dispatch(event, &mut wake);
+        }
+        drop(inner);
+        wake.wake();
+        Ok(())
+    }
+
+    /// Closes gracefully: GOAWAY, then waits until every stream has finished
+    /// and the connection is closed.
+    pub async fn close(&self) -> Result<(), Error> {
+        match self.go_away(ErrorCode::NO_ERROR) {
+            Ok(()) | Err(Error::Local(LocalError::Closed)) => {}
+            Err(e) => return Err(e),
+        }
+        match self.closed().await {
+            CloseReason::Drained | CloseReason::Local(ErrorCode::NO_ERROR) => Ok(()),
+            other => Err(Error::Closed(other)),
+        }
+    }
+
+    /// Waits until the connection is closed and returns why.
+    pub async fn closed(&self) -> CloseReason {
+        poll_fn(|cx| {
+            let mut inner = self.conn.lock();
+            match &inner.closed {
+                Some(reason) => Poll::Ready(reason.clone()),
+                None => {
+                    inner.close_waiters.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.conn.lock().closed.is_some()
+    }
+}
+
+impl Clone for Session {
+    fn clone(&self) -> Session {
+        Session::from_conn(self.conn.clone())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.conn.drop_handle();
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Streams the peer opens for one protocol and channel id.
+///
+/// Dropping it stops listening and refuses streams it had not handed out.
+pub struct Listener {
+    conn: Arc<Conn>,
+    key: (Bytes, Bytes),
+}
+
+impl Listener {
+    /// The next matching stream the peer opened.
+    pub async fn accept(&self) -> Result<Incoming, Error> {
+        poll_fn(|cx| {
+            let mut inner = self.conn.lock();
+            if inner.closed.is_some() {
+                return Poll::Ready(Err(inner.closed_error()));
+            }
+            let Some(waiting) = inner.listeners.get_mut(&self.key) else {
+                return Poll::Ready(Err(Error::Closed(CloseReason::TransportClosed)));
+            };
+            if let Some(pending) = waiting.queue.pop_front() {
+                return Poll::Ready(Ok(Incoming::new(self.conn.clone(), pending)));
+            }
+            waiting.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let mut inner = self.conn.lock();
+        inner.session.unlisten(&self.key.0, &self.key.1);
+        if let Some(waiting) = inner.listeners.remove(&self.key) {
+            for pending in waiting.queue {
+                // Gone already if the peer reset it or the session closed.
+                let _ = inner.session.refuse(pending.stream);
+            }
+        }
+        let driver = inner.driver_if_needed();
+        drop(inner);
+        driver.into_iter().for_each(|w| w.wake());
+        self.conn.drop_handle();
+    }
+}
+
+/// A stream the peer opened, waiting for us to accept or refuse it.
+/// Dropping it refuses it.
+pub struct Incoming {
+    conn: Arc<Conn>,
+    pending: Option<Pending>,
+}
+
+impl Incoming {
+    fn new(conn: Arc<Conn>, pending: Pending) -> Incoming {
+        conn.add_handle();
+        Incoming {
+            conn,
+            pending: Some(pending),
+        }
+    }
+
+    fn pending(&self) -> &Pending {
+        // Taken only by `accept` and `refuse`, which consume `self`.
+        self.pending
+            .as_ref()
+            .expect("pending until accepted or refused")
+    }
+
+    /// The protocol name the peer opened the stream for.
+    pub fn protocol(&self) -> &Bytes {
+        &self.pending().protocol
+    }
+
+    /// The channel id the peer opened the stream for.
+    pub fn channel_id(&self) -> &Bytes {
+        &self.pending().id
+    }
+
+    /// The peer's handshake.
+    pub fn handshake(&self) -> &Bytes {
+        &self.pending().handshake
+    }
+
+    /// Accepts, answering with `handshake`.
+    pub fn accept(mut self, handshake: impl Into<Bytes>) -> Result<Stream, Error> {
+        let Some(pending) = self.pending.take() else {
+            return Err(Error::Closed(CloseReason::TransportClosed));
+        };
+        let mut inner = self.conn.lock();
+        match inner.session.accept(pending.stream, handshake) {
+            Ok(()) => {}
+            // The connection closed under us.
+            Err(_) if inner.closed.is_some() => return Err(inner.closed_error()),
+            // Includes a stream the peer reset before we accepted it.
+            Err(e) => return Err(e.into()),
+        }
+        // The slot goes in first: `accept` queued RemoteOpen, and
+        // dispatching it fills the slot with the peer's handshake.
+        inner.slots.insert(pending.stream, Slot::default());
+        let mut wake = Wakeups::default();
+        wake.push(inner.driver.clone());
+        while let Some(event) = inner.session.poll_event() {
+            inner.dispatch(event, &mut wake);
+        }
+        drop(inner);
+        wake.wake();
+        Ok(Stream::new(self.conn.clone(), pending.stream))
+    }
+
+    /// Refuses with REFUSED_STREAM; data the peer sent is dropped.
+    pub fn refuse(mut self) {
+        self.refuse_pending();
+    }
+
+    fn refuse_pending(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let mut inner = self.conn.lock();
+            // Gone already if the peer reset it or the session closed.
+            let _ = inner.session.refuse(pending.stream);
+            let driver = inner.driver_if_needed();
+            drop(inner);
+            driver.into_iter().for_each(|w| w.wake());
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.refuse_pending();
+        self.conn.drop_handle();
+    }
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.pending.as_ref();
+        f.debug_struct("Incoming")
+            .field("stream", &p.map(|p| p.stream))
+            .field("protocol", &p.map(|p| &p.protocol))
+            .field("id", &p.map(|p| &p.id))
+            .finish()
+    }
+}

@@ -1,0 +1,274 @@
+//! The stream handle: a byte stream implementing futures-io's traits.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_io::{AsyncRead, AsyncWrite};
+use plex_proto::{ErrorCode, LocalError, ReadError, StreamId, WriteError};
+
+use crate::conn::{Conn, Inner};
+use crate::{BoxFuture, Error};
+
+/// One multiplexed stream: `AsyncRead + AsyncWrite`.
+///
+/// `poll_close` finishes our side (END_STREAM); the peer can still send.
+/// Dropping a stream without closing it finishes it gracefully: data
+/// already written is delivered, and data still arriving is discarded.
+pub struct Stream {
+    conn: Arc<Conn>,
+    id: StreamId,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    read_timer: Option<BoxFuture>,
+    write_timer: Option<BoxFuture>,
+}
+
+impl Stream {
+    pub(crate) fn new(conn: Arc<Conn>, id: StreamId) -> Stream {
+        conn.add_handle();
+        Stream {
+            conn,
+            id,
+            read_timeout: None,
+            write_timeout: None,
+            read_timer: None,
+            write_timer: None,
+        }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// The send priority (higher sends more per round).
+    pub fn priority(&self) -> u8 {
+        self.conn
+            .lock()
+            .session
+            .priority(self.id)
+            .unwrap_or_default()
+    }
+
+    /// Changes the send priority.
+    pub fn set_priority(&self, priority: u8) {
+        // A stream that is gone has no priority to change.
+        let _ = self.conn.lock().session.set_priority(self.id, priority);
+    }
+
+    /// Bytes we may still send before the peer grants more.
+    pub fn send_window(&self) -> i64 {
+        let inner = self.conn.lock();
+        inner.session.stream_windows(self.id).map_or(0, |w| w.send)
+    }
+
+    /// Our receive window for this stream (auto-tuned).
+    pub fn receive_window(&self) -> u32 {
+        let inner = self.conn.lock();
+        inner
+            .session
+            .stream_windows(self.id)
+            .map_or(0, |w| w.receive)
+    }
+
+    /// Waits until both sides have opened, and returns the peer's handshake.
+    pub async fn remote_open(&self) -> Result<Bytes, Error> {
+        poll_fn(|cx| {
+            let mut inner = self.conn.lock();
+            let closed = inner.closed.is_some();
+            let error = closed.then(|| inner.closed_error());
+            let Some(slot) = inner.slots.get_mut(&self.id) else {
+                return Poll::Ready(Err(
+                    error.unwrap_or(Error::Local(LocalError::UnknownStream(self.id)))
+                ));
+            };
+            if let Some(handshake) = &slot.remote_open {
+                return Poll::Ready(Ok(handshake.clone()));
+            }
+            if let Some(ended) = &slot.ended {
+                return Poll::Ready(Err(ended.clone()));
+            }
+            if let Some(e) = error {
+                return Poll::Ready(Err(e));
+            }
+            slot.remote_open_waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Ends the stream abruptly in both directions with `code`.
+    pub fn reset(&mut self, code: ErrorCode) {
+        let mut inner = self.conn.lock();
+        if inner.session.reset(self.id, code).is_ok() {
+            if let Some(slot) = inner.slots.get_mut(&self.id) {
+                slot.ended = Some(Error::LocalReset(code));
+            }
+        }
+        let driver = inner.driver_if_needed();
+        drop(inner);
+        driver.into_iter().for_each(Waker::wake);
+    }
+
+    /// Makes a read that waits longer than `timeout` fail with `TimedOut`.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+        self.read_timer = None;
+    }
+
+    /// Makes a write that waits longer than `timeout` fail with `TimedOut`.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
+        self.write_timer = None;
+    }
+
+    /// Why a stream the session no longer knows cannot be used.
+    fn gone(&self, inner: &Inner) -> Option<Error> {
+        let ended = inner.slots.get(&self.id).and_then(|s| s.ended.clone());
+        ended.or_else(|| inner.closed.is_some().then(|| inner.closed_error()))
+    }
+}
+
+/// Polls a deadline timer, arming it on first use. Ready means it expired.
+fn expired(
+    conn: &Conn,
+    timeout: Option<Duration>,
+    timer: &mut Option<BoxFuture>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(timeout) = timeout else { return false };
+    let timer = timer.get_or_insert_with(|| conn.runtime.sleep_until(conn.runtime.now() + timeout));
+    timer.as_mut().poll(cx).is_ready()
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let mut inner = this.conn.lock();
+        let result = inner.session.read(this.id, buf);
+        let poll = match result {
+            Ok(n) => {
+                let driver = inner.driver_if_needed();
+                drop(inner);
+                driver.into_iter().for_each(Waker::wake);
+                Poll::Ready(Ok(n.unwrap_or(0)))
+            }
+            Err(ReadError::Blocked) => {
+                if let Some(slot) = inner.slots.get_mut(&this.id) {
+                    slot.reader = Some(cx.waker().clone());
+                }
+                drop(inner);
+                if expired(&this.conn, this.read_timeout, &mut this.read_timer, cx) {
+                    this.read_timer = None;
+                    return Poll::Ready(Err(Error::TimedOut.into()));
+                }
+                return Poll::Pending;
+            }
+            Err(ReadError::Local(LocalError::UnknownStream(_))) => match this.gone(&inner) {
+                Some(e) => Poll::Ready(Err(e.into())),
+                // Forgotten after end-of-stream was read: still the end.
+                None => Poll::Ready(Ok(0)),
+            },
+            Err(ReadError::Local(e)) => Poll::Ready(Err(Error::Local(e).into())),
+            Err(e) => Poll::Ready(Err(io::Error::other(e))),
+        };
+        this.read_timer = None;
+        poll
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let mut inner = this.conn.lock();
+        let poll = match inner.session.write(this.id, buf) {
+            Ok(n) => {
+                let driver = inner.driver.clone();
+                drop(inner);
+                driver.into_iter().for_each(Waker::wake);
+                Poll::Ready(Ok(n))
+            }
+            Err(WriteError::Blocked) => {
+                if let Some(slot) = inner.slots.get_mut(&this.id) {
+                    slot.writer = Some(cx.waker().clone());
+                }
+                drop(inner);
+                if expired(&this.conn, this.write_timeout, &mut this.write_timer, cx) {
+                    this.write_timer = None;
+                    return Poll::Ready(Err(Error::TimedOut.into()));
+                }
+                return Poll::Pending;
+            }
+            Err(WriteError::Local(LocalError::UnknownStream(id))) => {
+                let e = this
+                    .gone(&inner)
+                    .unwrap_or(Error::Local(LocalError::Finished(id)));
+                Poll::Ready(Err(e.into()))
+            }
+            Err(WriteError::Local(LocalError::Closed)) => {
+                Poll::Ready(Err(inner.closed_error().into()))
+            }
+            Err(WriteError::Local(e)) => Poll::Ready(Err(Error::Local(e).into())),
+            Err(e) => Poll::Ready(Err(io::Error::other(e))),
+        };
+        this.write_timer = None;
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Written data is already the connection task's to send.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = self.conn.lock();
+        let result = match inner.session.finish(self.id) {
+            // Closing twice, or after the stream ended cleanly, is fine.
+            Ok(()) | Err(LocalError::Finished(_)) => Ok(()),
+            Err(LocalError::UnknownStream(_)) => match self.gone(&inner) {
+                Some(e) => Err(e.into()),
+                None => Ok(()),
+            },
+            Err(LocalError::Closed) => Err(inner.closed_error().into()),
+            Err(e) => Err(Error::Local(e).into()),
+        };
+        let driver = inner.driver_if_needed();
+        drop(inner);
+        driver.into_iter().for_each(Waker::wake);
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let mut inner = self.conn.lock();
+        // Finish what we wrote and discard what still comes; a stream that
+        // already ended refuses both, which is fine.
+        let _ = inner.session.finish(self.id);
+        let _ = inner.session.stop(self.id);
+        inner.slots.remove(&self.id);
+        let driver = inner.driver_if_needed();
+        drop(inner);
+        driver.into_iter().for_each(Waker::wake);
+        self.conn.drop_handle();
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("id", &self.id).finish()
+    }
+}

@@ -1,0 +1,172 @@
+//! Runs plex sessions on tokio.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), plex_runtime::Error> {
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use plex_runtime::{Config, OpenOptions};
+//!
+//! let session = plex_tokio::connect("tcp://127.0.0.1:7000", Config::default()).await?;
+//! let mut stream = plex_tokio::Stream::from(session.open_stream(OpenOptions::default()).await?);
+//! stream.write_all(b"ping").await?;
+//! stream.shutdown().await?;
+//! let mut reply = Vec::new();
+//! stream.read_to_end(&mut reply).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use plex_runtime::{BoxFuture, Config, Endpoint, Error, Runtime, Scheme, Session};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+/// [`Runtime`] on the tokio runtime the handle belongs to.
+#[derive(Debug, Clone)]
+pub struct TokioRuntime(tokio::runtime::Handle);
+
+impl TokioRuntime {
+    /// The runtime of the calling task. Panics outside a tokio runtime, as
+    /// tokio's own constructors do.
+    pub fn current() -> Arc<dyn Runtime> {
+        Arc::new(TokioRuntime(tokio::runtime::Handle::current()))
+    }
+}
+
+impl Runtime for TokioRuntime {
+    fn spawn(&self, future: BoxFuture) {
+        self.0.spawn(future);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// Dials `url` (`tcp://host:port`) and starts a client session.
+pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
+    let endpoint: Endpoint = url.parse()?;
+    match endpoint.scheme {
+        Scheme::Tcp => {
+            let tcp = TcpStream::connect(endpoint.authority()).await?;
+            tcp.set_nodelay(true)?;
+            Session::client(tcp.compat(), config, TokioRuntime::current())
+        }
+        other => Err(Error::Endpoint(
+            plex_runtime::EndpointError::UnsupportedScheme(format!("{other:?}")),
+        )),
+    }
+}
+
+/// Accepts plex connections.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    config: Config,
+}
+
+/// Listens on `url` (`tcp://host:port`; port 0 picks one).
+pub async fn listen(url: &str, config: Config) -> Result<Listener, Error> {
+    let endpoint: Endpoint = url.parse()?;
+    match endpoint.scheme {
+        Scheme::Tcp => Ok(Listener {
+            tcp: TcpListener::bind(endpoint.authority()).await?,
+            config,
+        }),
+        other => Err(Error::Endpoint(
+            plex_runtime::EndpointError::UnsupportedScheme(format!("{other:?}")),
+        )),
+    }
+}
+
+impl Listener {
+    /// The next connection, as a server session.
+    pub async fn accept(&self) -> Result<(Session, SocketAddr), Error> {
+        let (tcp, peer) = self.tcp.accept().await?;
+        tcp.set_nodelay(true)?;
+        let session = Session::server(tcp.compat(), self.config.clone(), TokioRuntime::current())?;
+        Ok((session, peer))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A plex stream with tokio's IO traits (and futures-io's, through `Deref`).
+#[derive(Debug)]
+pub struct Stream(plex_runtime::Stream);
+
+impl From<plex_runtime::Stream> for Stream {
+    fn from(stream: plex_runtime::Stream) -> Stream {
+        Stream(stream)
+    }
+}
+
+impl Stream {
+    /// The runtime-neutral stream.
+    pub fn into_inner(self) -> plex_runtime::Stream {
+        self.0
+    }
+}
+
+impl Deref for Stream {
+    type Target = plex_runtime::Stream;
+
+    fn deref(&self) -> &plex_runtime::Stream {
+        &self.0
+    }
+}
+
+impl DerefMut for Stream {
+    fn deref_mut(&mut self) -> &mut plex_runtime::Stream {
+        &mut self.0
+    }
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let unfilled = buf.initialize_unfilled();
+        match futures_io::AsyncRead::poll_read(Pin::new(&mut self.0), cx, unfilled) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        futures_io::AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures_io::AsyncWrite::poll_flush(Pin::new(&mut self.0), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures_io::AsyncWrite::poll_close(Pin::new(&mut self.0), cx)
+    }
+}
