@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use plex_runtime::{Config, Session};
+use std::future::Future;
+
+use plex_runtime::{Config, Error, Runtime, Session};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -18,6 +20,92 @@ pub async fn tokio_pair(client: Config, server: Config) -> (Session, Session) {
     let url = format!("tcp://{}", listener.local_addr().expect("addr"));
     let (client, accepted) = tokio::join!(plex_tokio::connect(&url, client), listener.accept());
     (client.expect("connect"), accepted.expect("accept").0)
+}
+
+/// The runtimes the adapters support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rt {
+    /// plex-tokio.
+    Tokio,
+    /// plex-smol.
+    Smol,
+    /// plex-async-std.
+    AsyncStd,
+}
+
+impl Rt {
+    /// Every runtime.
+    pub const ALL: [Rt; 3] = [Rt::Tokio, Rt::Smol, Rt::AsyncStd];
+
+    /// Runs `future` to completion on this runtime, on the calling thread.
+    pub fn block_on<F: Future>(self, future: F) -> F::Output {
+        match self {
+            Rt::Tokio => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+                .block_on(future),
+            Rt::Smol => smol::block_on(future),
+            Rt::AsyncStd => async_std::task::block_on(future),
+        }
+    }
+
+    /// The plex [`Runtime`] of this runtime (call inside [`Rt::block_on`]).
+    pub fn runtime(self) -> Arc<dyn Runtime> {
+        match self {
+            Rt::Tokio => plex_tokio::TokioRuntime::current(),
+            Rt::Smol => plex_smol::SmolRuntime::shared(),
+            Rt::AsyncStd => plex_async_std::AsyncStdRuntime::shared(),
+        }
+    }
+
+    /// Dials `addr` over TCP with this runtime's adapter.
+    pub async fn connect(self, addr: SocketAddr, config: Config) -> Result<Session, Error> {
+        let url = format!("tcp://{addr}");
+        match self {
+            Rt::Tokio => plex_tokio::connect(&url, config).await,
+            Rt::Smol => plex_smol::connect(&url, config).await,
+            Rt::AsyncStd => plex_async_std::connect(&url, config).await,
+        }
+    }
+
+    /// Listens on a fresh loopback port, reports it through `bound`, and
+    /// returns the first connection's server session.
+    pub async fn accept_one(
+        self,
+        config: Config,
+        bound: std::sync::mpsc::Sender<SocketAddr>,
+    ) -> Session {
+        let url = "tcp://127.0.0.1:0";
+        macro_rules! accept {
+            ($adapter:ident) => {{
+                let listener = $adapter::listen(url, config).await.expect("listen");
+                bound
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("report address");
+                listener.accept().await.expect("accept").0
+            }};
+        }
+        match self {
+            Rt::Tokio => accept!(plex_tokio),
+            Rt::Smol => accept!(plex_smol),
+            Rt::AsyncStd => accept!(plex_async_std),
+        }
+    }
+}
+
+/// Echoes every stream the peer opens until the session ends.
+pub async fn echo_server(session: Session, runtime: Arc<dyn Runtime>) {
+    use smol::io::AsyncWriteExt;
+    while let Ok(stream) = session.accept_stream().await {
+        runtime.spawn(Box::pin(async move {
+            let (reader, mut writer) = smol::io::split(stream);
+            if smol::io::copy(reader, &mut writer).await.is_ok() {
+                let _ = writer.close().await;
+            }
+        }));
+    }
 }
 
 /// The byte at `offset` of a test payload: every lost, duplicated or

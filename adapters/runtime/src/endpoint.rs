@@ -95,6 +95,15 @@ impl FromStr for Endpoint {
 }
 
 impl Endpoint {
+    /// Parses `url` and requires the `tcp` scheme.
+    pub fn tcp(url: &str) -> Result<Endpoint, EndpointError> {
+        let endpoint: Endpoint = url.parse()?;
+        match endpoint.scheme {
+            Scheme::Tcp => Ok(endpoint),
+            Scheme::Ws => Err(EndpointError::UnsupportedScheme("ws".into())),
+        }
+    }
+
     /// `host:port`, with brackets around an IPv6 host: what socket APIs take.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {

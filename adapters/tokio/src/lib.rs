@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use plex_runtime::{BoxFuture, Config, Endpoint, Error, Runtime, Scheme, Session};
+use plex_runtime::{BoxFuture, Config, Endpoint, Error, Runtime, Session};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
@@ -55,17 +55,10 @@ impl Runtime for TokioRuntime {
 
 /// Dials `url` (`tcp://host:port`) and starts a client session.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    let endpoint: Endpoint = url.parse()?;
-    match endpoint.scheme {
-        Scheme::Tcp => {
-            let tcp = TcpStream::connect(endpoint.authority()).await?;
-            tcp.set_nodelay(true)?;
-            Session::client(tcp.compat(), config, TokioRuntime::current())
-        }
-        other => Err(Error::Endpoint(
-            plex_runtime::EndpointError::UnsupportedScheme(format!("{other:?}")),
-        )),
-    }
+    let endpoint = Endpoint::tcp(url)?;
+    let tcp = TcpStream::connect(endpoint.authority()).await?;
+    tcp.set_nodelay(true)?;
+    Session::client(tcp.compat(), config, TokioRuntime::current())
 }
 
 /// Accepts plex connections.
@@ -77,16 +70,11 @@ pub struct Listener {
 
 /// Listens on `url` (`tcp://host:port`; port 0 picks one).
 pub async fn listen(url: &str, config: Config) -> Result<Listener, Error> {
-    let endpoint: Endpoint = url.parse()?;
-    match endpoint.scheme {
-        Scheme::Tcp => Ok(Listener {
-            tcp: TcpListener::bind(endpoint.authority()).await?,
-            config,
-        }),
-        other => Err(Error::Endpoint(
-            plex_runtime::EndpointError::UnsupportedScheme(format!("{other:?}")),
-        )),
-    }
+    let endpoint = Endpoint::tcp(url)?;
+    Ok(Listener {
+        tcp: TcpListener::bind(endpoint.authority()).await?,
+        config,
+    })
 }
 
 impl Listener {
