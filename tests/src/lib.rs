@@ -60,24 +60,23 @@ impl Rt {
         }
     }
 
-    /// Dials `addr` over TCP with this runtime's adapter.
-    pub async fn connect(self, addr: SocketAddr, config: Config) -> Result<Session, Error> {
-        let url = format!("tcp://{addr}");
+    /// Dials `url` with this runtime's adapter.
+    pub async fn connect(self, url: &str, config: Config) -> Result<Session, Error> {
         match self {
-            Rt::Tokio => plex_tokio::connect(&url, config).await,
-            Rt::Smol => plex_smol::connect(&url, config).await,
-            Rt::AsyncStd => plex_async_std::connect(&url, config).await,
+            Rt::Tokio => plex_tokio::connect(url, config).await,
+            Rt::Smol => plex_smol::connect(url, config).await,
+            Rt::AsyncStd => plex_async_std::connect(url, config).await,
         }
     }
 
-    /// Listens on a fresh loopback port, reports it through `bound`, and
-    /// returns the first connection's server session.
+    /// Listens on `url` (use port 0), reports the bound address through
+    /// `bound`, and returns the first connection's server session.
     pub async fn accept_one(
         self,
+        url: &str,
         config: Config,
         bound: std::sync::mpsc::Sender<SocketAddr>,
     ) -> Session {
-        let url = "tcp://127.0.0.1:0";
         macro_rules! accept {
             ($adapter:ident) => {{
                 let listener = $adapter::listen(url, config).await.expect("listen");

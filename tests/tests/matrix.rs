@@ -51,13 +51,16 @@ fn run_pair(client_rt: Rt, server_rt: Rt) {
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
         server_rt.block_on(async move {
-            let session = server_rt.accept_one(config(), tx).await;
+            let session = server_rt
+                .accept_one("tcp://127.0.0.1:0", config(), tx)
+                .await;
             echo_server(session, server_rt.runtime()).await;
         })
     });
     let addr = rx.recv().expect("server address");
     client_rt.block_on(async move {
-        let session = client_rt.connect(addr, config()).await.expect("connect");
+        let url = format!("tcp://{addr}");
+        let session = client_rt.connect(&url, config()).await.expect("connect");
         let runtime = client_rt.runtime();
         let (done_tx, done_rx) = smol::channel::unbounded();
         for i in 0..STREAMS {

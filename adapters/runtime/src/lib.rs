@@ -18,6 +18,8 @@ mod endpoint;
 mod error;
 mod session;
 mod stream;
+#[cfg(feature = "ws")]
+mod ws;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +32,8 @@ pub use plex_proto::{
 };
 pub use session::{Incoming, Listener, Session};
 pub use stream::Stream;
+#[cfg(feature = "ws")]
+pub use ws::{accept_path, io_error as ws_io_error, WsIo};
 
 /// A future the runtime can run to completion on its own.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

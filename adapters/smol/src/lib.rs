@@ -1,4 +1,4 @@
-//! Runs plex sessions on smol. Streams are futures-io byte streams; smol is
+//! Runs plex sessions on smol, over TCP or WebSocket. Streams are futures-io byte streams; smol is
 //! the recommended runtime for futures-io code.
 //!
 //! ```no_run
@@ -22,7 +22,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use plex_runtime::{BoxFuture, Config, Endpoint, Error, Runtime, Session};
+use plex_runtime::{
+    accept_path, ws_io_error, BoxFuture, Config, Endpoint, EndpointError, Error, Runtime, Scheme,
+    Session, WsIo,
+};
 use smol::net::{TcpListener, TcpStream};
 
 /// [`Runtime`] on smol's global executor and timers.
@@ -53,26 +56,39 @@ impl Runtime for SmolRuntime {
     }
 }
 
-/// Dials `url` (`tcp://host:port`) and starts a client session.
+/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
+/// client session.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    let endpoint = Endpoint::tcp(url)?;
+    let endpoint: Endpoint = url.parse()?;
     let stream = TcpStream::connect(endpoint.authority()).await?;
     stream.set_nodelay(true)?;
-    Session::client(stream, config, SmolRuntime::shared())
+    match endpoint.scheme {
+        Scheme::Tcp => Session::client(stream, config, SmolRuntime::shared()),
+        Scheme::Ws => {
+            let (ws, _) = async_tungstenite::client_async(endpoint.to_string(), stream)
+                .await
+                .map_err(ws_io_error)?;
+            Session::client(WsIo::new(ws), config, SmolRuntime::shared())
+        }
+        other => Err(EndpointError::UnsupportedScheme(format!("{other:?}")).into()),
+    }
 }
 
 /// Accepts plex connections.
 #[derive(Debug)]
 pub struct Listener {
     tcp: TcpListener,
+    endpoint: Endpoint,
     config: Config,
 }
 
-/// Listens on `url` (`tcp://host:port`; port 0 picks one).
+/// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
+/// picks one). A WebSocket listener answers other paths with 404.
 pub async fn listen(url: &str, config: Config) -> Result<Listener, Error> {
-    let endpoint = Endpoint::tcp(url)?;
+    let endpoint: Endpoint = url.parse()?;
     Ok(Listener {
         tcp: TcpListener::bind(endpoint.authority()).await?,
+        endpoint,
         config,
     })
 }
@@ -82,7 +98,17 @@ impl Listener {
     pub async fn accept(&self) -> Result<(Session, SocketAddr), Error> {
         let (stream, peer) = self.tcp.accept().await?;
         stream.set_nodelay(true)?;
-        let session = Session::server(stream, self.config.clone(), SmolRuntime::shared())?;
+        let config = self.config.clone();
+        let session = match self.endpoint.scheme {
+            Scheme::Ws => {
+                let check = accept_path(self.endpoint.path.clone());
+                let ws = async_tungstenite::accept_hdr_async(stream, check)
+                    .await
+                    .map_err(ws_io_error)?;
+                Session::server(WsIo::new(ws), config, SmolRuntime::shared())?
+            }
+            _ => Session::server(stream, config, SmolRuntime::shared())?,
+        };
         Ok((session, peer))
     }
 

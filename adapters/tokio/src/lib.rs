@@ -1,4 +1,4 @@
-//! Runs plex sessions on tokio.
+//! Runs plex sessions on tokio, over TCP or WebSocket.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), plex_runtime::Error> {
@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use plex_runtime::{BoxFuture, Config, Endpoint, Error, Runtime, Session};
+use plex_runtime::{
+    accept_path, ws_io_error, BoxFuture, Config, Endpoint, EndpointError, Error, Runtime, Scheme,
+    Session, WsIo,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
@@ -53,26 +56,44 @@ impl Runtime for TokioRuntime {
     }
 }
 
-/// Dials `url` (`tcp://host:port`) and starts a client session.
+/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
+/// client session.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    let endpoint = Endpoint::tcp(url)?;
+    let endpoint: Endpoint = url.parse()?;
     let tcp = TcpStream::connect(endpoint.authority()).await?;
     tcp.set_nodelay(true)?;
-    Session::client(tcp.compat(), config, TokioRuntime::current())
+    let runtime = TokioRuntime::current();
+    match endpoint.scheme {
+        Scheme::Tcp => Session::client(tcp.compat(), config, runtime),
+        Scheme::Ws => {
+            let (ws, _) = tokio_tungstenite::client_async(endpoint.to_string(), tcp)
+                .await
+                .map_err(ws_error)?;
+            Session::client(WsIo::new(ws), config, runtime)
+        }
+        other => Err(EndpointError::UnsupportedScheme(format!("{other:?}")).into()),
+    }
+}
+
+fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
+    ws_io_error(e).into()
 }
 
 /// Accepts plex connections.
 #[derive(Debug)]
 pub struct Listener {
     tcp: TcpListener,
+    endpoint: Endpoint,
     config: Config,
 }
 
-/// Listens on `url` (`tcp://host:port`; port 0 picks one).
+/// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
+/// picks one). A WebSocket listener answers other paths with 404.
 pub async fn listen(url: &str, config: Config) -> Result<Listener, Error> {
-    let endpoint = Endpoint::tcp(url)?;
+    let endpoint: Endpoint = url.parse()?;
     Ok(Listener {
         tcp: TcpListener::bind(endpoint.authority()).await?,
+        endpoint,
         config,
     })
 }
@@ -82,7 +103,18 @@ impl Listener {
     pub async fn accept(&self) -> Result<(Session, SocketAddr), Error> {
         let (tcp, peer) = self.tcp.accept().await?;
         tcp.set_nodelay(true)?;
-        let session = Session::server(tcp.compat(), self.config.clone(), TokioRuntime::current())?;
+        let runtime = TokioRuntime::current();
+        let config = self.config.clone();
+        let session = match self.endpoint.scheme {
+            Scheme::Ws => {
+                let check = accept_path(self.endpoint.path.clone());
+                let ws = tokio_tungstenite::accept_hdr_async(tcp, check)
+                    .await
+                    .map_err(ws_error)?;
+                Session::server(WsIo::new(ws), config, runtime)?
+            }
+            _ => Session::server(tcp.compat(), config, runtime)?,
+        };
         Ok((session, peer))
     }
 

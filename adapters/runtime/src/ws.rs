@@ -1,0 +1,168 @@
+//! A WebSocket connection as a byte stream: plex frames travel in binary
+//! messages. Works with any tungstenite front-end (tokio-tungstenite,
+//! async-tungstenite): they share `tungstenite::Message`.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_sink::Sink;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::http::StatusCode;
+use tungstenite::{Error as WsError, Message};
+
+/// Largest binary message a vectored write gathers; larger writes split.
+const MAX_MESSAGE: usize = 256 * 1024;
+
+/// Adapts a WebSocket (a `Stream` and `Sink` of messages) to
+/// `AsyncRead + AsyncWrite`.
+///
+/// Binary messages carry the bytes; a vectored write becomes one message.
+/// Ping and pong are left to the WebSocket library; a text message is an
+/// error, since plex sends only binary ones; a close message is end of
+/// stream.
+#[derive(Debug)]
+pub struct WsIo<S> {
+    ws: S,
+    pending: Bytes,
+    eof: bool,
+}
+
+impl<S> WsIo<S> {
+    /// Wraps an established WebSocket connection.
+    pub fn new(ws: S) -> WsIo<S> {
+        WsIo {
+            ws,
+            pending: Bytes::new(),
+            eof: false,
+        }
+    }
+}
+
+/// A WebSocket handshake callback that accepts the upgrade only on `path`
+/// and answers any other path with 404.
+pub fn accept_path(
+    path: String,
+) -> impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse> {
+    move |request, response| {
+        if request.uri().path() == path {
+            return Ok(response);
+        }
+        let body = format!("no plex endpoint at {}", request.uri().path());
+        let mut not_found = ErrorResponse::new(Some(body));
+        *not_found.status_mut() = StatusCode::NOT_FOUND;
+        Err(not_found)
+    }
+}
+
+/// A WebSocket library error as an IO error.
+pub fn io_error(e: WsError) -> io::Error {
+    match e {
+        WsError::Io(e) => e,
+        WsError::ConnectionClosed | WsError::AlreadyClosed => io::ErrorKind::BrokenPipe.into(),
+        other => io::Error::other(other),
+    }
+}
+
+impl<S> AsyncRead for WsIo<S>
+where
+    S: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                return Poll::Ready(Ok(n));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(0));
+            }
+            match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(Message::Binary(data)))) => self.pending = data,
+                Poll::Ready(Some(Ok(Message::Text(_)))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text WebSocket message: plex uses binary messages only",
+                    )))
+                }
+                Poll::Ready(Some(Ok(Message::Close(_)))) | Poll::Ready(None) => self.eof = true,
+                // Ping, pong and raw frames are the WebSocket layer's business.
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io_error(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S> WsIo<S>
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    fn send(&mut self, cx: &mut Context<'_>, data: Bytes) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.ws).poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(io_error(e))),
+            Poll::Pending => return Poll::Pending,
+        }
+        let n = data.len();
+        match Pin::new(&mut self.ws).start_send(Message::Binary(data)) {
+            Ok(()) => Poll::Ready(Ok(n)),
+            Err(e) => Poll::Ready(Err(io_error(e))),
+        }
+    }
+}
+
+impl<S> AsyncWrite for WsIo<S>
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(MAX_MESSAGE);
+        self.send(cx, Bytes::copy_from_slice(&buf[..n]))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut message = BytesMut::with_capacity(total.min(MAX_MESSAGE));
+        for buf in bufs {
+            let room = MAX_MESSAGE - message.len();
+            message.extend_from_slice(&buf[..buf.len().min(room)]);
+            if message.len() == MAX_MESSAGE {
+                break;
+            }
+        }
+        self.send(cx, message.freeze())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws).poll_flush(cx).map_err(io_error)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.ws).poll_close(cx) {
+            // The peer closing first is a clean end too.
+            Poll::Ready(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                Poll::Ready(Ok(()))
+            }
+            other => other.map_err(io_error),
+        }
+    }
+}
