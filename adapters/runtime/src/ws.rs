@@ -44,6 +44,7 @@ impl<S> WsIo<S> {
 
 /// A WebSocket handshake callback that accepts the upgrade only on `path`
 /// and answers any other path with 404.
+#[allow(clippy::result_large_err)] // the signature is tungstenite's `Callback`
 pub fn accept_path(
     path: String,
 ) -> impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse> {
