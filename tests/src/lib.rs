@@ -17,7 +17,7 @@ pub async fn tokio_pair(client: Config, server: Config) -> (Session, Session) {
     let listener = plex_tokio::listen("tcp://127.0.0.1:0", server)
         .await
         .expect("listen");
-    let url = format!("tcp://{}", listener.local_addr().expect("addr"));
+    let url = listener.local_endpoint().to_string();
     let (client, accepted) = tokio::join!(plex_tokio::connect(&url, client), listener.accept());
     (client.expect("connect"), accepted.expect("accept").0)
 }
@@ -69,19 +69,19 @@ impl Rt {
         }
     }
 
-    /// Listens on `url` (use port 0), reports the bound address through
+    /// Listens on `url` (use port 0), reports the bound endpoint through
     /// `bound`, and returns the first connection's server session.
     pub async fn accept_one(
         self,
         url: &str,
         config: Config,
-        bound: std::sync::mpsc::Sender<SocketAddr>,
+        bound: std::sync::mpsc::Sender<String>,
     ) -> Session {
         macro_rules! accept {
             ($adapter:ident) => {{
                 let listener = $adapter::listen(url, config).await.expect("listen");
                 bound
-                    .send(listener.local_addr().expect("addr"))
+                    .send(listener.local_endpoint().to_string())
                     .expect("report address");
                 listener.accept().await.expect("accept").0
             }};

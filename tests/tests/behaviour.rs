@@ -78,7 +78,7 @@ async fn pending_read_fails_as_soon_as_the_connection_dies() {
     let listener = plex_tokio::listen("tcp://127.0.0.1:0", Config::default())
         .await
         .unwrap();
-    let proxy = Proxy::start(listener.local_addr().unwrap()).await;
+    let proxy = Proxy::start(listener.local_endpoint().authority().parse().unwrap()).await;
     let url = format!("tcp://{}", proxy.addr);
     let (client, server) = tokio::join!(
         plex_tokio::connect(&url, Config::default()),
@@ -116,7 +116,7 @@ async fn a_vanished_peer_is_detected_by_the_idle_timeout() {
     let listener = plex_tokio::listen("tcp://127.0.0.1:0", quick.clone())
         .await
         .unwrap();
-    let proxy = Proxy::start(listener.local_addr().unwrap()).await;
+    let proxy = Proxy::start(listener.local_endpoint().authority().parse().unwrap()).await;
     let url = format!("tcp://{}", proxy.addr);
     let (client, server) = tokio::join!(plex_tokio::connect(&url, quick), listener.accept());
     let (client, server) = (client.unwrap(), server.unwrap().0);

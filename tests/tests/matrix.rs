@@ -59,8 +59,7 @@ fn run_pair(client_rt: Rt, server_rt: Rt) {
     });
     let addr = rx.recv().expect("server address");
     client_rt.block_on(async move {
-        let url = format!("tcp://{addr}");
-        let session = client_rt.connect(&url, config()).await.expect("connect");
+        let session = client_rt.connect(&addr, config()).await.expect("connect");
         let runtime = client_rt.runtime();
         let (done_tx, done_rx) = smol::channel::unbounded();
         for i in 0..STREAMS {

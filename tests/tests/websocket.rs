@@ -68,7 +68,7 @@ fn websocket_on_a_wrong_path_is_refused_with_a_clear_error() {
             let listener = plex_tokio::listen("ws://127.0.0.1:0/plex", Config::default())
                 .await
                 .unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
+            tx.send(listener.local_endpoint()).unwrap();
             // The handshake fails on the server side too; keep accepting.
             let _ = listener.accept().await;
         })

@@ -1,18 +1,19 @@
-//! Runs plex sessions on async-std.
+//! Runs plex sessions on async-std, over TCP.
 //!
 //! **async-std is discontinued upstream (RUSTSEC-2025-0052).** This adapter
 //! stays for users who asked for it, as a thin layer over the shared
 //! futures-io driver in `plex-runtime`. New code should use `plex-smol`:
-//! the same futures-io streams on a maintained runtime.
+//! the same futures-io streams on a maintained runtime, plus WebSocket.
 #![deny(missing_docs)]
 
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_std::net::{TcpListener, TcpStream};
-use plex_runtime::{BoxFuture, Config, Endpoint, Error, Runtime, Session};
+use plex_runtime::{
+    BoxFuture, BoxIo, BoxResult, Config, Endpoint, Error, Manager, ManagerConfig, Runtime, Scheme,
+    Server, Session, Transport, TransportListener,
+};
 
 /// [`Runtime`] on async-std's global executor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,41 +41,62 @@ impl Runtime for AsyncStdRuntime {
     }
 }
 
-/// Dials `url` (`tcp://host:port`) and starts a client session.
-pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    let endpoint = Endpoint::tcp(url)?;
-    let stream = TcpStream::connect(endpoint.authority()).await?;
-    stream.set_nodelay(true)?;
-    Session::client(stream, config, AsyncStdRuntime::shared())
+/// TCP (with `TCP_NODELAY`) on async-std.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncStdTransport;
+
+impl Transport for AsyncStdTransport {
+    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        Box::pin(async move {
+            let tcp = TcpStream::connect(endpoint.require(Scheme::Tcp)?.authority()).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp) as BoxIo)
+        })
+    }
+
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        Box::pin(async move {
+            let tcp = TcpListener::bind(endpoint.require(Scheme::Tcp)?.authority()).await?;
+            let endpoint = endpoint.bound_at(tcp.local_addr()?);
+            Ok(Box::new(AsyncStdListener { tcp, endpoint }) as Box<dyn TransportListener>)
+        })
+    }
 }
 
-/// Accepts plex connections.
-#[derive(Debug)]
-pub struct Listener {
+struct AsyncStdListener {
     tcp: TcpListener,
-    config: Config,
+    endpoint: Endpoint,
+}
+
+impl TransportListener for AsyncStdListener {
+    fn accept(&self) -> BoxResult<'_, (BoxIo, String)> {
+        Box::pin(async move {
+            let (tcp, peer) = self.tcp.accept().await?;
+            tcp.set_nodelay(true)?;
+            Ok((Box::new(tcp) as BoxIo, peer.to_string()))
+        })
+    }
+
+    fn local_endpoint(&self) -> Endpoint {
+        self.endpoint.clone()
+    }
+}
+
+/// Dials `url` (`tcp://host:port`) and starts a client session.
+pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
+    plex_runtime::connect(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
 }
 
 /// Listens on `url` (`tcp://host:port`; port 0 picks one).
-pub async fn listen(url: &str, config: Config) -> Result<Listener, Error> {
-    let endpoint = Endpoint::tcp(url)?;
-    Ok(Listener {
-        tcp: TcpListener::bind(endpoint.authority()).await?,
-        config,
-    })
+pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
+    plex_runtime::listen(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
 }
 
-impl Listener {
-    /// The next connection, as a server session.
-    pub async fn accept(&self) -> Result<(Session, SocketAddr), Error> {
-        let (stream, peer) = self.tcp.accept().await?;
-        stream.set_nodelay(true)?;
-        let session = Session::server(stream, self.config.clone(), AsyncStdRuntime::shared())?;
-        Ok((session, peer))
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
+/// A connection-pooling [`Manager`] on async-std.
+pub fn manager(config: ManagerConfig) -> Manager {
+    Manager::new(
+        Arc::new(AsyncStdTransport),
+        AsyncStdRuntime::shared(),
+        config,
+    )
 }

@@ -95,12 +95,22 @@ impl FromStr for Endpoint {
 }
 
 impl Endpoint {
-    /// Parses `url` and requires the `tcp` scheme.
-    pub fn tcp(url: &str) -> Result<Endpoint, EndpointError> {
-        let endpoint: Endpoint = url.parse()?;
-        match endpoint.scheme {
-            Scheme::Tcp => Ok(endpoint),
-            Scheme::Ws => Err(EndpointError::UnsupportedScheme("ws".into())),
+    /// This endpoint if it uses `scheme`: for transports that support
+    /// only some schemes.
+    pub fn require(&self, scheme: Scheme) -> Result<&Endpoint, EndpointError> {
+        if self.scheme == scheme {
+            Ok(self)
+        } else {
+            Err(EndpointError::UnsupportedScheme(self.scheme.name().into()))
+        }
+    }
+
+    /// The same endpoint at the address a listener actually bound.
+    pub fn bound_at(&self, addr: std::net::SocketAddr) -> Endpoint {
+        Endpoint {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            ..self.clone()
         }
     }
 
@@ -114,13 +124,25 @@ impl Endpoint {
     }
 }
 
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
+impl Scheme {
+    /// The URL scheme.
+    pub fn name(self) -> &'static str {
+        match self {
             Scheme::Tcp => "tcp",
             Scheme::Ws => "ws",
-        };
-        write!(f, "{scheme}://{}{}", self.authority(), self.path)
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme.name(),
+            self.authority(),
+            self.path
+        )
     }
 }
 

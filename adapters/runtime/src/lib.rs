@@ -16,8 +16,11 @@ mod conn;
 mod driver;
 mod endpoint;
 mod error;
+mod manager;
+mod net;
 mod session;
 mod stream;
+mod transport;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -27,11 +30,14 @@ use std::time::Instant;
 
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::Error;
+pub use manager::{Manager, ManagerConfig, ManagerStats};
+pub use net::{connect, listen, Server};
 pub use plex_proto::{
     CloseReason, Config, ErrorCode, OpenOptions, ResetReason, Role, SessionStats, StreamId,
 };
 pub use session::{Incoming, Listener, Session};
 pub use stream::Stream;
+pub use transport::{BoxIo, BoxResult, Io, Transport, TransportListener};
 #[cfg(feature = "ws")]
 pub use ws::{accept_path, io_error as ws_io_error, WsIo};
 

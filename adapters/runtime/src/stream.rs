@@ -12,6 +12,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::{ErrorCode, LocalError, ReadError, StreamId, WriteError};
 
 use crate::conn::{Conn, Inner};
+use crate::manager::Lease;
 use crate::{BoxFuture, Error};
 
 /// One multiplexed stream: `AsyncRead + AsyncWrite`.
@@ -26,6 +27,8 @@ pub struct Stream {
     write_timeout: Option<Duration>,
     read_timer: Option<BoxFuture>,
     write_timer: Option<BoxFuture>,
+    /// A manager's claim on the stream's connection, released on drop.
+    _lease: Option<Lease>,
 }
 
 impl Stream {
@@ -38,7 +41,13 @@ impl Stream {
             write_timeout: None,
             read_timer: None,
             write_timer: None,
+            _lease: None,
         }
+    }
+
+    pub(crate) fn with_lease(mut self, lease: Lease) -> Stream {
+        self._lease = Some(lease);
+        self
     }
 
     /// The stream id.

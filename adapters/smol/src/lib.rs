@@ -1,5 +1,6 @@
-//! Runs plex sessions on smol, over TCP or WebSocket. Streams are futures-io byte streams; smol is
-//! the recommended runtime for futures-io code.
+//! Runs plex sessions on smol, over TCP or WebSocket. Streams are
+//! futures-io byte streams; smol is the recommended runtime for futures-io
+//! code.
 //!
 //! ```no_run
 //! use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,14 +18,12 @@
 //! ```
 #![deny(missing_docs)]
 
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use plex_runtime::{
-    accept_path, ws_io_error, BoxFuture, Config, Endpoint, EndpointError, Error, Runtime, Scheme,
-    Session, WsIo,
+    accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
+    Manager, ManagerConfig, Runtime, Scheme, Server, Session, Transport, TransportListener, WsIo,
 };
 use smol::net::{TcpListener, TcpStream};
 
@@ -56,64 +55,79 @@ impl Runtime for SmolRuntime {
     }
 }
 
-/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
-/// client session.
-pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    let endpoint: Endpoint = url.parse()?;
-    let stream = TcpStream::connect(endpoint.authority()).await?;
-    stream.set_nodelay(true)?;
-    match endpoint.scheme {
-        Scheme::Tcp => Session::client(stream, config, SmolRuntime::shared()),
-        Scheme::Ws => {
-            let (ws, _) = async_tungstenite::client_async(endpoint.to_string(), stream)
-                .await
-                .map_err(ws_io_error)?;
-            Session::client(WsIo::new(ws), config, SmolRuntime::shared())
-        }
-        other => Err(EndpointError::UnsupportedScheme(format!("{other:?}")).into()),
+/// TCP (with `TCP_NODELAY`) and WebSocket on smol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmolTransport;
+
+impl Transport for SmolTransport {
+    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        Box::pin(async move {
+            let tcp = TcpStream::connect(endpoint.authority()).await?;
+            tcp.set_nodelay(true)?;
+            match endpoint.scheme {
+                Scheme::Tcp => Ok(Box::new(tcp) as BoxIo),
+                Scheme::Ws => {
+                    let (ws, _) = async_tungstenite::client_async(endpoint.to_string(), tcp)
+                        .await
+                        .map_err(ws_io_error)?;
+                    Ok(Box::new(WsIo::new(ws)) as BoxIo)
+                }
+                other => Err(EndpointError::UnsupportedScheme(other.name().into()).into()),
+            }
+        })
+    }
+
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        Box::pin(async move {
+            let tcp = TcpListener::bind(endpoint.authority()).await?;
+            let endpoint = endpoint.bound_at(tcp.local_addr()?);
+            Ok(Box::new(SmolListener { tcp, endpoint }) as Box<dyn TransportListener>)
+        })
     }
 }
 
-/// Accepts plex connections.
-#[derive(Debug)]
-pub struct Listener {
+struct SmolListener {
     tcp: TcpListener,
     endpoint: Endpoint,
-    config: Config,
+}
+
+impl TransportListener for SmolListener {
+    fn accept(&self) -> BoxResult<'_, (BoxIo, String)> {
+        Box::pin(async move {
+            let (tcp, peer) = self.tcp.accept().await?;
+            tcp.set_nodelay(true)?;
+            let io: BoxIo = match self.endpoint.scheme {
+                Scheme::Ws => {
+                    let check = accept_path(self.endpoint.path.clone());
+                    let ws = async_tungstenite::accept_hdr_async(tcp, check)
+                        .await
+                        .map_err(ws_io_error)?;
+                    Box::new(WsIo::new(ws))
+                }
+                _ => Box::new(tcp),
+            };
+            Ok((io, peer.to_string()))
+        })
+    }
+
+    fn local_endpoint(&self) -> Endpoint {
+        self.endpoint.clone()
+    }
+}
+
+/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
+/// client session.
+pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
+    plex_runtime::connect(&SmolTransport, SmolRuntime::shared(), url, config).await
 }
 
 /// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
 /// picks one). A WebSocket listener answers other paths with 404.
-pub async fn listen(url: &str, config: Config) -> Result<Listener, Error> {
-    let endpoint: Endpoint = url.parse()?;
-    Ok(Listener {
-        tcp: TcpListener::bind(endpoint.authority()).await?,
-        endpoint,
-        config,
-    })
+pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
+    plex_runtime::listen(&SmolTransport, SmolRuntime::shared(), url, config).await
 }
 
-impl Listener {
-    /// The next connection, as a server session.
-    pub async fn accept(&self) -> Result<(Session, SocketAddr), Error> {
-        let (stream, peer) = self.tcp.accept().await?;
-        stream.set_nodelay(true)?;
-        let config = self.config.clone();
-        let session = match self.endpoint.scheme {
-            Scheme::Ws => {
-                let check = accept_path(self.endpoint.path.clone());
-                let ws = async_tungstenite::accept_hdr_async(stream, check)
-                    .await
-                    .map_err(ws_io_error)?;
-                Session::server(WsIo::new(ws), config, SmolRuntime::shared())?
-            }
-            _ => Session::server(stream, config, SmolRuntime::shared())?,
-        };
-        Ok((session, peer))
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
+/// A connection-pooling [`Manager`] on smol.
+pub fn manager(config: ManagerConfig) -> Manager {
+    Manager::new(Arc::new(SmolTransport), SmolRuntime::shared(), config)
 }

@@ -16,7 +16,6 @@
 #![deny(missing_docs)]
 
 use std::io;
-use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,8 +23,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use plex_runtime::{
-    accept_path, ws_io_error, BoxFuture, Config, Endpoint, EndpointError, Error, Runtime, Scheme,
-    Session, WsIo,
+    accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
+    Manager, ManagerConfig, Runtime, Scheme, Server, Session, Transport, TransportListener, WsIo,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -56,72 +55,81 @@ impl Runtime for TokioRuntime {
     }
 }
 
-/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
-/// client session.
-pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    let endpoint: Endpoint = url.parse()?;
-    let tcp = TcpStream::connect(endpoint.authority()).await?;
-    tcp.set_nodelay(true)?;
-    let runtime = TokioRuntime::current();
-    match endpoint.scheme {
-        Scheme::Tcp => Session::client(tcp.compat(), config, runtime),
-        Scheme::Ws => {
-            let (ws, _) = tokio_tungstenite::client_async(endpoint.to_string(), tcp)
-                .await
-                .map_err(ws_error)?;
-            Session::client(WsIo::new(ws), config, runtime)
-        }
-        other => Err(EndpointError::UnsupportedScheme(format!("{other:?}")).into()),
+/// TCP (with `TCP_NODELAY`) and WebSocket on tokio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTransport;
+
+impl Transport for TokioTransport {
+    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        Box::pin(async move {
+            let tcp = TcpStream::connect(endpoint.authority()).await?;
+            tcp.set_nodelay(true)?;
+            match endpoint.scheme {
+                Scheme::Tcp => Ok(Box::new(tcp.compat()) as BoxIo),
+                Scheme::Ws => {
+                    let (ws, _) = tokio_tungstenite::client_async(endpoint.to_string(), tcp)
+                        .await
+                        .map_err(ws_io_error)?;
+                    Ok(Box::new(WsIo::new(ws)) as BoxIo)
+                }
+                other => Err(EndpointError::UnsupportedScheme(other.name().into()).into()),
+            }
+        })
+    }
+
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        Box::pin(async move {
+            let tcp = TcpListener::bind(endpoint.authority()).await?;
+            let endpoint = endpoint.bound_at(tcp.local_addr()?);
+            Ok(Box::new(TokioListener { tcp, endpoint }) as Box<dyn TransportListener>)
+        })
     }
 }
 
-fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
-    ws_io_error(e).into()
-}
-
-/// Accepts plex connections.
-#[derive(Debug)]
-pub struct Listener {
+struct TokioListener {
     tcp: TcpListener,
     endpoint: Endpoint,
-    config: Config,
+}
+
+impl TransportListener for TokioListener {
+    fn accept(&self) -> BoxResult<'_, (BoxIo, String)> {
+        Box::pin(async move {
+            let (tcp, peer) = self.tcp.accept().await?;
+            tcp.set_nodelay(true)?;
+            let io: BoxIo = match self.endpoint.scheme {
+                Scheme::Ws => {
+                    let check = accept_path(self.endpoint.path.clone());
+                    let ws = tokio_tungstenite::accept_hdr_async(tcp, check)
+                        .await
+                        .map_err(ws_io_error)?;
+                    Box::new(WsIo::new(ws))
+                }
+                _ => Box::new(tcp.compat()),
+            };
+            Ok((io, peer.to_string()))
+        })
+    }
+
+    fn local_endpoint(&self) -> Endpoint {
+        self.endpoint.clone()
+    }
+}
+
+/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
+/// client session.
+pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
+    plex_runtime::connect(&TokioTransport, TokioRuntime::current(), url, config).await
 }
 
 /// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
 /// picks one). A WebSocket listener answers other paths with 404.
-pub async fn listen(url: &str, config: Config) -> Result<Listener, Error> {
-    let endpoint: Endpoint = url.parse()?;
-    Ok(Listener {
-        tcp: TcpListener::bind(endpoint.authority()).await?,
-        endpoint,
-        config,
-    })
+pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
+    plex_runtime::listen(&TokioTransport, TokioRuntime::current(), url, config).await
 }
 
-impl Listener {
-    /// The next connection, as a server session.
-    pub async fn accept(&self) -> Result<(Session, SocketAddr), Error> {
-        let (tcp, peer) = self.tcp.accept().await?;
-        tcp.set_nodelay(true)?;
-        let runtime = TokioRuntime::current();
-        let config = self.config.clone();
-        let session = match self.endpoint.scheme {
-            Scheme::Ws => {
-                let check = accept_path(self.endpoint.path.clone());
-                let ws = tokio_tungstenite::accept_hdr_async(tcp, check)
-                    .await
-                    .map_err(ws_error)?;
-                Session::server(WsIo::new(ws), config, runtime)?
-            }
-            _ => Session::server(tcp.compat(), config, runtime)?,
-        };
-        Ok((session, peer))
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
+/// A connection-pooling [`Manager`] on tokio.
+pub fn manager(config: ManagerConfig) -> Manager {
+    Manager::new(Arc::new(TokioTransport), TokioRuntime::current(), config)
 }
 
 /// A plex stream with tokio's IO traits (and futures-io's, through `Deref`).

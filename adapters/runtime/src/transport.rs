@@ -1,0 +1,39 @@
+//! Pluggable transports: how a [`Manager`](crate::Manager) or an adapter
+//! dials and listens.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::{Endpoint, Error};
+
+/// A byte stream a session can run over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A boxed byte stream.
+pub type BoxIo = Box<dyn Io>;
+
+/// A boxed, sendable future of a result.
+pub type BoxResult<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// Dials and listens on endpoints. The adapters implement it for TCP and
+/// WebSocket; implement it to run plex over anything else.
+pub trait Transport: Send + Sync + 'static {
+    /// Connects to `endpoint`.
+    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo>;
+
+    /// Starts accepting connections on `endpoint`.
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>>;
+}
+
+/// Connections arriving on a listening endpoint.
+pub trait TransportListener: Send + Sync + 'static {
+    /// The next connection and a description of its peer.
+    fn accept(&self) -> BoxResult<'_, (BoxIo, String)>;
+
+    /// The endpoint actually bound (port 0 resolved).
+    fn local_endpoint(&self) -> Endpoint;
+}
