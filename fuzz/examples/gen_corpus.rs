@@ -123,6 +123,7 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
         data(1, false, 600),
         data(1, true, 0),
     ]);
+    let two_chunks = wire(&[open(1, b"", b"", b""), data(1, false, 1), data(1, false, 1)]);
     let opened = wire(&[
         Frame::SettingsAck,
         Frame::OpenAck {
@@ -196,6 +197,12 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "server-open-data",
             session::input(server, &[Op::Input(&peer_open), Op::Sleep(10)]),
+        ),
+        (
+            // Two chunks buffered before the accept: `read_chunk` must hand
+            // out both.
+            "server-two-chunks-before-accept",
+            session::input(server, &[Op::Input(&two_chunks)]),
         ),
         (
             "server-refuse-then-reset",

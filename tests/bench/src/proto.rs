@@ -3,7 +3,7 @@
 //! - `codec_16k`: encode and decode 16 KiB DATA frames, against a plain
 //!   memcpy of the same payloads; both count payload bytes.
 //! - `bulk_pair`: one stream's bulk transfer through a zero-latency
-//!   [`Pair`], every byte verified.
+//!   [`Pair`], read zero-copy with `read_chunk`, every byte verified.
 //! - `open_close`: streams opened, accepted, finished both ways and read to
 //!   end-of-stream on both sides.
 //! - `idle_stream_mem`: heap bytes each end of a connection holds per open,
@@ -114,8 +114,6 @@ fn memcpy_run(payload: &[u8], batches: usize) -> Duration {
 /// Length of the repeating test pattern: not a multiple of any frame or
 /// buffer size, so misplaced bytes cannot match by accident.
 const PATTERN_LEN: usize = (1 << 20) + 13;
-/// The server's read buffer.
-const READ_BUF: usize = 64 * 1024;
 
 fn bulk_pair(options: Options) -> Result<Scenario> {
     let total = if options.quick { 128 << 20 } else { 1 << 30 };
@@ -138,7 +136,6 @@ fn bulk_pair(options: Options) -> Result<Scenario> {
 fn bulk_run(pattern: &[u8], total: usize) -> Result<Duration> {
     let mut pair = connected(Config::default())?;
     let stream = open_accepted(&mut pair)?;
-    let mut buf = vec![0u8; READ_BUF];
     let (mut sent, mut received, mut finished) = (0, 0, false);
     let start = Instant::now();
     loop {
@@ -158,15 +155,13 @@ fn bulk_run(pattern: &[u8], total: usize) -> Result<Duration> {
         drive(&mut pair)?;
         drain_events(&mut pair.client)?;
         drain_events(&mut pair.server)?;
-        // `read`, not the zero-copy `read_chunk`: `read_chunk` returns only
-        // the last of the buffered chunks it takes, dropping the others.
         loop {
-            match pair.server.read(stream, &mut buf) {
-                Ok(Some(n)) => {
-                    if !matches_pattern(pattern, received, &buf[..n]) {
+            match pair.server.read_chunk(stream, usize::MAX) {
+                Ok(Some(chunk)) => {
+                    if !matches_pattern(pattern, received, &chunk) {
                         return Err(format!("bulk_pair: wrong bytes at offset {received}").into());
                     }
-                    received += n;
+                    received += chunk.len();
                 }
                 Ok(None) => {
                     let elapsed = start.elapsed();
