@@ -12,7 +12,7 @@ use std::time::Instant;
 use async_std::net::{TcpListener, TcpStream};
 use plex_runtime::{
     BoxFuture, BoxIo, BoxResult, Config, Endpoint, Error, Manager, ManagerConfig, Runtime, Scheme,
-    Server, Session, Transport, TransportListener,
+    Server, Session, Sleep, Transport, TransportListener,
 };
 
 /// [`Runtime`] on async-std's global executor.
@@ -31,7 +31,7 @@ impl Runtime for AsyncStdRuntime {
         async_std::task::spawn(future);
     }
 
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
         let wait = deadline.saturating_duration_since(Instant::now());
         Box::pin(async_std::task::sleep(wait))
     }

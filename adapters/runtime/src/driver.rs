@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Conn, Wakeups};
-use crate::BoxFuture;
+use crate::Sleep;
 
 /// Bytes read per allocation; reads slice it until little is left.
 const READ_CHUNK: usize = 64 * 1024;
@@ -34,7 +34,7 @@ pub(crate) struct Driver<T> {
     out: VecDeque<Bytes>,
     out_len: usize,
     needs_flush: bool,
-    timer: Option<(Instant, BoxFuture)>,
+    timer: Option<(Instant, Sleep)>,
 }
 
 impl<T> Driver<T> {

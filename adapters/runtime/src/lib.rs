@@ -37,6 +37,16 @@ pub use plex_proto::{
 };
 pub use session::{Incoming, Listener, Session};
 pub use stream::Stream;
+
+// Handles are shared across tasks by reference: keep them Send + Sync.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Session>();
+    shareable::<Stream>();
+    shareable::<Listener>();
+    shareable::<Incoming>();
+    shareable::<Manager>();
+};
 pub use transport::{BoxIo, BoxResult, Io, Transport, TransportListener};
 #[cfg(feature = "ws")]
 pub use ws::{accept_path, io_error as ws_io_error, WsIo};
@@ -44,12 +54,16 @@ pub use ws::{accept_path, io_error as ws_io_error, WsIo};
 /// A future the runtime can run to completion on its own.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// A timer future. `Sync` as well as `Send`, so that handles holding one
+/// (a stream's read deadline) can be shared by reference across tasks.
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>>;
+
 /// What the driver needs from an async runtime: spawning, a timer, a clock.
 pub trait Runtime: Send + Sync + 'static {
     /// Runs `future` in the background.
     fn spawn(&self, future: BoxFuture);
     /// A future that completes at `deadline`.
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture;
+    fn sleep_until(&self, deadline: Instant) -> Sleep;
     /// The current time, on the clock `sleep_until` uses.
     fn now(&self) -> Instant;
 }

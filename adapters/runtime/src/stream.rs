@@ -13,7 +13,7 @@ use plex_proto::{ErrorCode, LocalError, ReadError, StreamId, WriteError};
 
 use crate::conn::{Conn, Inner};
 use crate::manager::Lease;
-use crate::{BoxFuture, Error};
+use crate::{Error, Sleep};
 
 /// One multiplexed stream: `AsyncRead + AsyncWrite`.
 ///
@@ -25,8 +25,8 @@ pub struct Stream {
     id: StreamId,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    read_timer: Option<BoxFuture>,
-    write_timer: Option<BoxFuture>,
+    read_timer: Option<Sleep>,
+    write_timer: Option<Sleep>,
     /// A manager's claim on the stream's connection, released on drop.
     _lease: Option<Lease>,
 }
@@ -111,6 +111,27 @@ impl Stream {
         .await
     }
 
+    /// Finishes our side of the stream (END_STREAM) once written data is
+    /// sent; the peer can still send. What `AsyncWrite::poll_close` does,
+    /// without needing a runtime's extension trait. Finishing twice is fine.
+    pub fn finish(&self) -> Result<(), Error> {
+        let mut inner = self.conn.lock();
+        let result = match inner.session.finish(self.id) {
+            Ok(()) | Err(LocalError::Finished(_)) => Ok(()),
+            // Forgotten after a clean end, or ended abruptly.
+            Err(LocalError::UnknownStream(_)) => match self.gone(&inner) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            },
+            Err(LocalError::Closed) => Err(inner.closed_error()),
+            Err(e) => Err(Error::Local(e)),
+        };
+        let driver = inner.driver_if_needed();
+        drop(inner);
+        driver.into_iter().for_each(Waker::wake);
+        result
+    }
+
     /// Ends the stream abruptly in both directions with `code`.
     pub fn reset(&mut self, code: ErrorCode) {
         let mut inner = self.conn.lock();
@@ -147,7 +168,7 @@ impl Stream {
 fn expired(
     conn: &Conn,
     timeout: Option<Duration>,
-    timer: &mut Option<BoxFuture>,
+    timer: &mut Option<Sleep>,
     cx: &mut Context<'_>,
 ) -> bool {
     let Some(timeout) = timeout else { return false };
@@ -243,21 +264,7 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut inner = self.conn.lock();
-        let result = match inner.session.finish(self.id) {
-            // Closing twice, or after the stream ended cleanly, is fine.
-            Ok(()) | Err(LocalError::Finished(_)) => Ok(()),
-            Err(LocalError::UnknownStream(_)) => match self.gone(&inner) {
-                Some(e) => Err(e.into()),
-                None => Ok(()),
-            },
-            Err(LocalError::Closed) => Err(inner.closed_error().into()),
-            Err(e) => Err(Error::Local(e).into()),
-        };
-        let driver = inner.driver_if_needed();
-        drop(inner);
-        driver.into_iter().for_each(Waker::wake);
-        Poll::Ready(result)
+        Poll::Ready(self.finish().map_err(io::Error::from))
     }
 }
 

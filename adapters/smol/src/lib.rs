@@ -23,7 +23,8 @@ use std::time::Instant;
 
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    Manager, ManagerConfig, Runtime, Scheme, Server, Session, Transport, TransportListener, WsIo,
+    Manager, ManagerConfig, Runtime, Scheme, Server, Session, Sleep, Transport, TransportListener,
+    WsIo,
 };
 use smol::net::{TcpListener, TcpStream};
 
@@ -43,7 +44,7 @@ impl Runtime for SmolRuntime {
         smol::spawn(future).detach();
     }
 
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
         let timer = smol::Timer::at(deadline);
         Box::pin(async move {
             timer.await;

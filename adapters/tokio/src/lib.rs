@@ -24,7 +24,8 @@ use std::time::Instant;
 
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    Manager, ManagerConfig, Runtime, Scheme, Server, Session, Transport, TransportListener, WsIo,
+    Manager, ManagerConfig, Runtime, Scheme, Server, Session, Sleep, Transport, TransportListener,
+    WsIo,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -46,7 +47,7 @@ impl Runtime for TokioRuntime {
         self.0.spawn(future);
     }
 
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }
 
