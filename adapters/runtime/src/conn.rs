@@ -151,6 +151,18 @@ impl Inner {
         }
     }
 
+    /// After a mutation that queued events (accept, go_away), dispatches them
+    /// and returns the wakeups, the driver's included, to run after
+    /// unlocking.
+    pub(crate) fn take_events(&mut self) -> Wakeups {
+        let mut wake = Wakeups::default();
+        wake.push(self.driver.clone());
+        while let Some(event) = self.session.poll_event() {
+            self.dispatch(event, &mut wake);
+        }
+        wake
+    }
+
     /// Routes one session event to the handles waiting on it.
     pub(crate) fn dispatch(&mut self, event: Event, wake: &mut Wakeups) {
         match event {

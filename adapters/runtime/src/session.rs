@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::{CloseReason, Config, ErrorCode, LocalError, OpenOptions, Role, SessionStats};
 
-use crate::conn::{Conn, Pending, Slot, Wakeups};
+use crate::conn::{Conn, Pending, Slot};
 use crate::driver::Driver;
 use crate::{Error, Runtime, Stream};
 
@@ -166,11 +166,7 @@ impl Session {
     pub fn go_away(&self, code: ErrorCode) -> Result<(), Error> {
         let mut inner = self.conn.lock();
         inner.session.go_away(code)?;
-        let mut wake = Wakeups::default();
-        wake.push(inner.driver.clone());
-        while let Some(event) = inner.session.poll_event() {
-            inner.dispatch(event, &mut wake);
-        }
+        let wake = inner.take_events();
         drop(inner);
         wake.wake();
         Ok(())
@@ -330,11 +326,7 @@ impl Incoming {
         // The slot goes in first: `accept` queued RemoteOpen, and
         // dispatching it fills the slot with the peer's handshake.
         inner.slots.insert(pending.stream, Slot::default());
-        let mut wake = Wakeups::default();
-        wake.push(inner.driver.clone());
-        while let Some(event) = inner.session.poll_event() {
-            inner.dispatch(event, &mut wake);
-        }
+        let wake = inner.take_events();
         drop(inner);
         wake.wake();
         Ok(Stream::new(self.conn.clone(), pending.stream))

@@ -226,7 +226,7 @@ impl AsyncWrite for Stream {
         let mut inner = this.conn.lock();
         let poll = match inner.session.write(this.id, buf) {
             Ok(n) => {
-                let driver = inner.driver.clone();
+                let driver = inner.driver_if_needed();
                 drop(inner);
                 driver.into_iter().for_each(Waker::wake);
                 Poll::Ready(Ok(n))
