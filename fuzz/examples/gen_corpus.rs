@@ -18,7 +18,17 @@ use plex_proto::{
 fn main() -> io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut written = 0;
-    for (target, seeds) in [("decoder", decoder_seeds()), ("session", session_seeds())] {
+    let named = |seeds: Vec<(&str, Vec<u8>)>| {
+        seeds
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect::<Vec<_>>()
+    };
+    for (target, seeds) in [
+        ("decoder", named(decoder_seeds())),
+        ("session", named(session_seeds())),
+        ("pair_ops", plex_fuzz::pair_ops::seeds()),
+    ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir)?;
         for (name, seed) in seeds {

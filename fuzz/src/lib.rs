@@ -1,9 +1,10 @@
 //! The checks behind plex's fuzz targets.
 //!
-//! The targets in `fuzz_targets/` are thin wrappers around [`decoder::run`]
-//! and [`session::run`]. Each module also documents its input format and
+//! The targets in `fuzz_targets/` are thin wrappers around [`decoder::run`],
+//! [`session::run`] and [`pair_ops::run`]. Each module also documents its input format and
 //! builds inputs in it, so that `examples/gen_corpus.rs` writes seeds the
 //! targets parse.
 
 pub mod decoder;
+pub mod pair_ops;
 pub mod session;

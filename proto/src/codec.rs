@@ -2,8 +2,9 @@
 //!
 //! Input may be split at any byte boundary; the same frames come out. A frame
 //! that lies whole inside one input chunk is returned as a zero-copy slice of
-//! it; only a frame that spans chunks is copied, once, into a buffer bounded
-//! by MAX_FRAME_SIZE plus the header.
+//! it, and so is a payload whose header came in an earlier chunk; only a
+//! payload that spans chunks is copied, once, into a buffer bounded by
+//! MAX_FRAME_SIZE plus the header.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -91,7 +92,14 @@ impl Decoder {
             }
         }
         let header = self.header(&self.partial[..HEADER_LEN])?;
-        let total = HEADER_LEN + header.len as usize;
+        let len = header.len as usize;
+        if self.partial.len() == HEADER_LEN && input.len() >= len {
+            // Only the header came separately: the payload is still one
+            // slice of the input, so take it without copying.
+            self.partial.clear();
+            return parse_payload(header, input.split_to(len)).map(Some);
+        }
+        let total = HEADER_LEN + len;
         let take = (total - self.partial.len()).min(input.len());
         self.partial.extend_from_slice(&input.split_to(take));
         if self.partial.len() < total {

@@ -79,6 +79,9 @@ pub enum ProtocolError {
     /// An OPEN ACK for a stream we did not open, or opened and paired already.
     #[error("unexpected OPEN ACK on stream {0}")]
     UnexpectedOpenAck(StreamId),
+    /// DATA arrived on a stream we opened before the peer's OPEN ACK.
+    #[error("DATA on stream {0} before its OPEN ACK")]
+    DataBeforeAck(StreamId),
     /// The peer sent more than the window it was granted.
     #[error("flow-control window exceeded on stream {0}")]
     WindowExceeded(StreamId),
@@ -134,6 +137,7 @@ impl ProtocolError {
             | ProtocolError::BadOpenId(_)
             | ProtocolError::IdleStream { .. }
             | ProtocolError::UnexpectedOpenAck(_)
+            | ProtocolError::DataBeforeAck(_)
             | ProtocolError::ZeroWindowIncrement(_) => ErrorCode::PROTOCOL_ERROR,
             ProtocolError::FrameTooLarge { .. } | ProtocolError::BadFrameSize { .. } => {
                 ErrorCode::FRAME_SIZE_ERROR

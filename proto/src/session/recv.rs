@@ -177,7 +177,11 @@ impl Session {
         let Some(s) = self.streams.get_mut(&id) else {
             return Ok(());
         };
-        let violation = if s.recv.fin {
+        let violation = if matches!(s.pairing, Pairing::AwaitingAck) {
+            // The acceptor sends OPEN ACK before any DATA: this is out of order.
+            self.consume_connection(len);
+            return Err(ProtocolError::DataBeforeAck(id));
+        } else if s.recv.fin {
             Some(ProtocolError::DataAfterEnd(id))
         } else if !s.recv.window.receive(len) {
             Some(ProtocolError::WindowExceeded(id))

@@ -129,8 +129,9 @@ impl Session {
             let pending = s.send.buf.len();
             let conn = usize::try_from(self.send_window).unwrap_or(0);
             if pending > 0 && conn == 0 {
-                // Blocked on the connection window; a WINDOW_UPDATE resumes.
-                return None;
+                // Blocked on the connection window until a WINDOW_UPDATE.
+                // A bare END_STREAM needs no credit: it must not wait.
+                return self.next_bare_fin();
             }
             let window = usize::try_from(s.send.window).unwrap_or(0);
             let n = pending.min(window).min(conn).min(max_frame);
@@ -172,5 +173,34 @@ impl Session {
             }
             return Some(Transmit { head, payload });
         }
+    }
+
+    /// While the connection window is shut, the first queued stream with
+    /// nothing left to send but its END_STREAM.
+    fn next_bare_fin(&mut self) -> Option<Transmit> {
+        let pos = self.ready.iter().position(|id| {
+            self.streams
+                .get(id)
+                .is_some_and(|s| s.send.buf.is_empty() && s.send.fin == Fin::Queued)
+        })?;
+        let stream = self.ready.remove(pos)?;
+        let s = self.streams.get_mut(&stream)?;
+        s.send.fin = Fin::Sent;
+        s.send.queued = false;
+        s.send.deficit = 0;
+        let header = FrameHeader {
+            len: 0,
+            ty: FrameType::Data,
+            flags: FLAG_END_STREAM,
+            stream,
+        };
+        self.scratch.reserve(HEADER_LEN);
+        header.encode(&mut self.scratch);
+        let head = self.scratch.split().freeze();
+        self.maybe_forget(stream);
+        Some(Transmit {
+            head,
+            payload: Bytes::new(),
+        })
     }
 }

@@ -371,3 +371,27 @@ fn settings_change_to_initial_window_adjusts_open_streams() {
     s.handle_input(t0, w.freeze());
     assert_eq!(s.stream_windows(id).unwrap().send, 100_000);
 }
+
+#[test]
+fn a_bare_end_stream_does_not_wait_for_connection_credit() {
+    // Found by review of the fuzz runs: streams the server never reads use
+    // up the connection window; a stream that only needs to finish must
+    // still be able to.
+    let mut p = connected();
+    let window = Config::default().connection_window as usize;
+    let mut filled = Vec::new();
+    while filled.len() * 65_536 <= window {
+        let id = open_pair(&mut p, OpenOptions::default());
+        p.client.write(id, &[0; 65_536]).unwrap();
+        assert!(p.drive());
+        filled.push(id);
+    }
+    assert_eq!(p.client.stats().remote_window, 0);
+    let last = open_pair(&mut p, OpenOptions::default());
+    events(&mut p.server);
+    p.client.finish(last).unwrap();
+    assert!(p.drive());
+    assert!(events(&mut p.server).contains(&Event::Finished { stream: last }));
+    let mut got = Vec::new();
+    assert!(read_available(&mut p.server, last, &mut got));
+}

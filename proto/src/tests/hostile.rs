@@ -541,3 +541,29 @@ fn garbage_after_the_handshake_never_panics() {
         let (_ev, _sent) = attack(Config::default(), Bytes::from(junk));
     }
 }
+
+#[test]
+fn data_before_open_ack_is_a_protocol_error() {
+    let t0 = origin();
+    let mut s = Session::client(Config::default(), t0).unwrap();
+    let id = s.open(OpenOptions::default()).unwrap();
+    s.handle_input(
+        t0,
+        raw_peer(&[Frame::Data {
+            stream: id,
+            end_stream: false,
+            payload: Bytes::from_static(b"early"),
+        }]),
+    );
+    assert_eq!(
+        closed_with(&drain(&mut s)),
+        Some(&ProtocolError::DataBeforeAck(id))
+    );
+    assert!(matches!(
+        sent_frames(&mut s, t0).last(),
+        Some(Frame::GoAway {
+            code: ErrorCode::PROTOCOL_ERROR,
+            ..
+        })
+    ));
+}

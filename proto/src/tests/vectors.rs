@@ -129,3 +129,25 @@ fn payloads_are_zero_copy_slices_of_the_input() {
     };
     assert!(range.contains(&payload.as_ptr()), "the payload was copied");
 }
+
+#[test]
+fn a_payload_after_a_separate_header_is_not_copied() {
+    let mut wire = BytesMut::new();
+    Frame::Data {
+        stream: StreamId::new(1),
+        end_stream: false,
+        payload: Bytes::from(vec![7; 1000]),
+    }
+    .encode(&mut wire);
+    let mut wire = wire.freeze();
+    let mut decoder = crate::Decoder::new(16_384);
+    let mut header = wire.split_to(crate::HEADER_LEN);
+    assert_eq!(decoder.decode(&mut header), Ok(None));
+    let range = wire.as_ptr_range();
+    let Some(Frame::Data { payload, .. }) = decoder.decode(&mut wire).unwrap() else {
+        panic!("not DATA");
+    };
+    assert_eq!(payload.len(), 1000);
+    assert!(range.contains(&payload.as_ptr()), "the payload was copied");
+    assert_eq!(decoder.buffered(), 0);
+}
