@@ -8,11 +8,12 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, WRAP_MAGIC};
 use crate::header;
-use crate::message::now_ns;
+use crate::message::{now_ns, time_from_ns, BatchReceipt, Receipt};
 use crate::notify;
 use crate::pool::{Durability, Pool, WriterGuard};
 use crate::recover::State;
 use crate::ring::{self, Ring};
+use crate::walk::{Step, Walk};
 use crate::Seq;
 
 impl Pool {
@@ -20,42 +21,77 @@ impl Pool {
     ///
     /// With [`Durability::Flush`] it returns only after the message is on
     /// stable storage. Fails with [`Error::Usage`] if the message is larger
-    /// than [`crate::Info::max_frame`] or a tag exceeds 65535 bytes.
+    /// than [`crate::Info::max_frame`] or a tag exceeds 65535 bytes, and
+    /// with [`Error::ReadOnly`] through a read-only handle.
     pub fn append(&self, tags: &[&str], data: &[u8]) -> Result<Seq> {
-        let range = self.append_batch(&[(tags, data)])?;
-        Ok(range.start)
+        Ok(self.append_receipt(tags, data)?.seq)
+    }
+
+    /// Appends one message like [`Pool::append`], and returns its seq with
+    /// the time stored in it (what reads of it return as
+    /// [`crate::Message::time`]).
+    pub fn append_receipt(&self, tags: &[&str], data: &[u8]) -> Result<Receipt> {
+        let batch = self.append_batch_receipt(&[(tags, data)])?;
+        Ok(Receipt {
+            seq: batch.seqs.start,
+            time: batch.time,
+        })
     }
 
     /// Appends messages with consecutive seqs, published together: readers
     /// see all of them or none. Returns their seqs as `first..last + 1`
-    /// (empty for an empty batch).
+    /// (empty for an empty batch). With [`Durability::Flush`] the whole
+    /// batch takes one sync. Fails without appending anything if any
+    /// message fails [`Pool::check_message`].
     pub fn append_batch(&self, batch: &[(&[&str], &[u8])]) -> Result<Range<Seq>> {
-        let max = self.geo.max_frame();
+        Ok(self.append_batch_receipt(batch)?.seqs)
+    }
+
+    /// Appends a batch like [`Pool::append_batch`], and returns its seqs
+    /// with the time stored in all of its messages.
+    pub fn append_batch_receipt(&self, batch: &[(&[&str], &[u8])]) -> Result<BatchReceipt> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         for (tags, data) in batch {
-            let len = frame::frame_len(tags, data.len()).map_err(Error::Usage)?;
-            if len > max {
-                return Err(Error::Usage(format!(
-                    "message of {len} bytes (with its 32-byte header and tags) exceeds \
-                     this pool's limit of {max} bytes"
-                )));
-            }
+            self.check_message(tags, data.len())?;
         }
         if self.options.durability == Durability::Flush && self.sync_failed.load(Ordering::Acquire)
         {
             return Err(self.sync_poisoned());
         }
         let time_ns = now_ns();
-        let range = {
+        let seqs = {
             let mut guard = self.lock()?;
             self.append_locked(&mut guard, batch, time_ns)?
         };
-        if !range.is_empty() {
+        if !seqs.is_empty() {
             notify::wake_followers(&self.map);
         }
-        if self.options.durability == Durability::Flush && !range.is_empty() {
-            self.sync_through(range.end.0 - 1)?;
+        if self.options.durability == Durability::Flush && !seqs.is_empty() {
+            self.sync_through(seqs.end.0 - 1)?;
         }
-        Ok(range)
+        Ok(BatchReceipt {
+            seqs,
+            time: time_from_ns(time_ns),
+        })
+    }
+
+    /// Checks that a message with these tags and `data_len` bytes of data
+    /// fits this pool, without appending it: the [`Error::Usage`] an append
+    /// of it would fail with, if any.
+    pub fn check_message(&self, tags: &[&str], data_len: usize) -> Result<()> {
+        let max = self.geo.max_frame();
+        let len = frame::frame_len(tags, data_len).map_err(Error::Usage)?;
+        if len > max {
+            return Err(Error::Usage(format!(
+                "message of {len} bytes (with its 32-byte header and tags) exceeds \
+                 this pool's limit of {max} bytes"
+            )));
+        }
+        Ok(())
     }
 
     /// The body of an append, under the writer lock.
@@ -65,12 +101,11 @@ impl Pool {
         batch: &[(&[&str], &[u8])],
         time_ns: u64,
     ) -> Result<Range<Seq>> {
-        let mut st = if self.load(header::DIRTY, Ordering::Relaxed) != 0 {
+        if self.load(header::DIRTY, Ordering::Relaxed) != 0 {
             // The previous holder died mid-append.
-            self.repair(guard)?
-        } else {
-            self.state(Ordering::Relaxed)
-        };
+            self.repair(guard)?;
+        }
+        let mut st = self.state(Ordering::Relaxed);
         self.check_state(&st)?;
         let first = Seq(st.newest + 1);
         if batch.is_empty() {
@@ -160,13 +195,34 @@ impl Pool {
                 continue;
             }
             // Only lengths are needed; the checksum protects readers.
-            let head = ring::load(&ring, pos, max, u64::MAX, &mut buf)
-                .map_err(|e| self.corrupt(self.geo.ring_off + pos, e))?;
-            if head.seq != st.oldest {
-                return Err(self.corrupt(self.geo.ring_off + pos, frame::FrameError::Seq));
+            match ring::load(&ring, pos, max, u64::MAX, &mut buf) {
+                Ok(head) if head.seq == st.oldest => {
+                    st.oldest += 1;
+                    st.tail = pos + head.padded_len();
+                }
+                _ => {
+                    // A damaged frame: evict through to the next valid one
+                    // (or everything), the seqs in between with it.
+                    let mut walk = Walk::new(st, ring_len);
+                    match walk.step(&ring, max, u64::MAX, &mut buf) {
+                        Some(Step::Damaged { seqs, .. }) if seqs.end <= st.newest => {
+                            st.oldest = seqs.end;
+                            st.tail = match walk.step(&ring, max, u64::MAX, &mut buf) {
+                                Some(Step::Frame { pos, .. }) => pos,
+                                _ => return Err(self.corrupt_state("eviction lost the chain")),
+                            };
+                        }
+                        Some(Step::Frame { seq, pos, .. }) if seq >= st.oldest => {
+                            st.oldest = seq;
+                            st.tail = pos;
+                        }
+                        _ => {
+                            st.oldest = st.newest + 1;
+                            st.tail = st.head;
+                        }
+                    }
+                }
             }
-            st.oldest += 1;
-            st.tail = pos + head.padded_len();
             // OLDEST first: a crash before TAIL leaves a tail one frame
             // behind, which recovery skips.
             self.store(header::OLDEST, st.oldest, Ordering::Relaxed);
@@ -205,7 +261,7 @@ impl Pool {
     /// Stores a little-endian word at ring offset `off`.
     fn store_ring(&self, off: u64, value: u64) {
         self.map
-            .u64_at(self.geo.ring_off + off)
+            .u64_mut(self.geo.ring_off + off)
             .store(value.to_le(), Ordering::Relaxed);
     }
 }

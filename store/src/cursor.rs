@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::header;
 use crate::message::Message;
 use crate::notify;
@@ -29,7 +29,10 @@ pub enum Start {
 /// A cursor never skips a message silently: if the ring overwrote messages
 /// before the cursor read them, the next read fails once with
 /// [`Error::RetentionGap`] naming exactly the lost seqs, and the cursor
-/// continues after them.
+/// continues after them. Likewise a held message whose frame fails
+/// validation fails the read once with [`Error::Corrupt`] at
+/// [`Location::Seq`], and the cursor continues after it and after the
+/// damaged seqs that follow it: [`Cursor::next_seq`] tells where.
 #[derive(Debug)]
 pub struct Cursor<'p> {
     pool: &'p Pool,
@@ -91,7 +94,16 @@ impl Cursor<'_> {
                 Ok(None)
             }
             Err(ReadError::Gone { oldest }) => Err(self.skip_to(oldest)),
-            Err(ReadError::Corrupt(off, e)) => Err(self.pool.corrupt(off, e)),
+            Err(ReadError::Damaged { seqs, reason }) => {
+                let first = Seq(self.next);
+                self.next = seqs.end;
+                self.pos = None;
+                Err(Error::Corrupt {
+                    path: self.pool.path.clone(),
+                    at: Location::Seq(first),
+                    reason: reason.reason(),
+                })
+            }
         }
     }
 

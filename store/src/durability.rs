@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::header;
-use crate::notify;
 use crate::pool::Pool;
 
 /// How long a follower waits for a sync leader before presuming it dead
@@ -21,8 +20,8 @@ impl Pool {
     /// everything published so far; the others wait on the futex and find
     /// their seq covered. A failed sync is never recorded in `SYNCED`.
     pub(crate) fn sync_through(&self, seq: u64) -> Result<()> {
-        let state = self.map.u32_at(header::SYNC_STATE);
-        let waiters = self.map.u32_at(header::SYNC_WAITERS);
+        let state = self.map.u32_mut(header::SYNC_STATE);
+        let waiters = self.map.u32_mut(header::SYNC_WAITERS);
         loop {
             if self.sync_failed.load(Ordering::Acquire) {
                 return Err(self.sync_poisoned());
@@ -47,7 +46,7 @@ impl Pool {
                     );
                     fence(Ordering::SeqCst);
                     if waiters.load(Ordering::Relaxed) > 0 {
-                        notify::wake_all(state);
+                        self.map.wake(header::SYNC_STATE);
                     }
                     result?;
                 }
@@ -56,7 +55,7 @@ impl Pool {
             waiters.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if state.load(Ordering::SeqCst) == s {
-                notify::wait_on(state, s, LEADER_PATIENCE);
+                self.map.wait(header::SYNC_STATE, s, LEADER_PATIENCE);
             }
             waiters.fetch_sub(1, Ordering::SeqCst);
             if state.load(Ordering::Acquire) == s
@@ -87,7 +86,7 @@ impl Pool {
             return Err(Error::io(&self.path, e));
         }
         failpoint::hit("mid_sync");
-        let word = self.word(header::SYNCED);
+        let word = self.map.u64_mut(header::SYNCED);
         let mut cur = word.load(Ordering::Acquire);
         while u64::from_le(cur) < target {
             match word.compare_exchange(cur, target.to_le(), Ordering::AcqRel, Ordering::Acquire) {

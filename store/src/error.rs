@@ -34,9 +34,17 @@ pub enum Error {
     /// An invariant of this crate did not hold: a bug, please report it.
     #[error("internal error: {0}")]
     Internal(String),
-    /// The caller passed an argument the pool cannot accept.
-    #[error("usage: {0}")]
+    /// The caller passed an argument the pool cannot accept. The message
+    /// is complete on its own (the kind says it is a usage error).
+    #[error("{0}")]
     Usage(String),
+    /// An append through a handle opened with
+    /// [`crate::Pool::open_read_only`].
+    #[error("pool {} is open read-only; open it with Pool::open to append", path.display())]
+    ReadOnly {
+        /// The pool's path.
+        path: PathBuf,
+    },
     /// The pool file does not exist.
     #[error("pool not found: {}", path.display())]
     NotFound {
@@ -142,7 +150,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Internal(_) => ErrorKind::Internal,
-            Error::Usage(_) | Error::UnsupportedVersion { .. } => ErrorKind::Usage,
+            Error::Usage(_) | Error::ReadOnly { .. } | Error::UnsupportedVersion { .. } => {
+                ErrorKind::Usage
+            }
             Error::NotFound { .. } | Error::SeqNotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Busy { .. } => ErrorKind::Busy,

@@ -150,6 +150,22 @@ pub(crate) fn verify(frame: &[u8], head: &FrameHead) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Checks the tag encoding of a verified frame without allocating.
+pub(crate) fn check_tags(frame: &[u8], head: &FrameHead) -> Result<(), FrameError> {
+    let tags_end = FRAME_HEADER as usize + head.tags_len as usize;
+    let mut rest = frame
+        .get(FRAME_HEADER as usize..tags_end)
+        .ok_or(FrameError::Length)?;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<2>().ok_or(FrameError::Tags)?;
+        let len = usize::from(u16::from_le_bytes(*len));
+        let bytes = tail.get(..len).ok_or(FrameError::Tags)?;
+        std::str::from_utf8(bytes).map_err(|_| FrameError::Tags)?;
+        rest = &tail[len..];
+    }
+    Ok(())
+}
+
 /// Splits a verified frame into tags and data.
 pub(crate) fn decode(frame: &[u8], head: &FrameHead) -> Result<(Vec<String>, Vec<u8>), FrameError> {
     let tags_end = FRAME_HEADER as usize + head.tags_len as usize;

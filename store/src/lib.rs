@@ -5,8 +5,10 @@
 //! `FORMAT.md`. Writers in any number of processes serialise through a file
 //! lock; readers take no lock and validate every frame (length, seq,
 //! CRC32C) so they never return a torn or overwritten message. Followers
-//! sleep on a futex in the mapping. Opening a pool recovers it after a
-//! crash. This crate does file IO and reads the wall clock for timestamps;
+//! sleep on a futex in the mapping. Opening a pool for writing recovers it
+//! after a crash, reporting damaged messages instead of dropping them;
+//! opening it read-only takes no lock and writes nothing. This crate does
+//! file IO and reads the wall clock for timestamps;
 //! it starts no threads except inside [`Notifier`].
 //!
 //! ```
@@ -38,10 +40,11 @@ mod notify;
 mod pool;
 mod recover;
 mod ring;
+mod walk;
 
 pub use cursor::{Cursor, Start};
 pub use error::{Error, ErrorKind, Location, Result};
-pub use message::{Message, Seq};
+pub use message::{BatchReceipt, Message, Receipt, Seq};
 pub use notifier::{Notifier, WaitFor};
-pub use pool::{Durability, Info, Options, Pool};
-pub use recover::{check_bytes, CheckReport};
+pub use pool::{is_pool, Durability, Info, Options, Pool, MAGIC};
+pub use recover::{check_bytes, CheckReport, Recovery};

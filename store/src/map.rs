@@ -5,23 +5,43 @@
 //! goes through `AtomicU64` / `AtomicU32` views, which makes concurrent
 //! access from other processes a data race-free atomic access in the Rust
 //! memory model. Callers treat every loaded value as untrusted.
+//!
+//! A mapping is read-write or read-only. Loads are always relaxed atomic
+//! loads of at most pointer width, with fences for stronger orderings: the
+//! only atomic operations Rust guarantees to work on read-only memory. Every
+//! write goes through a `*_mut` accessor that refuses a read-only mapping.
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
-use memmap2::MmapRaw;
+use memmap2::{MmapOptions, MmapRaw};
 
-/// A read-write `MAP_SHARED` mapping of a whole pool file.
+// Relaxed 64-bit loads are plain loads, which read-only memory allows, only
+// where 64-bit atomics are native and at most pointer-sized.
+const _: () = assert!(
+    usize::BITS >= 64,
+    "plex-store needs a 64-bit target: it loads 64-bit words from read-only mappings"
+);
+
+/// A `MAP_SHARED` mapping of a whole pool file.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     raw: MmapRaw,
+    writable: bool,
 }
 
 impl Mapping {
-    /// Maps all of `file`, which must be non-empty and a multiple of 8 bytes.
-    pub(crate) fn new(file: &File) -> io::Result<Mapping> {
-        let raw = MmapRaw::map_raw(file)?;
+    /// Maps all of `file`, which must be non-empty and a multiple of 8
+    /// bytes, read-write if `writable` (the file must then be open for
+    /// writing), else read-only.
+    pub(crate) fn new(file: &File, writable: bool) -> io::Result<Mapping> {
+        let raw = if writable {
+            MmapOptions::new().map_raw(file)?
+        } else {
+            MmapOptions::new().map_raw_read_only(file)?
+        };
         if raw.len() == 0 || raw.len() % 8 != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -33,7 +53,7 @@ impl Mapping {
         if raw.as_ptr().align_offset(8) != 0 {
             return Err(io::Error::other("mapping is not 8-byte aligned"));
         }
-        Ok(Mapping { raw })
+        Ok(Mapping { raw, writable })
     }
 
     /// Length of the mapping in bytes.
@@ -41,13 +61,98 @@ impl Mapping {
         self.raw.len() as u64
     }
 
-    /// The 8-byte word at `off`.
+    /// Whether the mapping may be written.
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Loads the little-endian 8-byte word at `off`. `Acquire` and `SeqCst`
+    /// are a relaxed load followed by a fence of that strength, which orders
+    /// every later access at least as strongly as the load would.
+    pub(crate) fn load(&self, off: u64, order: Ordering) -> u64 {
+        let value = u64::from_le(self.u64_view(off).load(Ordering::Relaxed));
+        if order != Ordering::Relaxed {
+            fence(order);
+        }
+        value
+    }
+
+    /// Loads the host-order 4-byte word at `off` (a coordination word).
+    pub(crate) fn load_u32(&self, off: u64) -> u32 {
+        self.u32_view(off).load(Ordering::Relaxed)
+    }
+
+    /// The 8-byte word at `off`, for writing.
+    ///
+    /// # Panics
+    /// If the mapping is read-only: the pool refuses writes through a
+    /// read-only handle before reaching the mapping, so this is a bug.
+    pub(crate) fn u64_mut(&self, off: u64) -> &AtomicU64 {
+        assert!(self.writable, "write through a read-only mapping");
+        self.u64_view(off)
+    }
+
+    /// The 4-byte word at `off`, for writing (futex and counter words).
+    ///
+    /// # Panics
+    /// If the mapping is read-only (a bug, see [`Mapping::u64_mut`]).
+    pub(crate) fn u32_mut(&self, off: u64) -> &AtomicU32 {
+        assert!(self.writable, "write through a read-only mapping");
+        self.u32_view(off)
+    }
+
+    /// Sleeps while the 4-byte word at `off` equals `expected`, for at most
+    /// `timeout`, or until a wake-up. `FUTEX_WAIT` only reads the word, so
+    /// this works on read-only mappings too (shared file-backed futexes are
+    /// keyed by inode and offset, not by mapping).
+    pub(crate) fn wait(&self, off: u64, expected: u32, timeout: Duration) {
+        let word = self.u32_view(off);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::thread::futex;
+            let ts = futex::Timespec {
+                tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(timeout.subsec_nanos()),
+            };
+            // EAGAIN (value changed), ETIMEDOUT and EINTR all mean "re-check".
+            let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            // No cross-process futex here: bounded polling only.
+            if word.load(Ordering::Relaxed) == expected {
+                std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            }
+        }
+    }
+
+    /// Wakes every waiter on the 4-byte word at `off`, in any process.
+    /// `FUTEX_WAKE` writes nothing, so read-only mappings may use it.
+    pub(crate) fn wake(&self, off: u64) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::thread::futex;
+            // Errors only mean nobody could be woken.
+            let _ = futex::wake(self.u32_view(off), futex::Flags::empty(), i32::MAX as u32);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = off;
+    }
+
+    /// Writes every dirty page of the mapping to stable storage (`msync(MS_SYNC)`).
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        self.raw.flush()
+    }
+
+    /// The 8-byte word at `off`. Only [`Mapping::load`] and
+    /// [`Mapping::u64_mut`] use it, which keeps read-only mappings to
+    /// relaxed loads.
     ///
     /// # Panics
     /// If `off` is unaligned or out of bounds: callers validate offsets that
     /// come from the file first, so this is a bug, and refusing it keeps the
     /// access sound.
-    pub(crate) fn u64_at(&self, off: u64) -> &AtomicU64 {
+    fn u64_view(&self, off: u64) -> &AtomicU64 {
         assert!(
             off % 8 == 0 && off.checked_add(8).is_some_and(|end| end <= self.len()),
             "word offset {off} outside the mapping of {} bytes",
@@ -60,28 +165,29 @@ impl Mapping {
         // through atomic views of the same size at the same offsets (the
         // layout assigns each offset one width), and other processes are
         // outside the Rust abstract machine; their writes are, at worst,
-        // arbitrary values, which every caller validates.
+        // arbitrary values, which every caller validates. A read-only
+        // mapping is only ever loaded from, with relaxed loads of a
+        // pointer-sized word (asserted above), which Rust allows on
+        // read-only memory; writes require `u64_mut`, which refuses it.
         unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off as usize).cast::<u64>()) }
     }
 
-    /// The 4-byte word at `off` (used only for futex words).
+    /// The 4-byte word at `off` (futex and counter words only).
     ///
     /// # Panics
-    /// If `off` is unaligned or out of bounds (a bug, see [`Mapping::u64_at`]).
-    pub(crate) fn u32_at(&self, off: u64) -> &AtomicU32 {
+    /// If `off` is unaligned or out of bounds (a bug, see `u64_view`).
+    fn u32_view(&self, off: u64) -> &AtomicU32 {
         assert!(
             off % 4 == 0 && off.checked_add(4).is_some_and(|end| end <= self.len()),
             "word offset {off} outside the mapping of {} bytes",
             self.len()
         );
-        // SAFETY: as in `u64_at`: in bounds, 4-aligned (page-aligned base),
-        // the mapping outlives `&self`, and these offsets (futex words) are
-        // only ever accessed as `AtomicU32`.
+        // SAFETY: as in `u64_view`: in bounds, 4-aligned (page-aligned base),
+        // the mapping outlives `&self`, and these offsets (coordination
+        // words) are only ever accessed as `AtomicU32`. On a read-only
+        // mapping the view is only loaded from (relaxed) or handed to the
+        // kernel's `FUTEX_WAIT` / `FUTEX_WAKE`, which only read it; writes
+        // require `u32_mut`, which refuses it.
         unsafe { AtomicU32::from_ptr(self.raw.as_mut_ptr().add(off as usize).cast::<u32>()) }
-    }
-
-    /// Writes every dirty page of the mapping to stable storage (`msync(MS_SYNC)`).
-    pub(crate) fn flush(&self) -> io::Result<()> {
-        self.raw.flush()
     }
 }

@@ -1,5 +1,6 @@
 //! The envelope every read returns, and its sequence number.
 
+use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A message's sequence number: 1 for the first append, +1 for each after.
@@ -38,6 +39,34 @@ pub struct Message {
     pub tags: Vec<String>,
     /// Its payload.
     pub data: Vec<u8>,
+}
+
+/// What an append of one message returns: its seq and stored time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The message's seq.
+    pub seq: Seq,
+    /// The time stored in it, as reads of it return it.
+    pub time: SystemTime,
+}
+
+/// What an append of a batch returns: its seqs and their stored time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReceipt {
+    /// The batch's seqs, in order (empty for an empty batch).
+    pub seqs: Range<Seq>,
+    /// The time stored in every message of the batch.
+    pub time: SystemTime,
+}
+
+impl BatchReceipt {
+    /// The receipt of each message of the batch, in order.
+    pub fn receipts(&self) -> impl Iterator<Item = Receipt> + '_ {
+        (self.seqs.start.0..self.seqs.end.0).map(|seq| Receipt {
+            seq: Seq(seq),
+            time: self.time,
+        })
+    }
 }
 
 /// Converts a frame timestamp (nanoseconds since the epoch) to a `SystemTime`.

@@ -2,7 +2,7 @@
 //! so a writer pays nothing but a fence and a load when nobody waits.
 //! See `FORMAT.md` §7.
 
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::header;
@@ -13,12 +13,11 @@ pub(crate) fn wake_followers(map: &Mapping) {
     // Dekker with the follower: either it sees our NEWEST, or we see its
     // registration in WAITERS.
     fence(Ordering::SeqCst);
-    if map.u32_at(header::WAITERS).load(Ordering::Relaxed) == 0 {
+    if map.load_u32(header::WAITERS) == 0 {
         return;
     }
-    let word = map.u32_at(header::NOTIFY);
-    word.fetch_add(1, Ordering::SeqCst);
-    wake_all(word);
+    map.u32_mut(header::NOTIFY).fetch_add(1, Ordering::SeqCst);
+    map.wake(header::NOTIFY);
 }
 
 /// Follower side: blocks until NEWEST reaches `seq` or `deadline` passes,
@@ -41,60 +40,37 @@ pub(crate) fn wait_until(map: &Mapping, seq: u64, deadline: Instant, poll: Durat
 
 /// One sleep of a follower: registers in WAITERS, then sleeps on the futex
 /// unless NEWEST already reached `seq`, until a wake-up or `timeout`.
+///
+/// A read-only mapping cannot register: it sleeps on the same futex word,
+/// so it is woken whenever a writer wakes registered followers, and
+/// otherwise re-checks after `timeout` (the caller's bounded poll).
 pub(crate) fn wait_once(map: &Mapping, seq: u64, timeout: Duration) {
-    let waiters = map.u32_at(header::WAITERS);
-    let word = map.u32_at(header::NOTIFY);
-    waiters.fetch_add(1, Ordering::SeqCst);
-    let seen = word.load(Ordering::SeqCst);
+    let registered = map.is_writable();
+    if registered {
+        map.u32_mut(header::WAITERS).fetch_add(1, Ordering::SeqCst);
+    }
+    let seen = map.load_u32(header::NOTIFY);
     fence(Ordering::SeqCst);
     if newest(map) < seq {
         // Returns at once if a writer bumped the word since `seen`.
-        wait_on(word, seen, timeout);
+        map.wait(header::NOTIFY, seen, timeout);
     }
-    waiters.fetch_sub(1, Ordering::SeqCst);
+    if registered {
+        map.u32_mut(header::WAITERS).fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
-/// Wakes every follower of the pool without publishing anything.
+/// Wakes every follower of the pool without publishing anything. Through a
+/// read-only mapping the word cannot be bumped, so a follower that has not
+/// yet gone to sleep misses the wake-up and re-checks after its poll.
 pub(crate) fn poke(map: &Mapping) {
-    let word = map.u32_at(header::NOTIFY);
-    word.fetch_add(1, Ordering::SeqCst);
-    wake_all(word);
+    if map.is_writable() {
+        map.u32_mut(header::NOTIFY).fetch_add(1, Ordering::SeqCst);
+    }
+    map.wake(header::NOTIFY);
 }
 
-/// The newest published seq.
+/// The newest published seq; callers order it with their own fences.
 fn newest(map: &Mapping) -> u64 {
-    u64::from_le(map.u64_at(header::NEWEST).load(Ordering::SeqCst))
-}
-
-/// Wakes every waiter on `word`, in any process.
-pub(crate) fn wake_all(word: &AtomicU32) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::thread::futex;
-        // Errors only mean nobody could be woken.
-        let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = word;
-}
-
-/// Sleeps while `word == expected`, for at most `timeout`.
-pub(crate) fn wait_on(word: &AtomicU32, expected: u32, timeout: Duration) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::thread::futex;
-        let ts = futex::Timespec {
-            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
-        // EAGAIN (value changed), ETIMEDOUT and EINTR all mean "re-check".
-        let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        // No cross-process futex here: bounded polling only.
-        if word.load(Ordering::SeqCst) == expected {
-            std::thread::sleep(timeout.min(Duration::from_millis(1)));
-        }
-    }
+    map.load(header::NEWEST, Ordering::Acquire)
 }

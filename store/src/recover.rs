@@ -1,10 +1,12 @@
 //! Recovery: validate the published state against the ring and repair it,
 //! and the byte-slice checker built on the same walk. See `FORMAT.md` §6.
 
+use std::ops::Range;
+
 use crate::error::{Error, Location, Result};
-use crate::frame::{self, FrameError};
 use crate::header::{self, Geometry};
 use crate::ring::{self, Ring, SliceRing};
+use crate::walk::{Step, Walk};
 use crate::Seq;
 
 /// The published state of a pool (the `HEAD..NEWEST` words).
@@ -27,22 +29,61 @@ impl State {
     }
 }
 
+/// What recovery found when a writer opened a pool; see [`crate::Pool::recovery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Published seqs without a valid frame, in order. They stay published
+    /// and are never dropped silently: reads of them fail with
+    /// [`Error::Corrupt`] until the ring evicts them like any other message.
+    pub damaged: Vec<Range<Seq>>,
+    /// Seqs of complete frames found after the newest published one and
+    /// discarded. A writer wrote them and died before publishing them, so
+    /// they were never acknowledged; or, under
+    /// [`crate::Durability::Fast`], power was lost before the header
+    /// reached the disk. The next appends reuse these seqs.
+    pub discarded: Range<Seq>,
+    /// Whether the published state was rewritten (a writer died
+    /// mid-append, or the words disagreed with the ring).
+    pub repaired: bool,
+}
+
+impl Recovery {
+    /// True when recovery found nothing worth reporting: no damaged and no
+    /// discarded frame (a repaired state alone loses nothing).
+    pub fn is_clean(&self) -> bool {
+        self.damaged.is_empty() && self.discarded.is_empty()
+    }
+
+    /// How many published seqs are damaged.
+    pub fn damaged_count(&self) -> u64 {
+        self.damaged.iter().map(|r| r.end.0 - r.start.0).sum()
+    }
+}
+
 /// The outcome of a successful recovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Recovered {
     /// The repaired state.
     pub(crate) state: State,
-    /// Frames after `state.newest` were dropped as torn or corrupt.
-    pub(crate) truncated: bool,
+    /// Published seqs without a valid frame, in order.
+    pub(crate) damaged: Vec<Range<u64>>,
+    /// The seqs of complete frames found after the newest published one:
+    /// never published, hence never acknowledged.
+    pub(crate) discarded: Range<u64>,
+    /// Ring offsets of the discarded frames, which the writer invalidates
+    /// because their seqs will be reused.
+    pub(crate) discarded_at: Vec<u64>,
 }
 
 /// A corruption recovery cannot repair: where, and why.
 pub(crate) type Unrepairable = (Location, &'static str);
 
-/// Checks `st` against the ring: skips a tail left behind by a writer that
-/// died mid-eviction, validates every frame from oldest to newest (checksums
-/// only above `synced`, which is known durable and intact) and truncates at
-/// the first invalid frame above `synced`.
+/// Checks `st` against the ring without writing anything: skips a tail
+/// left behind by a writer that died mid-eviction, walks every published
+/// frame (checksums only above `synced`, which is known durable and intact)
+/// and finds the frames written after `NEWEST`. Damaged published frames
+/// are reported, never dropped (`FORMAT.md` §6).
 pub(crate) fn recover<R: Ring>(
     ring: &R,
     st: State,
@@ -56,116 +97,115 @@ pub(crate) fn recover<R: Ring>(
     if st.tail % 8 != 0 || st.tail > len {
         return Err((Location::Offset(header::TAIL), "tail offset out of bounds"));
     }
-    if st.oldest == 0 || st.newest == u64::MAX || st.oldest > st.newest + 1 {
+    if st.oldest == 0 || st.newest >= u64::MAX - (1 << 32) || st.oldest > st.newest + 1 {
         return Err((Location::Offset(header::OLDEST), "oldest seq out of range"));
     }
-    if st.is_empty() {
-        let state = State {
-            tail: st.head,
-            ..st
-        };
-        return Ok(Recovered {
-            state,
-            truncated: false,
-        });
-    }
     let mut buf = Vec::new();
-    let max_steps = len / frame::FRAME_HEADER + 2;
-    let bad = |pos: u64, e: FrameError| (Location::Offset(ring.base() + pos), e.reason());
-
-    // The tail frame: at most a few frames behind `oldest` after a crash
-    // between storing OLDEST and TAIL.
-    let mut pos = st.tail;
-    let mut steps = 0;
-    let first = loop {
-        let p = ring::resolve(ring, pos).map_err(|e| bad(pos, e))?;
-        let head = ring::load(ring, p, max_frame, synced, &mut buf).map_err(|e| bad(p, e))?;
-        if head.seq >= st.oldest {
-            break head.seq;
-        }
-        pos = p + head.padded_len();
-        steps += 1;
-        if steps > max_steps {
-            return Err(bad(pos, FrameError::Length));
-        }
+    let mut state = State {
+        tail: st.head,
+        ..st
     };
-    let tail = pos;
-    if first > st.newest {
-        return Err((
-            Location::Offset(ring.base() + pos),
-            "tail frame newer than newest seq",
-        ));
-    }
-
-    let mut seq = first;
-    let mut walked = 0u64;
-    while seq <= st.newest {
-        let step = ring::resolve(ring, pos).and_then(|p| {
-            let head = ring::load(ring, p, max_frame, synced, &mut buf)?;
-            if head.seq != seq {
-                return Err(FrameError::Seq);
-            }
-            Ok((p, head.padded_len()))
-        });
-        match step {
-            Ok((p, padded)) => {
-                walked += padded + if p == pos { 0 } else { len - pos };
-                if walked > len {
-                    return Err((Location::Seq(Seq(seq)), "frame chain longer than the ring"));
-                }
-                pos = p + padded;
-                seq += 1;
-            }
-            Err(e) if seq <= synced => {
-                return Err((Location::Seq(Seq(seq)), e.reason()));
-            }
-            Err(_) => {
-                // Torn or corrupt and never acknowledged as durable: drop it
-                // and everything after it.
-                let newest = seq - 1;
-                let tail = if first > newest { pos } else { tail };
-                let state = State {
-                    head: pos,
-                    tail,
-                    oldest: first,
-                    newest,
-                };
-                return Ok(Recovered {
-                    state,
-                    truncated: true,
-                });
-            }
+    let mut damaged = Vec::new();
+    let mut walk = Walk::new(&st, len);
+    let mut first = true;
+    let mut end = None;
+    while let Some(step) = walk.step(ring, max_frame, synced, &mut buf) {
+        let (seq, pos) = match &step {
+            Step::Frame { seq, pos, .. } => (*seq, *pos),
+            Step::Damaged { seqs, pos, .. } => (seqs.start, *pos),
+        };
+        if first {
+            first = false;
+            state.oldest = seq;
+            state.tail = pos;
         }
+        end = match step {
+            Step::Frame { at, head, .. } => Some(at + head.padded_len()),
+            Step::Damaged { seqs, .. } => {
+                damaged.push(seqs);
+                None
+            }
+        };
     }
-    let state = State {
-        head: pos,
-        tail,
-        oldest: first,
-        newest: st.newest,
-    };
+    // HEAD follows the newest frame when it was found; otherwise the
+    // published HEAD is the best knowledge of where it ends.
+    if let Some(end) = end {
+        state.head = end;
+    }
+    if first {
+        // Empty, or every frame at the tail was older than OLDEST.
+        state.oldest = st.newest + 1;
+        state.tail = state.head;
+    }
+    let (discarded, discarded_at) = unpublished(ring, &state, max_frame, &mut buf);
     Ok(Recovered {
         state,
-        truncated: false,
+        damaged,
+        discarded,
+        discarded_at,
     })
 }
 
-/// What [`check_bytes`] found in a valid pool image.
+/// The complete frames written after `NEWEST` in the free space at `HEAD`:
+/// a writer died after writing them and before publishing them.
+fn unpublished<R: Ring>(
+    ring: &R,
+    st: &State,
+    max_frame: u64,
+    buf: &mut Vec<u8>,
+) -> (Range<u64>, Vec<u64>) {
+    let len = ring.len();
+    let mut free = match st.tail.checked_sub(st.head) {
+        _ if st.is_empty() => len,
+        Some(0) => 0,
+        Some(d) => d,
+        None => len - st.head + st.tail,
+    };
+    let mut pos = st.head;
+    let mut found = Vec::new();
+    let next = st.newest + 1;
+    loop {
+        let step = ring::resolve(ring, pos).and_then(|at| {
+            let head = ring::load(ring, at, max_frame, 0, buf)?;
+            let gap = if at == pos { 0 } else { len - pos };
+            Ok((at, head, gap + head.padded_len()))
+        });
+        match step {
+            Ok((at, head, used)) if head.seq == next + found.len() as u64 && used <= free => {
+                found.push(at);
+                free -= used;
+                pos = at + head.padded_len();
+            }
+            _ => break,
+        }
+    }
+    (next..next + found.len() as u64, found)
+}
+
+/// What [`check_bytes`] found in a pool image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckReport {
-    /// The oldest readable seq (`newest + 1` when empty).
+    /// The oldest seq held (`newest + 1` when empty).
     pub oldest: Seq,
-    /// The newest readable seq (0 before the first append).
+    /// The newest published seq (0 before the first append).
     pub newest: Seq,
-    /// How many messages were read and validated.
+    /// How many messages validated fully (checksum and tags included).
     pub messages: u64,
-    /// True if recovery would drop torn frames or fix the published state.
+    /// How many published seqs have no valid frame: reads of them fail with
+    /// [`Error::Corrupt`].
+    pub damaged: u64,
+    /// How many complete frames follow the newest published one; recovery
+    /// discards them (they were never acknowledged).
+    pub discarded: u64,
+    /// True if recovery would change the published state or discard frames.
     pub needs_repair: bool,
 }
 
 /// Validates a whole pool file image held in memory, without a file.
 ///
-/// Decodes the header, runs recovery (without writing anything) and reads
-/// every message it keeps. Accepts arbitrary bytes: garbage yields an error,
+/// Decodes the header and runs recovery without writing anything,
+/// validating every published frame completely. Accepts arbitrary bytes: garbage yields an error,
 /// never a panic, and time and memory stay bounded by the input size. This
 /// is the entry point for fuzzing.
 pub fn check_bytes(bytes: &[u8]) -> Result<CheckReport> {
@@ -192,29 +232,18 @@ pub fn check_bytes(bytes: &[u8]) -> Result<CheckReport> {
         oldest: word(header::OLDEST),
         newest: word(header::NEWEST),
     };
-    let synced = word(header::SYNCED);
     let ring_bytes = &bytes[geo.ring_off as usize..(geo.ring_off + geo.ring_len) as usize];
-    let ring = SliceRing {
-        bytes: ring_bytes,
-        base: geo.ring_off,
-    };
-    let rec = recover(&ring, st, synced, geo.max_frame()).map_err(|(at, why)| corrupt(at, why))?;
-    let state = rec.state;
-    let mut buf = Vec::new();
-    let mut messages = 0;
-    if !state.is_empty() {
-        let mut pos = state.tail;
-        for seq in state.oldest..=state.newest {
-            let (_, next) = ring::fetch(&ring, pos, seq, geo.max_frame(), &mut buf)
-                .map_err(|_| corrupt(Location::Seq(Seq(seq)), "frame failed validation"))?;
-            pos = next;
-            messages += 1;
-        }
-    }
+    let ring = SliceRing { bytes: ring_bytes };
+    // Checksums everywhere: a checker trusts nothing, not even SYNCED.
+    let rec = recover(&ring, st, 0, geo.max_frame()).map_err(|(at, why)| corrupt(at, why))?;
+    let held = (rec.state.newest + 1).saturating_sub(rec.state.oldest);
+    let damaged: u64 = rec.damaged.iter().map(|r| r.end - r.start).sum();
     Ok(CheckReport {
-        oldest: Seq(state.oldest),
-        newest: Seq(state.newest),
-        messages,
-        needs_repair: rec.truncated || state != st,
+        oldest: Seq(rec.state.oldest),
+        newest: Seq(rec.state.newest),
+        messages: held - damaged,
+        damaged,
+        discarded: rec.discarded.end - rec.discarded.start,
+        needs_repair: rec.state != st || !rec.discarded.is_empty(),
     })
 }

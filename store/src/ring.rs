@@ -12,13 +12,22 @@ use crate::Seq;
 pub(crate) trait Ring {
     /// Ring length in bytes (a multiple of 8).
     fn len(&self) -> u64;
-    /// File offset of ring offset 0, for error locations.
-    fn base(&self) -> u64;
     /// The little-endian word at ring offset `off` (8-aligned, `< len`).
     fn word(&self, off: u64) -> u64;
-    /// After reading frame bytes: an acquire fence, then the published oldest
-    /// seq. Frames below it may have been overwritten while they were read.
-    fn oldest_after_read(&self) -> u64;
+    /// After reading ring bytes: an acquire fence, then the published
+    /// `(OLDEST, TAIL)`. A writer changes this pair before it frees any ring
+    /// bytes and the pair never takes an earlier value again, so bytes read
+    /// while it stayed the same were stable (`FORMAT.md` §5.3).
+    fn generation(&self) -> Generation;
+}
+
+/// The published `(OLDEST, TAIL)` pair that guards ring bytes against reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Generation {
+    /// The oldest seq: frames below it may be overwritten.
+    pub(crate) oldest: u64,
+    /// The ring offset of the oldest frame or of the wrap marker before it.
+    pub(crate) tail: u64,
 }
 
 /// Why a read by seq failed.
@@ -42,35 +51,29 @@ impl Ring for MapRing<'_> {
         self.len
     }
 
-    fn base(&self) -> u64 {
-        self.off
-    }
-
     fn word(&self, off: u64) -> u64 {
-        u64::from_le(self.map.u64_at(self.off + off).load(Ordering::Relaxed))
+        self.map.load(self.off + off, Ordering::Relaxed)
     }
 
-    fn oldest_after_read(&self) -> u64 {
-        // Pairs with the writer's release fence between advancing `OLDEST`
-        // and overwriting frame bytes (FORMAT.md §5.3).
+    fn generation(&self) -> Generation {
+        // Pairs with the writer's release fence between storing `OLDEST` and
+        // `TAIL` and overwriting ring bytes (FORMAT.md §5.3).
         fence(Ordering::Acquire);
-        u64::from_le(self.map.u64_at(header::OLDEST).load(Ordering::Relaxed))
+        Generation {
+            oldest: self.map.load(header::OLDEST, Ordering::Relaxed),
+            tail: self.map.load(header::TAIL, Ordering::Relaxed),
+        }
     }
 }
 
 /// A ring inside an immutable byte slice (fuzzing, offline checks).
 pub(crate) struct SliceRing<'a> {
     pub(crate) bytes: &'a [u8],
-    pub(crate) base: u64,
 }
 
 impl Ring for SliceRing<'_> {
     fn len(&self) -> u64 {
         self.bytes.len() as u64
-    }
-
-    fn base(&self) -> u64 {
-        self.base
     }
 
     fn word(&self, off: u64) -> u64 {
@@ -81,8 +84,9 @@ impl Ring for SliceRing<'_> {
         }
     }
 
-    fn oldest_after_read(&self) -> u64 {
-        0
+    fn generation(&self) -> Generation {
+        // Nothing changes an immutable slice.
+        Generation { oldest: 0, tail: 0 }
     }
 }
 
@@ -125,6 +129,7 @@ pub(crate) fn load<R: Ring>(
     }
     if head.seq > trusted_upto {
         frame::verify(buf, &head)?;
+        frame::check_tags(buf, &head)?;
     }
     Ok(head)
 }
@@ -141,7 +146,7 @@ pub(crate) fn fetch<R: Ring>(
     buf: &mut Vec<u8>,
 ) -> Result<(Message, u64), Fetch> {
     let loaded = resolve(ring, pos).and_then(|p| Ok((p, load(ring, p, max_frame, 0, buf)?)));
-    if expect < ring.oldest_after_read() {
+    if expect < ring.generation().oldest {
         return Err(Fetch::Gone);
     }
     let (p, head) = loaded.map_err(|e| Fetch::Bad(pos, e))?;
@@ -156,28 +161,4 @@ pub(crate) fn fetch<R: Ring>(
         data,
     };
     Ok((msg, p + head.padded_len()))
-}
-
-/// Walks from the frame at logical position `start` (holding seq `start_seq`)
-/// to message `target`, validating every frame on the way.
-pub(crate) fn walk_to<R: Ring>(
-    ring: &R,
-    start: u64,
-    start_seq: u64,
-    target: u64,
-    max_frame: u64,
-    buf: &mut Vec<u8>,
-) -> Result<(Message, u64), Fetch> {
-    let mut pos = start;
-    // Every frame takes at least FRAME_HEADER bytes, so a longer walk
-    // means the chain loops: corrupt.
-    let max_steps = ring.len() / frame::FRAME_HEADER + 1;
-    for seq in (start_seq..).take(max_steps as usize) {
-        let (msg, next) = fetch(ring, pos, seq, max_frame, buf)?;
-        if seq == target {
-            return Ok((msg, next));
-        }
-        pos = next;
-    }
-    Err(Fetch::Bad(pos, FrameError::Length))
 }

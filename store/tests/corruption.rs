@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use plex_store::{check_bytes, Durability, ErrorKind, Message, Options, Pool, Seq};
+use plex_store::{
+    check_bytes, Durability, Error, ErrorKind, Location, Message, Options, Pool, Seq, Start,
+};
 
 const SIZE: u64 = 4096 * 4;
 
@@ -71,23 +73,116 @@ fn open_and_check(path: &Path, bytes: &[u8], originals: &[Message]) -> Result<Po
     Ok(pool)
 }
 
+/// A published frame that fails validation is kept and reported, never
+/// dropped with the frames after it (FORMAT.md §6). Before, recovery
+/// truncated the pool to seq 11 and reused seq 12 for new data.
 #[test]
-fn flipped_newest_frame_is_truncated_not_returned() {
+fn flipped_newest_frame_is_reported_not_dropped() {
     let f = fixture(Durability::Fast);
     for i in f.newest_frame.clone() {
         let mut bad = f.bytes.clone();
         bad[i] ^= 0xff;
         let pool = open_and_check(&f.path, &bad, &f.messages)
             .unwrap_or_else(|kind| panic!("byte {i}: open failed with {kind:?}"));
-        // Unsynced and torn: recovery drops it and keeps the rest.
-        assert_eq!(pool.info().newest, Seq(11), "byte {i}");
-        assert_eq!(pool.get(Seq(12)).unwrap_err().kind(), ErrorKind::NotFound);
-        // The next append reuses nothing wrongly: seq 12 is new data.
-        assert_eq!(pool.append(&[], b"again").unwrap(), Seq(12));
-        assert_eq!(pool.get(Seq(12)).unwrap().data, b"again");
+        assert_eq!(pool.info().newest, Seq(12), "byte {i}");
+        let recovery = pool.recovery().unwrap();
+        assert_eq!(recovery.damaged, [Seq(12)..Seq(13)], "byte {i}");
+        assert_eq!(pool.get(Seq(12)).unwrap_err().kind(), ErrorKind::Corrupt);
+        // The next append gets a new seq; nothing is reused.
+        assert_eq!(pool.append(&[], b"again").unwrap(), Seq(13));
+        assert_eq!(pool.get(Seq(13)).unwrap().data, b"again");
         let report = check_bytes(&std::fs::read(&f.path).unwrap()).unwrap();
-        assert_eq!((report.newest, report.needs_repair), (Seq(12), false));
+        assert_eq!((report.newest, report.damaged), (Seq(13), 1), "byte {i}");
+        assert!(!report.needs_repair);
     }
+}
+
+/// The case: one flipped byte in message 2 of 3. Messages 2 and 3
+/// used to vanish on the next open, read-only commands included.
+#[test]
+fn damaged_middle_message_is_reported_and_the_rest_stay_readable() {
+    for slots in [1, 16] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("three.pool");
+        // One slot: message 3 is found by resynchronising past message 2.
+        let pool = Pool::create(&path, SIZE, Options::new().index_slots(slots)).unwrap();
+        for i in 1..=3u8 {
+            pool.append(&["t"], &[i; 40]).unwrap();
+        }
+        let info = pool.info();
+        drop(pool);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let ring_off = (info.file_len - info.ring_len) as usize;
+        let second = ring_off + (32 + 3 + 40usize).next_multiple_of(8);
+        bytes[second + 50] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+
+        for read_only in [true, false] {
+            let pool = if read_only {
+                Pool::open_read_only(&path).unwrap()
+            } else {
+                Pool::open(&path).unwrap()
+            };
+            assert_eq!((pool.info().oldest, pool.info().newest), (Seq(1), Seq(3)));
+            assert_eq!(pool.get(Seq(1)).unwrap().data, [1; 40]);
+            let err = pool.get(Seq(2)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Corrupt {
+                        at: Location::Seq(Seq(2)),
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert_eq!(pool.get(Seq(3)).unwrap().data, [3; 40], "slots {slots}");
+            assert_eq!(pool.damaged().unwrap(), [Seq(2)..Seq(3)]);
+            let mut cursor = pool.cursor(Start::Oldest);
+            assert_eq!(cursor.try_next().unwrap().unwrap().seq, Seq(1));
+            assert_eq!(cursor.try_next().unwrap_err().kind(), ErrorKind::Corrupt);
+            assert_eq!(cursor.next_seq(), Seq(3));
+            assert_eq!(cursor.try_next().unwrap().unwrap().seq, Seq(3));
+            match pool.recovery() {
+                Some(recovery) => assert_eq!(recovery.damaged, [Seq(2)..Seq(3)]),
+                None => assert!(read_only),
+            }
+        }
+        // Writers evict the damaged frame like any other, and go on.
+        let pool = Pool::open(&path).unwrap();
+        for i in 0..1000u64 {
+            pool.append(&[], &i.to_le_bytes()).unwrap();
+        }
+        assert!(pool.info().oldest > Seq(3));
+        assert!(pool.damaged().unwrap().is_empty());
+        assert_eq!(
+            check_bytes(&std::fs::read(&path).unwrap()).unwrap().damaged,
+            0
+        );
+    }
+}
+
+/// Frames written after the newest published seq by a writer that died
+/// before publishing them are discarded, reported, and invalidated so that
+/// their reused seqs can never resolve to the old bytes.
+#[test]
+fn unpublished_frames_are_discarded_and_reported() {
+    let f = fixture(Durability::Fast);
+    let mut bad = f.bytes.clone();
+    // Roll NEWEST back to 10, as if 11 and 12 were never published.
+    let newest = 152;
+    bad[newest..newest + 8].copy_from_slice(&10u64.to_le_bytes());
+    std::fs::write(&f.path, &bad).unwrap();
+    assert_eq!(check_bytes(&bad).unwrap().discarded, 2);
+    let pool = Pool::open(&f.path).unwrap();
+    let recovery = pool.recovery().unwrap();
+    assert_eq!(recovery.discarded, Seq(11)..Seq(13));
+    assert!(recovery.damaged.is_empty() && recovery.repaired);
+    assert_eq!(pool.info().newest, Seq(10));
+    assert_eq!(pool.append(&[], b"new 11").unwrap(), Seq(11));
+    assert_eq!(pool.get(Seq(11)).unwrap().data, b"new 11");
+    let report = check_bytes(&std::fs::read(&f.path).unwrap()).unwrap();
+    assert_eq!((report.discarded, report.needs_repair), (0, false));
 }
 
 #[test]
@@ -212,7 +307,11 @@ fn garbage_never_panics_the_byte_checker() {
         let at = (state % bad.len() as u64) as usize;
         bad[at] ^= (state >> 32) as u8 | 1;
         if let Ok(report) = check_bytes(&bad) {
-            assert!(report.newest.0 <= 12 && report.messages <= 12);
+            // Nothing invented: at most the 12 messages written validate,
+            // and every other published seq is counted as damaged.
+            let held = report.newest.0 + 1 - report.oldest.0;
+            assert!(report.messages <= 12);
+            assert_eq!(report.messages + report.damaged, held);
         }
     }
 }

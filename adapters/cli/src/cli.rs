@@ -13,7 +13,10 @@ const CONTRACTS: &str = "\
 Pools:
   A name (no `/`) is the file <dir>/<name>.plex, where <dir> is --dir, else
   $PLEX_DIR, else $XDG_DATA_HOME/plex/pools, else ~/.local/share/plex/pools.
-  An argument containing `/` is the path of a pool file.
+  An argument containing `/` is the path of a pool file. fetch, follow,
+  pool info and pool list open pools read-only: they take no lock, wait for
+  no writer and never change the file (a pool a crashed writer left behind
+  is recovered by the next feed).
 
 Output:
   One JSON record per line on stdout. A message prints as
@@ -52,13 +55,15 @@ pub(crate) enum Command {
     ///
     /// Each message's data is its JSON value stored as compact JSON bytes
     /// (whitespace between tokens removed; numbers and strings byte for byte).
-    /// Prints a receipt {"seq":N,"time":"...","tags":[...]} per message
-    /// (time is null in the rare case that other writers overwrote the
-    /// message before plex read its time back). Input is streamed: one line
-    /// in memory at a time, up to the pool's max_message bytes. Blank lines
-    /// are ignored. When stderr is a terminal, --file with stdout redirected
-    /// shows a progress bar, and feeding a file or stdin ends with a rate
-    /// summary on stderr.
+    /// Prints a receipt {"seq":N,"time":"...","tags":[...]} per message, with
+    /// the time stored in it. Input is streamed, up to the pool's max_message
+    /// bytes per line; lines already read are appended together (one sync per
+    /// batch with --durability flush), never past a bad line or a wait for
+    /// more input. Blank lines are ignored. When stderr is a terminal, --file
+    /// with stdout redirected shows a progress bar, feeding a file or stdin
+    /// ends with a rate summary on stderr, and a warning says if opening the
+    /// pool found damaged messages or discarded a crashed writer's
+    /// unpublished ones.
     ///
     /// A bad line (not UTF-8, not one JSON value, or too large for the pool)
     /// is reported with its line number. With `--errors stop` plex exits 2
@@ -74,12 +79,17 @@ pub(crate) enum Command {
     /// Starts with new messages only (with --no-follow: every message held),
     /// or with the last N (--tail) or from a seq (--since). Sleeps on the
     /// pool's cross-process wake-up (a futex), re-checking every 100 ms at
-    /// most in case a wake-up is missed.
+    /// most in case a wake-up is missed. Without write permission on the
+    /// pool file it cannot register for wake-ups, and notices appends within
+    /// those 100 ms.
     ///
     /// If the pool overwrites messages before they are read (the reader fell
     /// behind retention), plex reports the lost seqs on stderr as a
     /// RetentionGap error and continues with the oldest message held; the
-    /// exit code is then 9, even if the run ends by --timeout.
+    /// exit code is then 9, even if the run ends by --timeout. A message
+    /// whose stored frame is damaged is reported as a Corrupt error with its
+    /// seq, and the messages after it follow; the exit code is then 7. The
+    /// first such report decides the exit code.
     #[command(verbatim_doc_comment)]
     Follow(FollowArgs),
 }
@@ -89,7 +99,8 @@ pub(crate) enum Command {
 pub(crate) enum PoolCommand {
     /// Create pools (and the pool directory), printing each one's info
     Create(CreateArgs),
-    /// Print a pool's size, seqs and limits
+    /// Print a pool's size, seqs and limits, and how many messages held are
+    /// damaged (it validates every one)
     Info(InfoArgs),
     /// Print every pool in the pool directory, one per line
     List,

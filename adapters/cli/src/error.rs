@@ -212,25 +212,28 @@ impl From<plex_store::Error> for Error {
             // A kind added to the store after this build: keep its message.
             _ => Kind::Internal,
         };
-        let message = match &e {
-            // The kind already says it; drop the store's "usage: " prefix.
-            E::Usage(message) => message.clone(),
-            _ => e.to_string(),
-        };
-        let mut err = Error::new(kind, message);
+        let mut err = Error::new(kind, e.to_string());
         match &e {
             E::NotFound { path }
             | E::AlreadyExists { path }
             | E::Busy { path }
             | E::Permission { path, .. }
             | E::Io { path, .. }
+            | E::ReadOnly { path }
             | E::UnsupportedVersion { path, .. } => err.path = Some(path.clone()),
-            E::Corrupt { path, .. } => {
+            E::Corrupt { path, at, .. } => {
                 // `check_bytes` reports corruption without a file.
                 if !path.as_os_str().is_empty() {
                     err.path = Some(path.clone());
                 }
-                err.hint = Some("the file is damaged or is not a plex pool".into());
+                err.hint = Some(match at {
+                    plex_store::Location::Seq(seq) => {
+                        err.seq = Some(seq.get());
+                        "this message's stored frame is damaged; the others can still be read"
+                            .into()
+                    }
+                    _ => "the file is damaged or is not a plex pool".into(),
+                });
             }
             E::SeqNotFound {
                 seq,

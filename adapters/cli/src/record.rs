@@ -51,9 +51,8 @@ pub(crate) fn envelope_into(msg: &Message, out: &mut Vec<u8>) {
 pub(crate) struct Receipt<'a> {
     /// The message's seq.
     pub(crate) seq: u64,
-    /// Its append time, or `None` if other writers overwrote it before it
-    /// could be read back.
-    pub(crate) time: Option<String>,
+    /// Its stored append time.
+    pub(crate) time: &'a str,
     /// Its tags.
     pub(crate) tags: &'a [String],
 }
@@ -84,6 +83,10 @@ pub(crate) struct PoolRecord {
     pub(crate) synced: u64,
     /// Followers waiting for wake-ups, across processes.
     pub(crate) waiters: u32,
+    /// Messages held whose stored frames fail validation (reads of them
+    /// fail with Corrupt); only `plex pool info` validates them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) damaged: Option<u64>,
 }
 
 impl PoolRecord {
@@ -101,6 +104,7 @@ impl PoolRecord {
             newest: info.newest.get(),
             synced: info.synced.get(),
             waiters: info.waiters,
+            damaged: None,
         }
     }
 }

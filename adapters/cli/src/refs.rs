@@ -83,19 +83,28 @@ impl PoolRef {
         })
     }
 
-    /// Opens the pool with `options`, with a hint to create it if missing.
+    /// Opens the pool for appending with `options` (taking the writer lock
+    /// and recovering it), with a hint to create it if missing.
     pub(crate) fn open(&self, options: Options) -> Result<Pool> {
-        Pool::open_with(&self.path, options).map_err(|e| {
-            let err = Error::from(e);
-            if err.kind() == Kind::NotFound {
-                err.with_hint(format!(
-                    "create it with `plex pool create {}`",
-                    self.arg.to_string_lossy()
-                ))
-            } else {
-                err
-            }
-        })
+        Pool::open_with(&self.path, options).map_err(|e| self.open_failed(e))
+    }
+
+    /// Opens the pool for reading only: no lock, no recovery, no writes.
+    pub(crate) fn open_read_only(&self) -> Result<Pool> {
+        Pool::open_read_only(&self.path).map_err(|e| self.open_failed(e))
+    }
+
+    /// The error for a pool that could not be opened.
+    fn open_failed(&self, e: plex_store::Error) -> Error {
+        let err = Error::from(e);
+        if err.kind() == Kind::NotFound {
+            err.with_hint(format!(
+                "create it with `plex pool create {}`",
+                self.arg.to_string_lossy()
+            ))
+        } else {
+            err
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{self, IsTerminal, Read};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use plex_store::{Durability, ErrorKind, Options, Pool, Seq};
+use plex_store::{Durability, Options, Pool};
 
 use crate::cli::{DurabilityArg, FeedArgs, OnError};
 use crate::commands::Outcome;
@@ -23,10 +23,18 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
         DurabilityArg::Fast => Durability::Fast,
         DurabilityArg::Flush => Durability::Flush,
     };
+    let pool = target.open(Options::new().durability(durability))?;
+    warn_about_recovery(&pool);
+    // A batch never exceeds a quarter of the ring, so it cannot evict its
+    // own messages before they are printed.
+    let batch_bytes = (pool.info().ring_len / 4).min(MAX_BATCH_BYTES);
     let mut feeder = Feeder {
-        pool: target.open(Options::new().durability(durability))?,
+        pool,
         tags: args.tags,
         data: Vec::new(),
+        ends: Vec::new(),
+        batch_bytes,
+        pending_bytes: 0,
     };
     if let Some(value) = args.json {
         let text = json::validate(value.as_bytes()).map_err(|e| {
@@ -34,7 +42,8 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
                 "quote it for the shell, like '{\"a\":1}'; omit it to read JSON Lines from stdin",
             )
         })?;
-        feeder.append(text, out)?;
+        feeder.push(text, out)?;
+        feeder.append_pending(out)?;
         return Ok(Outcome::Success);
     }
     let (input, size): (Box<dyn Read>, Option<u64>) = match &args.file {
@@ -60,12 +69,28 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
     })
 }
 
-/// An open pool and the scratch state of appending to it.
+/// The most messages appended as one batch.
+const MAX_BATCH_MESSAGES: usize = 1024;
+/// The most bytes (frames, headers included) appended as one batch.
+const MAX_BATCH_BYTES: u64 = 1 << 20;
+
+/// An open pool and the messages read but not yet appended.
+///
+/// Lines already read are appended together with one `append_batch` (one
+/// lock, one publication, and with `--durability flush` one sync), up to
+/// the batch limits and never past a bad line or a wait for input: each
+/// line still gets its own receipt or error, in input order.
 struct Feeder {
     pool: Pool,
     tags: Vec<String>,
-    /// The compacted data of the current message.
+    /// The compacted data of the pending messages, back to back.
     data: Vec<u8>,
+    /// Where each pending message ends in `data`.
+    ends: Vec<usize>,
+    /// Batch size limit in bytes.
+    batch_bytes: u64,
+    /// Bytes of the pending messages' frames.
+    pending_bytes: u64,
 }
 
 /// What a stream of lines amounted to.
@@ -77,29 +102,59 @@ struct Stats {
 }
 
 impl Feeder {
-    /// Appends the validated JSON `text` and prints its receipt.
-    fn append(&mut self, text: &str, out: &mut Out) -> Result<()> {
-        self.data.clear();
+    /// Queues the validated JSON `text` for appending, after checking that
+    /// it fits the pool; appends the queue first if it is full. Fails with a
+    /// usage error for a message the pool cannot take. Returns the length
+    /// of the message's data.
+    fn push(&mut self, text: &str, out: &mut Out) -> Result<usize> {
+        let start = self.data.len();
         json::compact_into(text, &mut self.data);
+        let len = self.data.len() - start;
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        let seq = self.pool.append(&tags, &self.data)?;
-        let time = self.time_of(seq)?;
-        out.record(&Receipt {
-            seq: seq.get(),
-            time,
-            tags: &self.tags,
-        })
+        if let Err(e) = self.pool.check_message(&tags, len) {
+            self.data.truncate(start);
+            return Err(e.into());
+        }
+        let frame = 32 + tags.iter().map(|t| 2 + t.len() as u64).sum::<u64>() + len as u64;
+        if !self.ends.is_empty()
+            && (self.ends.len() == MAX_BATCH_MESSAGES
+                || self.pending_bytes + frame > self.batch_bytes)
+        {
+            // Appends what came before; this message starts the next batch.
+            let moved = self.data.split_off(start);
+            self.append_pending(out)?;
+            self.data = moved;
+        }
+        self.ends.push(self.data.len());
+        self.pending_bytes += frame;
+        Ok(len)
     }
 
-    /// The stored time of a message just appended, read back because the
-    /// store's append returns only the seq. `None` if concurrent writers
-    /// already overwrote it.
-    fn time_of(&self, seq: Seq) -> Result<Option<String>> {
-        match self.pool.get(seq) {
-            Ok(msg) => Ok(Some(rfc3339(msg.time))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+    /// Appends the pending messages as one batch and prints their receipts.
+    fn append_pending(&mut self, out: &mut Out) -> Result<()> {
+        if self.ends.is_empty() {
+            return Ok(());
         }
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let mut batch = Vec::with_capacity(self.ends.len());
+        let mut start = 0;
+        for &end in &self.ends {
+            batch.push((&tags[..], &self.data[start..end]));
+            start = end;
+        }
+        let receipt = self.pool.append_batch_receipt(&batch)?;
+        let time = rfc3339(receipt.time);
+        for r in receipt.receipts() {
+            out.record(&Receipt {
+                seq: r.seq.get(),
+                time: &time,
+                tags: &self.tags,
+            })?;
+        }
+        self.data.clear();
+        self.ends.clear();
+        self.pending_bytes = 0;
+        Ok(())
     }
 
     /// Feeds every line of `input`, handling bad lines per `on_error`.
@@ -121,7 +176,9 @@ impl Feeder {
         };
         loop {
             if lines.would_block() {
-                // Receipts reach their reader before plex waits for input.
+                // Lines read so far are appended, and their receipts reach
+                // their reader, before plex waits for input.
+                self.append_pending(out)?;
                 out.flush()?;
             }
             let read = lines
@@ -135,10 +192,10 @@ impl Feeder {
                 )),
                 Line::Ok if lines.line().trim_ascii().is_empty() => continue,
                 Line::Ok => match json::validate(lines.line()) {
-                    Ok(text) => match self.append(text, out) {
-                        Ok(()) => {
+                    Ok(text) => match self.push(text, out) {
+                        Ok(len) => {
                             stats.messages += 1;
-                            stats.bytes += self.data.len() as u64;
+                            stats.bytes += len as u64;
                             None
                         }
                         // Too large once tagged: this line's fault.
@@ -149,6 +206,8 @@ impl Feeder {
                 },
             };
             if let Some(reason) = bad {
+                // The receipts of the lines before it come first.
+                self.append_pending(out)?;
                 let err = Error::usage(format!("line {line}: {reason}")).with_line(line);
                 match on_error {
                     OnError::Stop => {
@@ -164,9 +223,48 @@ impl Feeder {
                 }
             }
         }
+        self.append_pending(out)?;
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
+}
+
+/// Tells a person on a terminal what recovery found when plex opened the
+/// pool: damaged messages stay published (reads of them fail), and frames a
+/// crashed writer never published were discarded. Scripts see the damage
+/// through `plex pool info` and the errors of reads; stderr JSON is only
+/// for errors.
+fn warn_about_recovery(pool: &Pool) {
+    let Some(recovery) = pool.recovery().filter(|r| !r.is_clean()) else {
+        return;
+    };
+    if !io::stderr().is_terminal() {
+        return;
+    }
+    let mut found = Vec::new();
+    let damaged = recovery.damaged_count();
+    if damaged > 0 {
+        let seqs: Vec<String> = recovery
+            .damaged
+            .iter()
+            .map(|r| format!("{}..{}", r.start, r.end))
+            .collect();
+        found.push(format!(
+            "{damaged} damaged message(s) that cannot be read (seqs {})",
+            seqs.join(", ")
+        ));
+    }
+    if !recovery.discarded.is_empty() {
+        found.push(format!(
+            "discarded never-published seqs {}..{} left by a crashed writer",
+            recovery.discarded.start, recovery.discarded.end
+        ));
+    }
+    eprintln!(
+        "warning: recovering {}: {}",
+        pool.path().display(),
+        found.join("; ")
+    );
 }
 
 /// The progress bar and final summary, shown only to a person: on stderr

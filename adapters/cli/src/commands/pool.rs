@@ -1,7 +1,6 @@
 //! `plex pool create | info | list | delete`.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 
 use plex_store::{Options, Pool};
 
@@ -11,9 +10,6 @@ use crate::error::{Error, Kind, Result};
 use crate::output::Out;
 use crate::record::PoolRecord;
 use crate::refs::{PoolDir, PoolRef, EXTENSION};
-
-/// The first bytes of every pool file (`FORMAT.md` §2.1).
-const POOL_MAGIC: &[u8; 8] = b"PLEXPOOL";
 
 /// Runs a `plex pool` subcommand.
 pub(crate) fn run(command: PoolCommand, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
@@ -56,11 +52,19 @@ fn create(args: CreateArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Prints one pool's record.
+/// Prints one pool's record, with the count of damaged messages found by
+/// validating every message held.
 fn info(args: InfoArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     let r = PoolRef::resolve(&args.pool, dir)?;
-    let pool = r.open(Options::new())?;
-    out.record(&PoolRecord::new(r.name.as_deref(), &pool.info()))?;
+    let pool = r.open_read_only()?;
+    let damaged = pool
+        .damaged()?
+        .iter()
+        .map(|r| r.end.get() - r.start.get())
+        .sum();
+    let mut record = PoolRecord::new(r.name.as_deref(), &pool.info());
+    record.damaged = Some(damaged);
+    out.record(&record)?;
     Ok(Outcome::Success)
 }
 
@@ -92,7 +96,7 @@ fn list(dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     pools.sort_by(|a, b| a.arg.cmp(&b.arg));
     let mut failed = None;
     for r in pools {
-        match r.open(Options::new()) {
+        match r.open_read_only() {
             Ok(pool) => out.record(&PoolRecord::new(r.name.as_deref(), &pool.info()))?,
             Err(e) => {
                 out.flush()?;
@@ -148,14 +152,11 @@ fn already_exists(r: &PoolRef) -> Error {
 
 /// Refuses to delete a file that does not start with the pool magic.
 fn check_is_pool(r: &PoolRef) -> Result<()> {
-    let mut magic = [0u8; 8];
-    let read = File::open(&r.path).and_then(|mut f| f.read_exact(&mut magic));
-    match read {
-        Ok(()) if &magic == POOL_MAGIC => Ok(()),
-        Ok(()) => Err(not_a_pool(r)),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(not_a_pool(r)),
+    match plex_store::is_pool(&r.path) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(not_a_pool(r)),
         Err(e) => {
-            let err = Error::io("cannot open pool", &r.path, &e);
+            let err = Error::from(e);
             Err(if err.kind() == Kind::NotFound {
                 err.with_hint("`plex pool list` shows the pools of the pool directory")
             } else {

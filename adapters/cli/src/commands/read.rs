@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use plex_store::{ErrorKind, Options, Seq, Start};
+use plex_store::{ErrorKind, Location, Seq, Start};
 
 use crate::cli::{FetchArgs, FollowArgs};
 use crate::commands::Outcome;
@@ -12,7 +12,7 @@ use crate::refs::{PoolDir, PoolRef};
 
 /// Runs `plex fetch`: prints the envelope of one seq.
 pub(crate) fn fetch(args: FetchArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
-    let pool = PoolRef::resolve(&args.pool, dir)?.open(Options::new())?;
+    let pool = PoolRef::resolve(&args.pool, dir)?.open_read_only()?;
     let msg = pool.get(Seq(args.seq))?;
     out.envelope(&msg)?;
     Ok(Outcome::Success)
@@ -21,7 +21,7 @@ pub(crate) fn fetch(args: FetchArgs, dir: &PoolDir, out: &mut Out) -> Result<Out
 /// Runs `plex follow`: prints envelopes in seq order, sleeping on the
 /// pool's futex broadcast between appends.
 pub(crate) fn follow(args: FollowArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
-    let pool = PoolRef::resolve(&args.pool, dir)?.open(Options::new())?;
+    let pool = PoolRef::resolve(&args.pool, dir)?.open_read_only()?;
     let start = match (args.tail, args.since) {
         (Some(n), _) => Start::Last(n),
         (None, Some(seq)) => Start::Seq(Seq(seq)),
@@ -32,7 +32,8 @@ pub(crate) fn follow(args: FollowArgs, dir: &PoolDir, out: &mut Out) -> Result<O
     // its own bounded poll interval in case a wake-up is missed).
     let patience = args.timeout.unwrap_or(Duration::MAX);
     let mut cursor = pool.cursor(start);
-    let mut gap = false;
+    // The first kind of error reported along the way, if any.
+    let mut reported = None;
     loop {
         match cursor.try_next() {
             Ok(Some(msg)) => {
@@ -47,27 +48,43 @@ pub(crate) fn follow(args: FollowArgs, dir: &PoolDir, out: &mut Out) -> Result<O
                 out.flush()?;
                 if !pool.wait_for(cursor.next_seq(), patience) && args.timeout.is_some() {
                     out.flush()?;
-                    return Ok(finished(gap, Outcome::TimedOut));
+                    return Ok(finished(reported, Outcome::TimedOut));
                 }
             }
-            // The cursor has moved past the lost seqs: report and go on.
-            Err(e) if e.kind() == ErrorKind::RetentionGap => {
+            // The cursor has moved past the lost or damaged seqs: report
+            // them and go on.
+            Err(e) if matches!(e.kind(), ErrorKind::RetentionGap | ErrorKind::Corrupt) => {
+                let skipped = first_seq(&e).map(|first| (first, cursor.next_seq()));
                 out.flush()?;
-                Error::from(e).report();
-                gap = true;
+                let err = Error::from(e);
+                let err = match skipped {
+                    Some((first, next)) if next.get() > first + 1 => {
+                        err.with_hint(format!("seqs {first}..{next} cannot be read"))
+                    }
+                    _ => err,
+                };
+                err.report();
+                reported.get_or_insert(err.kind());
             }
             Err(e) => return Err(e.into()),
         }
     }
     out.flush()?;
-    Ok(finished(gap, Outcome::Success))
+    Ok(finished(reported, Outcome::Success))
 }
 
-/// A reported gap outranks how the run ended: it means data was lost.
-fn finished(gap: bool, ended: Outcome) -> Outcome {
-    if gap {
-        Outcome::Reported(Kind::RetentionGap)
-    } else {
-        ended
+/// The first seq a cursor error names, for damaged frames.
+fn first_seq(e: &plex_store::Error) -> Option<u64> {
+    match e {
+        plex_store::Error::Corrupt {
+            at: Location::Seq(seq),
+            ..
+        } => Some(seq.get()),
+        _ => None,
     }
+}
+
+/// A reported loss outranks how the run ended: it means data was missed.
+fn finished(reported: Option<Kind>, ended: Outcome) -> Outcome {
+    reported.map_or(ended, Outcome::Reported)
 }

@@ -8,6 +8,7 @@
 //! privilege to ignore file modes (not as root).
 
 mod common;
+mod damage;
 mod feed;
 mod pools;
 mod read;
