@@ -28,6 +28,10 @@ fn main() -> io::Result<()> {
         ("decoder", named(decoder_seeds())),
         ("session", named(session_seeds())),
         ("pair_ops", plex_fuzz::pair_ops::seeds()),
+        (
+            "pool_bytes",
+            plex_fuzz::pool_bytes::seeds(&std::env::temp_dir())?,
+        ),
     ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir)?;
