@@ -1,26 +1,17 @@
-//! Helpers shared by the cross-runtime tests: connected session pairs,
-//! payload patterns, and a cuttable TCP proxy for peers that vanish.
+//! Helpers shared by the cross-runtime tests: runtimes, connected session
+//! pairs, payload patterns, a timeout that works on every runtime, and a TCP
+//! proxy that can fail, for peers that vanish.
 #![deny(missing_docs)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use std::future::Future;
+use std::time::Duration;
 
 use plex_runtime::{Config, Error, Runtime, Session};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-
-/// A client and a server session joined over loopback TCP, on tokio.
-pub async fn tokio_pair(client: Config, server: Config) -> (Session, Session) {
-    let listener = plex_tokio::listen("tcp://127.0.0.1:0", server)
-        .await
-        .expect("listen");
-    let url = listener.local_endpoint().to_string();
-    let (client, accepted) = tokio::join!(plex_tokio::connect(&url, client), listener.accept());
-    (client.expect("connect"), accepted.expect("accept").0)
-}
 
 /// The runtimes the adapters support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +58,62 @@ impl Rt {
             Rt::Smol => plex_smol::connect(url, config).await,
             Rt::AsyncStd => plex_async_std::connect(url, config).await,
         }
+    }
+
+    /// A client and a server session joined over loopback TCP. Call inside
+    /// [`Rt::block_on`].
+    pub async fn pair(self, client: Config, server: Config) -> (Session, Session) {
+        let (client, server, _) = self.pair_through(client, server, false).await;
+        (client, server)
+    }
+
+    /// Like [`Rt::pair`], with the connection going through a [`Proxy`]
+    /// the test can make fail.
+    pub async fn pair_via_proxy(self, client: Config, server: Config) -> (Session, Session, Proxy) {
+        let (client, server, proxy) = self.pair_through(client, server, true).await;
+        (client, server, proxy.expect("proxy"))
+    }
+
+    async fn pair_through(
+        self,
+        client: Config,
+        server: Config,
+        proxied: bool,
+    ) -> (Session, Session, Option<Proxy>) {
+        macro_rules! pair {
+            ($adapter:ident) => {{
+                let listener = $adapter::listen("tcp://127.0.0.1:0", server)
+                    .await
+                    .expect("listen");
+                let endpoint = listener.local_endpoint();
+                let proxy =
+                    proxied.then(|| Proxy::spawn(endpoint.authority().parse().expect("address")));
+                let url = match &proxy {
+                    Some(proxy) => format!("tcp://{}", proxy.addr),
+                    None => endpoint.to_string(),
+                };
+                let (client, accepted) =
+                    smol::future::zip($adapter::connect(&url, client), listener.accept()).await;
+                (client.expect("connect"), accepted.expect("accept").0, proxy)
+            }};
+        }
+        match self {
+            Rt::Tokio => pair!(plex_tokio),
+            Rt::Smol => pair!(plex_smol),
+            Rt::AsyncStd => pair!(plex_async_std),
+        }
+    }
+
+    /// `future`, or `None` if it takes longer than `limit`, timed by this
+    /// runtime's own timer.
+    pub async fn within<F: Future>(self, limit: Duration, future: F) -> Option<F::Output> {
+        let runtime = self.runtime();
+        let deadline = runtime.now() + limit;
+        let timeout = async move {
+            runtime.sleep_until(deadline).await;
+            None
+        };
+        smol::future::or(async { Some(future.await) }, timeout).await
     }
 
     /// Listens on `url` (use port 0), reports the bound endpoint through
@@ -127,32 +174,40 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Forwards one connection on a fresh port to `target`.
-    pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+    /// Forwards one connection on a fresh port to `target`, on a thread of
+    /// its own, so it works whatever runtime the test uses.
+    pub fn spawn(target: SocketAddr) -> Proxy {
         let (cut, blackhole) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (on_cut, on_blackhole) = (cut.clone(), blackhole.clone());
-        tokio::spawn(async move {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                return;
-            };
-            let Ok(mut outbound) = TcpStream::connect(target).await else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                // Dropping both sockets closes both connections.
-                _ = on_cut.notified() => {}
-                // Keep both sockets open but forward nothing, ever.
-                _ = on_blackhole.notified() => {
-                    std::future::pending::<()>().await;
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                bound_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("report");
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    // Dropping both sockets closes both connections.
+                    _ = on_cut.notified() => {}
+                    // Keep both sockets open but forward nothing, ever.
+                    _ = on_blackhole.notified() => std::future::pending::<()>().await,
                 }
-            }
-            let _ = inbound.shutdown().await;
+                let _ = inbound.shutdown().await;
+            });
         });
         Proxy {
-            addr,
+            addr: bound_rx.recv().expect("proxy address"),
             cut,
             blackhole,
         }
