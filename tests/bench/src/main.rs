@@ -4,8 +4,11 @@
 //! scenarios, prints a table and writes JSON to `target/plex-bench/<suite>.json`.
 
 mod counting_alloc;
+mod mux;
+mod pattern;
 mod proto;
 mod report;
+mod store;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -19,6 +22,9 @@ usage: plex-bench <suite> [--quick]
 
 suites:
   proto    the sans-IO protocol in memory: codec, bulk transfer, stream churn, memory
+  mux      plex on tokio over loopback TCP against raw TCP, yamux and h2:
+           bulk, RPC, stream open rate, idle stream memory
+  store    plex-store pools against plasmite's: appends, random gets, follow latency, reads
 
 options:
   --quick  fewer and smaller runs (about a minute)
@@ -28,12 +34,16 @@ options:
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Suite {
     Proto,
+    Mux,
+    Store,
 }
 
 impl Suite {
     fn from_arg(arg: &str) -> Option<Suite> {
         match arg {
             "proto" => Some(Suite::Proto),
+            "mux" => Some(Suite::Mux),
+            "store" => Some(Suite::Store),
             _ => None,
         }
     }
@@ -41,6 +51,8 @@ impl Suite {
     fn name(self) -> &'static str {
         match self {
             Suite::Proto => "proto",
+            Suite::Mux => "mux",
+            Suite::Store => "store",
         }
     }
 }
@@ -71,6 +83,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The `store` suite runs its follower in a child process: this binary.
+    if std::env::args().nth(1).as_deref() == Some(store::FOLLOWER_COMMAND) {
+        return store::follower_main(std::env::args().skip(2));
+    }
     let command = match parse_args(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(message) => {
@@ -84,6 +100,8 @@ fn main() -> ExitCode {
     };
     let result = match suite {
         Suite::Proto => proto::run(options),
+        Suite::Mux => mux::run(options).map_err(|e| e as Box<dyn std::error::Error>),
+        Suite::Store => store::run(options).map_err(|e| e as Box<dyn std::error::Error>),
     };
     let report = match result {
         Ok(report) => report,
@@ -165,17 +183,19 @@ mod tests {
         );
         let full = Options { quick: false };
         assert_eq!(parse(&["proto"]), Ok(Command::Run(Suite::Proto, full)));
+        assert_eq!(parse(&["mux"]), Ok(Command::Run(Suite::Mux, full)));
+        assert_eq!(parse(&["store"]), Ok(Command::Run(Suite::Store, full)));
         assert_eq!(parse(&["proto", "--help"]), Ok(Command::Help));
     }
 
     #[test]
     fn rejects_bad_arguments() {
         assert_eq!(parse(&[]), Err("no suite given".into()));
-        assert_eq!(parse(&["mux"]), Err("unknown suite `mux`".into()));
+        assert_eq!(parse(&["pools"]), Err("unknown suite `pools`".into()));
         assert_eq!(
             parse(&["proto", "--fast"]),
             Err("unknown option `--fast`".into())
         );
-        assert!(parse(&["proto", "proto"]).is_err());
+        assert!(parse(&["proto", "mux"]).is_err());
     }
 }

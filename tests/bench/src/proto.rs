@@ -21,7 +21,8 @@ use plex_proto::{
 };
 
 use crate::counting_alloc::live_bytes;
-use crate::report::{Report, Scenario, PLEX};
+use crate::pattern::{matches_pattern, pattern};
+use crate::report::{median, Report, Scenario, Target, PLEX};
 use crate::Options;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -59,7 +60,7 @@ fn codec_16k(options: Options) -> Result<Scenario> {
         name: "codec_16k",
         unit: "GB/s",
         higher_is_better: true,
-        target: None,
+        targets: Vec::new(),
         results: vec![(PLEX, median(plex)), ("memcpy", median(memcpy))],
     })
 }
@@ -126,7 +127,7 @@ fn bulk_pair(options: Options) -> Result<Scenario> {
         name: "bulk_pair",
         unit: "GB/s",
         higher_is_better: true,
-        target: None,
+        targets: Vec::new(),
         results: vec![(PLEX, median(runs))],
     })
 }
@@ -190,7 +191,7 @@ fn open_close(options: Options) -> Result<Scenario> {
         name: "open_close",
         unit: "streams/s",
         higher_is_better: true,
-        target: None,
+        targets: Vec::new(),
         results: vec![(PLEX, median(runs))],
     })
 }
@@ -270,22 +271,22 @@ fn idle_stream_mem(options: Options, report: &mut Report) -> Result<()> {
             client_empty + server_empty,
         ));
     }
-    let scenario = |name, target, runs| Scenario {
+    let scenario = |name, targets, runs| Scenario {
         name,
         unit: "B/stream",
         higher_is_better: false,
-        target,
+        targets,
         results: vec![(PLEX, median(runs))],
     };
-    report.push(scenario("idle_stream_mem", None, both));
+    report.push(scenario("idle_stream_mem", Vec::new(), both));
     report.push(scenario(
         "idle_stream_mem_client",
-        Some(IDLE_TARGET),
+        vec![Target::Value(IDLE_TARGET)],
         client,
     ));
     report.push(scenario(
         "idle_stream_mem_server",
-        Some(IDLE_TARGET),
+        vec![Target::Value(IDLE_TARGET)],
         server,
     ));
     report.note(format!(
@@ -383,33 +384,6 @@ fn read_eof(session: &mut Session, stream: StreamId) -> Result<()> {
     }
 }
 
-/// `len` pseudo-random bytes (xorshift64), the same on every run.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 56) as u8
-        })
-        .collect()
-}
-
-/// Whether `bytes` is the stream of repeated `pattern` at `offset`.
-fn matches_pattern(pattern: &[u8], offset: usize, mut bytes: &[u8]) -> bool {
-    let mut at = offset % pattern.len();
-    while !bytes.is_empty() {
-        let n = bytes.len().min(pattern.len() - at);
-        if bytes[..n] != pattern[at..at + n] {
-            return false;
-        }
-        bytes = &bytes[n..];
-        at = 0;
-    }
-    true
-}
-
 fn check_count(what: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
@@ -420,24 +394,4 @@ fn check_count(what: &str, got: usize, want: usize) -> Result<()> {
 
 fn gb_per_s(bytes: f64, elapsed: Duration) -> f64 {
     bytes / elapsed.as_secs_f64() / 1e9
-}
-
-/// The middle run; the runs are an odd number.
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pattern_check_wraps_and_catches_misplaced_bytes() {
-        let p = pattern(10);
-        let stream: Vec<u8> = p.iter().chain(&p).chain(&p).copied().collect();
-        assert!(matches_pattern(&p, 0, &stream));
-        assert!(matches_pattern(&p, 7, &stream[7..25]));
-        assert!(!matches_pattern(&p, 8, &stream[7..25]));
-    }
 }

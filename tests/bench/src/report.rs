@@ -17,8 +17,8 @@ pub(crate) struct Scenario {
     pub(crate) unit: &'static str,
     /// Whether a larger figure is better.
     pub(crate) higher_is_better: bool,
-    /// A goal for Plex's figure, reported against rather than asserted.
-    pub(crate) target: Option<f64>,
+    /// Goals for Plex's figure, reported against rather than asserted.
+    pub(crate) targets: Vec<Target>,
     /// Figures by implementation, Plex first.
     pub(crate) results: Vec<(&'static str, f64)>,
 }
@@ -31,14 +31,70 @@ impl Scenario {
             .map(|&(_, value)| value)
     }
 
-    /// Whether Plex's figure meets the target, if there is one.
-    fn meets_target(&self) -> Option<bool> {
-        let (target, plex) = (self.target?, self.result(PLEX)?);
+    /// Whether Plex's figure meets `target`; `None` when a figure it needs
+    /// is missing.
+    fn meets(&self, target: &Target) -> Option<bool> {
+        let bound = target.bound(self)?;
+        let plex = self.result(PLEX)?;
         Some(if self.higher_is_better {
-            plex >= target
+            plex >= bound
         } else {
-            plex <= target
+            plex <= bound
         })
+    }
+
+    /// The target column: each goal with its verdict.
+    fn targets_cell(&self) -> String {
+        if self.targets.is_empty() {
+            return "-".into();
+        }
+        let bound = if self.higher_is_better { ">=" } else { "<=" };
+        let cells: Vec<String> = self
+            .targets
+            .iter()
+            .map(|target| {
+                let verdict = match self.meets(target) {
+                    Some(true) => "met",
+                    Some(false) => "MISSED",
+                    None => "n/a",
+                };
+                format!("{bound} {target} {verdict}")
+            })
+            .collect();
+        cells.join("; ")
+    }
+}
+
+/// A goal for Plex's figure in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Target {
+    /// A fixed figure, in the scenario's unit.
+    Value(f64),
+    /// A multiple of another implementation's figure.
+    Ratio {
+        /// The implementation compared against.
+        of: &'static str,
+        /// The multiple of its figure.
+        ratio: f64,
+    },
+}
+
+impl Target {
+    /// The figure Plex has to reach (or stay under) in `scenario`.
+    fn bound(&self, scenario: &Scenario) -> Option<f64> {
+        match *self {
+            Target::Value(value) => Some(value),
+            Target::Ratio { of, ratio } => Some(ratio * scenario.result(of)?),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Target::Value(value) => f.write_str(&number(value)),
+            Target::Ratio { of, ratio } => write!(f, "{ratio:.2}x {of}"),
+        }
     }
 }
 
@@ -109,14 +165,7 @@ impl Report {
                     _ => "-".into(),
                 });
             }
-            row.push(match (s.target, s.meets_target()) {
-                (Some(target), Some(met)) => {
-                    let bound = if s.higher_is_better { ">=" } else { "<=" };
-                    let verdict = if met { "met" } else { "MISSED" };
-                    format!("{bound} {} {verdict}", number(target))
-                }
-                _ => "-".into(),
-            });
+            row.push(s.targets_cell());
             rows.push(row);
         }
         let mut widths = vec![0; rows[0].len()];
@@ -156,7 +205,8 @@ impl Report {
         names
     }
 
-    /// `{"scenarios":[{"name","unit","higher_is_better","target"?,"results":{..}}]}`.
+    /// `{"scenarios":[{"name","unit","higher_is_better","targets"?,"results":{..}}]}`,
+    /// a target being `{"value":x}` or `{"ratio":x,"of":"name"}`.
     fn json(&self) -> String {
         let mut out = String::from("{\"scenarios\":[");
         for (i, s) in self.scenarios.iter().enumerate() {
@@ -168,9 +218,27 @@ impl Report {
             out.push_str(",\"unit\":");
             json_string(&mut out, s.unit);
             out.push_str(&format!(",\"higher_is_better\":{}", s.higher_is_better));
-            if let Some(target) = s.target {
-                out.push_str(",\"target\":");
-                json_number(&mut out, target);
+            if !s.targets.is_empty() {
+                out.push_str(",\"targets\":[");
+                for (j, target) in s.targets.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    match *target {
+                        Target::Value(value) => {
+                            out.push_str("{\"value\":");
+                            json_number(&mut out, value);
+                        }
+                        Target::Ratio { of, ratio } => {
+                            out.push_str("{\"ratio\":");
+                            json_number(&mut out, ratio);
+                            out.push_str(",\"of\":");
+                            json_string(&mut out, of);
+                        }
+                    }
+                    out.push('}');
+                }
+                out.push(']');
             }
             out.push_str(",\"results\":{");
             for (j, (name, value)) in s.results.iter().enumerate() {
@@ -188,8 +256,14 @@ impl Report {
     }
 }
 
+/// The middle run; the runs are an odd number.
+pub(crate) fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
 /// `CARGO_TARGET_DIR` if set, else the workspace's `target/`.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
@@ -238,14 +312,17 @@ mod tests {
             name: "codec",
             unit: "GB/s",
             higher_is_better: true,
-            target: None,
+            targets: vec![Target::Ratio {
+                of: "memcpy",
+                ratio: 0.4,
+            }],
             results: vec![(PLEX, 5.0), ("memcpy", 10.0)],
         });
         r.push(Scenario {
             name: "mem",
             unit: "B/stream",
             higher_is_better: false,
-            target: Some(512.0),
+            targets: vec![Target::Value(512.0)],
             results: vec![(PLEX, 600.5)],
         });
         r
@@ -257,9 +334,10 @@ mod tests {
             report().json(),
             "{\"scenarios\":[\n  \
              {\"name\":\"codec\",\"unit\":\"GB/s\",\"higher_is_better\":true,\
+             \"targets\":[{\"ratio\":0.4,\"of\":\"memcpy\"}],\
              \"results\":{\"plex\":5,\"memcpy\":10}},\n  \
              {\"name\":\"mem\",\"unit\":\"B/stream\",\"higher_is_better\":false,\
-             \"target\":512,\"results\":{\"plex\":600.5}}\n]}\n"
+             \"targets\":[{\"value\":512}],\"results\":{\"plex\":600.5}}\n]}\n"
         );
     }
 
@@ -269,10 +347,33 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].contains("plex/memcpy"), "{table}");
         assert!(
-            lines[1].contains("  0.50x  ") && lines[1].ends_with('-'),
+            lines[1].contains("  0.50x  ") && lines[1].ends_with(">= 0.40x memcpy met"),
             "{table}"
         );
         assert!(lines[2].ends_with("<= 512 MISSED"), "{table}");
+    }
+
+    #[test]
+    fn a_ratio_target_without_its_baseline_is_not_judged() {
+        let s = Scenario {
+            name: "rpc",
+            unit: "us",
+            higher_is_better: false,
+            targets: vec![
+                Target::Ratio {
+                    of: "raw",
+                    ratio: 1.3,
+                },
+                Target::Value(20.0),
+            ],
+            results: vec![(PLEX, 25.0), ("yamux", 40.0)],
+        };
+        assert_eq!(s.targets_cell(), "<= 1.30x raw n/a; <= 20.00 MISSED");
+    }
+
+    #[test]
+    fn median_is_the_middle_run() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
     }
 
     #[test]
