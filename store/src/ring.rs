@@ -115,6 +115,7 @@ pub(crate) fn load<R: Ring>(
         return Err(FrameError::Length);
     }
     buf.clear();
+    buf.reserve(frame::FRAME_HEADER as usize);
     for i in 0..frame::FRAME_HEADER / 8 {
         buf.extend_from_slice(&ring.word(pos + 8 * i).to_le_bytes());
     }
@@ -124,6 +125,8 @@ pub(crate) fn load<R: Ring>(
     if pos + padded > ring.len() {
         return Err(FrameError::Length);
     }
+    // One allocation for the whole frame, not one per doubling.
+    buf.reserve(padded as usize - buf.len());
     for i in frame::FRAME_HEADER / 8..padded / 8 {
         buf.extend_from_slice(&ring.word(pos + 8 * i).to_le_bytes());
     }
