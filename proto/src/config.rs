@@ -122,7 +122,9 @@ pub struct FloodLimits {
     /// PING frames (not acknowledgements).
     pub pings: Rate,
     /// Control frames that may wait in the send queue because of the peer
-    /// (PING and SETTINGS acknowledgements, RST_STREAM).
+    /// (PING and SETTINGS acknowledgements, RST_STREAM). RST_STREAM may
+    /// exceed it by `max_concurrent_streams`: a peer that bursts opens
+    /// within its limit past our accept backlog is refused, not punished.
     pub max_queued_replies: u32,
 }
 

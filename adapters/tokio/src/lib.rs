@@ -28,7 +28,6 @@ use plex_runtime::{
     WsIo,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::compat::TokioAsyncReadCompatExt;
 
 /// [`Runtime`] on the tokio runtime the handle belongs to.
 #[derive(Debug, Clone)]
@@ -66,7 +65,7 @@ impl Transport for TokioTransport {
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
             match endpoint.scheme {
-                Scheme::Tcp => Ok(Box::new(tcp.compat()) as BoxIo),
+                Scheme::Tcp => Ok(Box::new(TokioIo(tcp)) as BoxIo),
                 Scheme::Ws => {
                     let (ws, _) = tokio_tungstenite::client_async(endpoint.to_string(), tcp)
                         .await
@@ -105,7 +104,7 @@ impl TransportListener for TokioListener {
                         .map_err(ws_io_error)?;
                     Box::new(WsIo::new(ws))
                 }
-                _ => Box::new(tcp.compat()),
+                _ => Box::new(TokioIo(tcp)),
             };
             Ok((io, peer.to_string()))
         })
@@ -113,6 +112,55 @@ impl TransportListener for TokioListener {
 
     fn local_endpoint(&self) -> Endpoint {
         self.endpoint.clone()
+    }
+}
+
+/// A tokio byte stream seen through futures-io's traits.
+///
+/// `tokio_util::compat` would do, but it drops vectored writes: the driver's
+/// header-and-payload batches would leave as one `send` per slice, each
+/// header its own TCP segment under `TCP_NODELAY`. This forwards
+/// `poll_write_vectored` to tokio's.
+struct TokioIo<T>(T);
+
+impl<T: tokio::io::AsyncRead + Unpin> futures_io::AsyncRead for TokioIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = tokio::io::ReadBuf::new(buf);
+        match Pin::new(&mut self.0).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for TokioIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

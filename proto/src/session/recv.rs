@@ -421,7 +421,18 @@ impl Session {
     /// peer that makes us queue more than the limit (for example by not
     /// reading while sending PINGs) is flooding.
     pub(super) fn queue_reply(&mut self, frame: Frame) {
-        if self.queued_replies >= self.config.limits.max_queued_replies {
+        // A peer within its stream limit may burst opens past our accept
+        // backlog; refusing each is legitimate, so RST_STREAM may also
+        // queue one per stream the peer may have open.
+        let limit = match frame {
+            Frame::RstStream { .. } => self
+                .config
+                .limits
+                .max_queued_replies
+                .saturating_add(self.config.max_concurrent_streams),
+            _ => self.config.limits.max_queued_replies,
+        };
+        if self.queued_replies >= limit {
             let kind = match frame {
                 Frame::Ping { .. } => "PING ACK",
                 Frame::SettingsAck => "SETTINGS ACK",

@@ -500,13 +500,48 @@ fn settings_ack_queue_is_bounded() {
 
 #[test]
 fn rst_queue_is_bounded() {
-    // Every open is refused (no backlog), and each refusal queues an RST.
-    let frames: Vec<Frame> = (0..9u32).map(|n| open(2 * n + 1)).collect();
-    let (ev, _) = attack(unmetered(8), encode(&frames));
+    // Every open is refused (no backlog), and each refusal queues an RST:
+    // up to the reply limit plus one per stream the peer may have open.
+    let mut config = unmetered(8);
+    config.max_concurrent_streams = 1;
+    let frames: Vec<Frame> = (0..10u32).map(|n| open(2 * n + 1)).collect();
+    let (ev, sent) = attack(config.clone(), encode(&frames[..9]));
+    assert!(closed_with(&ev).is_none(), "{ev:?}");
+    assert_eq!(sent.len(), 9);
+    let (ev, _) = attack(config, encode(&frames));
     assert_eq!(
         closed_with(&ev),
         Some(&ProtocolError::Flood(Flood::ControlQueue("RST_STREAM")))
     );
+}
+
+#[test]
+fn a_burst_of_opens_within_the_stream_limit_is_refused_not_punished() {
+    // Found by the mux benchmark: 20,000 allowed streams, a backlog of 128,
+    // and a peer that opens them all before reading anything.
+    let config = Config {
+        max_concurrent_streams: 20_000,
+        ..Config::default()
+    };
+    let frames: Vec<Frame> = (0..20_000u32).map(|n| open(2 * n + 1)).collect();
+    let (ev, sent) = attack(config, encode(&frames));
+    assert!(closed_with(&ev).is_none());
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::Incoming { .. }))
+            .count(),
+        128
+    );
+    let refused = sent.iter().filter(|f| {
+        matches!(
+            f,
+            Frame::RstStream {
+                code: ErrorCode::REFUSED_STREAM,
+                ..
+            }
+        )
+    });
+    assert_eq!(refused.count(), 20_000 - 128);
 }
 
 #[test]

@@ -87,6 +87,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(store::FOLLOWER_COMMAND) {
         return store::follower_main(std::env::args().skip(2));
     }
+    // The `mux` suite measures idle streams in a fresh process: this binary.
+    if std::env::args().nth(1).as_deref() == Some(mux::IDLE_COMMAND) {
+        return mux::idle_main(std::env::args().skip(2));
+    }
     let command = match parse_args(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(message) => {

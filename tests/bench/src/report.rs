@@ -368,7 +368,7 @@ mod tests {
             ],
             results: vec![(PLEX, 25.0), ("yamux", 40.0)],
         };
-        assert_eq!(s.targets_cell(), "<= 1.30x raw n/a; <= 20.00 MISSED");
+        assert_eq!(s.targets_cell(), "<= 1.30x raw n/a; <= 20 MISSED");
     }
 
     #[test]
