@@ -582,7 +582,7 @@ impl Session {
     ) -> Result<bool, ReadError> {
         let s = self.live_accepted(stream)?;
         s.recv.notified = false;
-        if s.recv.buffered == 0 || max == 0 {
+        if s.recv.buffered == 0 {
             if s.recv.fin || s.recv.stopped {
                 s.recv.done = true;
                 self.maybe_forget(stream);
@@ -593,6 +593,10 @@ impl Session {
             } else {
                 Err(ReadError::Blocked)
             };
+        }
+        if max == 0 {
+            // Room for nothing: not the end while data is buffered.
+            return Ok(false);
         }
         let mut taken = 0;
         while taken < max {

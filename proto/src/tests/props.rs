@@ -89,7 +89,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Refuse { side, pick }),
         6 => (side.clone(), any::<u8>(), 0u16..=u16::MAX)
             .prop_map(|(side, pick, len)| Op::Write { side, pick, len }),
-        5 => (side.clone(), any::<u8>(), 1u16..=u16::MAX, any::<bool>())
+        5 => (side.clone(), any::<u8>(), 0u16..=u16::MAX, any::<bool>())
             .prop_map(|(side, pick, max, chunk)| Op::Read { side, pick, max, chunk }),
         2 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Finish { side, pick }),
         1 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Reset { side, pick }),

@@ -466,3 +466,23 @@ fn read_chunk_takes_one_chunk_and_loses_nothing() {
         b"456789"
     );
 }
+
+#[test]
+fn an_empty_read_is_not_end_of_stream_while_data_is_buffered() {
+    // Found by the `pair_ops` fuzz target in CI's smoke run: a read into an
+    // empty buffer, with data and END_STREAM both buffered, reported the end
+    // of the stream and lost the data.
+    let mut p = connected();
+    let id = open_pair(&mut p, OpenOptions::default());
+    p.client.write(id, b"kept").unwrap();
+    p.client.finish(id).unwrap();
+    assert!(p.drive());
+    assert_eq!(p.server.read(id, &mut []), Ok(Some(0)));
+    assert_eq!(
+        p.server.read_chunk(id, 0).map(|c| c.map(|c| c.len())),
+        Ok(Some(0))
+    );
+    let mut got = Vec::new();
+    assert!(read_available(&mut p.server, id, &mut got));
+    assert_eq!(got, b"kept");
+}
