@@ -8,34 +8,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// The stable error kinds, shared with Plasmite; each has a fixed exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// A bug in plex: exit 1.
-    Internal,
-    /// A malformed argument or input, or a file this build cannot use: exit 2.
-    Usage,
-    /// A pool, file or seq does not exist: exit 3.
-    NotFound,
-    /// The pool already exists: exit 4.
-    AlreadyExists,
-    /// The pool is momentarily unavailable; retrying may succeed: exit 5.
-    Busy,
-    /// The operating system denied access: exit 6.
-    Permission,
-    /// The pool file failed validation: exit 7.
-    Corrupt,
-    /// An operating-system call failed: exit 8.
-    Io,
-    /// Messages were overwritten before they were read: exit 9.
-    RetentionGap,
+/// The stable error kinds, shared with Plasmite: the store's own.
+pub(crate) use plex_store::ErrorKind as Kind;
+
+/// What the command line makes of a kind: its exit code and its name.
+pub(crate) trait KindExt {
+    /// The process exit code.
+    fn exit_code(self) -> u8;
+    /// The stable name printed in JSON error lines.
+    fn name(self) -> &'static str;
 }
 
-impl Kind {
-    /// The process exit code of this kind.
-    pub(crate) fn exit_code(self) -> u8 {
+impl KindExt for Kind {
+    fn exit_code(self) -> u8 {
         match self {
-            Kind::Internal => 1,
             Kind::Usage => 2,
             Kind::NotFound => 3,
             Kind::AlreadyExists => 4,
@@ -44,13 +30,13 @@ impl Kind {
             Kind::Corrupt => 7,
             Kind::Io => 8,
             Kind::RetentionGap => 9,
+            // Internal, and any kind a newer store adds.
+            _ => 1,
         }
     }
 
-    /// The kind's stable name, as printed in JSON error lines.
-    pub(crate) fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
-            Kind::Internal => "Internal",
             Kind::Usage => "Usage",
             Kind::NotFound => "NotFound",
             Kind::AlreadyExists => "AlreadyExists",
@@ -59,17 +45,18 @@ impl Kind {
             Kind::Corrupt => "Corrupt",
             Kind::Io => "Io",
             Kind::RetentionGap => "RetentionGap",
+            _ => "Internal",
         }
     }
+}
 
-    /// The kind of an operating-system error.
-    fn of_io(e: &io::Error) -> Kind {
-        match e.kind() {
-            io::ErrorKind::NotFound => Kind::NotFound,
-            io::ErrorKind::AlreadyExists => Kind::AlreadyExists,
-            io::ErrorKind::PermissionDenied => Kind::Permission,
-            _ => Kind::Io,
-        }
+/// The kind of an operating-system error.
+fn kind_of_io(e: &io::Error) -> Kind {
+    match e.kind() {
+        io::ErrorKind::NotFound => Kind::NotFound,
+        io::ErrorKind::AlreadyExists => Kind::AlreadyExists,
+        io::ErrorKind::PermissionDenied => Kind::Permission,
+        _ => Kind::Io,
     }
 }
 
@@ -111,7 +98,7 @@ impl Error {
     /// An operating-system error while `doing` something with `path`.
     pub(crate) fn io(doing: &str, path: &Path, e: &io::Error) -> Error {
         Error::new(
-            Kind::of_io(e),
+            kind_of_io(e),
             format!("{doing} {}: {}", path.display(), plain_io(e)),
         )
         .with_path(path)
@@ -199,19 +186,7 @@ impl fmt::Display for Error {
 impl From<plex_store::Error> for Error {
     fn from(e: plex_store::Error) -> Error {
         use plex_store::Error as E;
-        let kind = match e.kind() {
-            plex_store::ErrorKind::Internal => Kind::Internal,
-            plex_store::ErrorKind::Usage => Kind::Usage,
-            plex_store::ErrorKind::NotFound => Kind::NotFound,
-            plex_store::ErrorKind::AlreadyExists => Kind::AlreadyExists,
-            plex_store::ErrorKind::Busy => Kind::Busy,
-            plex_store::ErrorKind::Permission => Kind::Permission,
-            plex_store::ErrorKind::Corrupt => Kind::Corrupt,
-            plex_store::ErrorKind::Io => Kind::Io,
-            plex_store::ErrorKind::RetentionGap => Kind::RetentionGap,
-            // A kind added to the store after this build: keep its message.
-            _ => Kind::Internal,
-        };
+        let kind = e.kind();
         let mut err = Error::new(kind, e.to_string());
         match &e {
             E::NotFound { path }

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::error::Error;
+use crate::error::{Error, KindExt};
 use crate::output::Out;
 use crate::refs::PoolDir;
 

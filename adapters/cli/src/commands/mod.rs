@@ -5,7 +5,7 @@ mod pool;
 mod read;
 
 use crate::cli::Command;
-use crate::error::{Kind, Result};
+use crate::error::{Kind, KindExt, Result};
 use crate::output::Out;
 use crate::refs::PoolDir;
 
