@@ -1,6 +1,9 @@
 //! Running the built `plex` binary against a temporary directory.
 
+use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -53,6 +56,32 @@ impl Env {
         Run::from(self.cmd().args(args).output().expect("run plex"))
     }
 
+    /// Runs `plex args…` as a user that file modes apply to. Run as root
+    /// (as CI runs tests), the child drops to `nobody`; otherwise it runs as
+    /// the current user, who is not privileged. The scratch and pool
+    /// directories are opened to other users so that `nobody` can reach the
+    /// pool files. Panics if privileges cannot be dropped.
+    pub(crate) fn run_unprivileged(&self, args: &[&str]) -> Run {
+        for dir in [self.root(), &self.pools()] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+                .expect("open the scratch directories to other users");
+        }
+        let mut cmd = self.cmd();
+        // The scratch directory was created by this process: its owner is
+        // our effective uid.
+        let euid = fs::metadata(self.root()).expect("stat scratch").uid();
+        if euid == 0 {
+            let (uid, gid) = nobody();
+            // As root, std also clears the supplementary groups.
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run plex without privileges (uid {euid}): {e}"));
+        Run::from(out)
+    }
+
     /// Runs `plex args…` with `input` on stdin.
     pub(crate) fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
         let child = self
@@ -84,6 +113,23 @@ impl Env {
         assert_eq!(run.code, 0, "feed failed: {run:?}");
         run.records()
     }
+}
+
+/// The uid and gid of the `nobody` user, from `/etc/passwd`.
+fn nobody() -> (u32, u32) {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let entry = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .expect("no `nobody` user in /etc/passwd: cannot drop privileges");
+    let fields: Vec<&str> = entry.split(':').collect();
+    let id = |i: usize| -> u32 {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("malformed /etc/passwd entry: {entry}"))
+    };
+    (id(2), id(3))
 }
 
 /// Writes `input` to the child's stdin, closes it and collects the output.

@@ -4,8 +4,8 @@
 //! Not reachable from the command line, hence not tested here: exit 1
 //! (Internal: a bug) and exit 5 (Busy: the store blocks on its writer lock
 //! and reports Busy only for a reader lapped by writers on every retry).
-//! Exit 6 (Permission) is checked only when the test runs without the
-//! privilege to ignore file modes (not as root).
+//! Exit 6 (Permission) is checked as an unprivileged user: run as root, the
+//! test drops to `nobody` for the child.
 
 mod common;
 mod damage;

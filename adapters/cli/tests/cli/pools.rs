@@ -224,14 +224,33 @@ fn io_errors_exit_8() {
 fn permission_denied_exits_6() {
     let env = Env::new();
     env.create("locked", "64K");
+    env.feed("locked", "1\n");
     let path = env.pools().join("locked.plex");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
-    if fs::File::open(&path).is_ok() {
-        // Privileged (root): file modes do not apply; nothing to check.
-        return;
+    let mode = |m| fs::set_permissions(&path, fs::Permissions::from_mode(m)).unwrap();
+
+    // Read-only for everyone: the unprivileged user reaches and reads the
+    // pool (so the failures below are about the file's mode)...
+    mode(0o444);
+    let read = env.run_unprivileged(&["fetch", "locked", "1"]);
+    assert_eq!(read.code, 0, "{read:?}");
+    assert_eq!(read.records()[0]["data"], 1);
+    // ...but cannot append to it.
+    let err = env
+        .run_unprivileged(&["feed", "locked", "2"])
+        .fails(6, "Permission");
+    assert_eq!(err["path"], path.to_str().unwrap());
+
+    // No access at all: reads fail too.
+    mode(0o000);
+    for args in [["fetch", "locked", "1"], ["pool", "info", "locked"]] {
+        let err = env.run_unprivileged(&args).fails(6, "Permission");
+        assert_eq!(err["path"], path.to_str().unwrap());
     }
-    env.run(&["fetch", "locked", "1"]).fails(6, "Permission");
-    env.run(&["feed", "locked", "1"]).fails(6, "Permission");
+    mode(0o644);
+    assert_eq!(
+        env.ok(&["pool", "info", "locked"]).records()[0]["messages"],
+        1
+    );
 }
 
 #[test]
