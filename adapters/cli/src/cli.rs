@@ -29,8 +29,9 @@ Errors:
   {\"error\":{\"kind\":K,\"message\":M,\"hint\":H,\"path\":P,\"seq\":S,\"line\":L}},
   fields absent when unknown. Exit codes: 0 ok, 1 Internal, 2 Usage,
   3 NotFound, 4 AlreadyExists, 5 Busy, 6 Permission, 7 Corrupt, 8 Io,
-  9 RetentionGap, 124 follow timed out. If stdout is closed early (a broken
-  pipe), plex stops quietly with 0.";
+  9 RetentionGap, 65 feed --errors skip skipped bad lines (the others were
+  stored), 124 follow timed out. If stdout is closed early (a broken pipe),
+  plex stops quietly with 0.";
 
 /// Persistent pools of JSON messages that many processes append to, read and follow.
 #[derive(Debug, Parser)]
@@ -69,7 +70,7 @@ pub(crate) enum Command {
     /// is reported with its line number. With `--errors stop` plex exits 2
     /// at the first one, after the receipts of the lines before it. With
     /// `--errors skip` each bad line is reported on stderr and the rest are
-    /// fed; the exit code is then 2 if any line was skipped.
+    /// fed; the exit code is then 65 if any line was skipped (0 if none).
     #[command(verbatim_doc_comment)]
     Feed(FeedArgs),
     /// Print the message with one seq
@@ -182,7 +183,7 @@ pub(crate) enum DurabilityArg {
 pub(crate) enum OnError {
     /// Exit at the first bad line
     Stop,
-    /// Report each bad line and feed the others
+    /// Report each bad line and feed the others; exit 65 if any was skipped
     Skip,
 }
 

@@ -65,7 +65,7 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
     let stats = streamed?;
     Ok(match stats.skipped {
         0 => Outcome::Success,
-        _ => Outcome::Reported(Kind::Usage),
+        _ => Outcome::SkippedLines,
     })
 }
 

@@ -16,9 +16,14 @@ pub(crate) enum Outcome {
     Success,
     /// `follow --timeout` passed with no next message: exit 124.
     TimedOut,
+    /// `feed --errors skip` stored every good line and skipped bad ones,
+    /// each reported on stderr: exit 65. The command line was right, so not
+    /// Usage (2); the input data was not, which is what 65 means in
+    /// sysexits.h (`EX_DATAERR`).
+    SkippedLines,
     /// The command finished, but errors of this kind were reported on
-    /// stderr along the way (skipped lines, retention gaps, unreadable
-    /// pools in a listing): exit with the kind's code.
+    /// stderr along the way (retention gaps, unreadable pools in a
+    /// listing): exit with the kind's code.
     Reported(Kind),
 }
 
@@ -28,6 +33,7 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::TimedOut => 124,
+            Outcome::SkippedLines => 65,
             Outcome::Reported(kind) => kind.exit_code(),
         }
     }

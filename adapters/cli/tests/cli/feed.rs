@@ -116,7 +116,8 @@ fn bad_lines_are_skipped_and_reported() {
     let mut input = b"1\nnot json\n2\n".to_vec();
     input.extend_from_slice(b"\"\xff\"\n3\n{\"a\":1,}\n4");
     let run = env.run_stdin(&["feed", "p", "--errors", "skip"], &input);
-    assert_eq!(run.code, 2, "skipped lines make the exit code 2: {run:?}");
+    // The command line was right (not Usage, 2); some input was not.
+    assert_eq!(run.code, 65, "skipped lines make the exit code 65: {run:?}");
     let errors = run.errors();
     let lines: Vec<_> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [2, 4, 6]);
@@ -127,6 +128,16 @@ fn bad_lines_are_skipped_and_reported() {
         all_data(&env, "p"),
         [json!(1), json!(2), json!(3), json!(4)]
     );
+
+    // Nothing to skip: success.
+    let run = env.run_stdin(&["feed", "p", "--errors", "skip"], b"5\n6\n");
+    assert_eq!((run.code, run.records().len()), (0, 2), "{run:?}");
+    assert!(run.stderr.is_empty(), "{run:?}");
+    // The status is documented where users look.
+    let help = env.ok(&["feed", "--help"]).stdout;
+    assert!(help.contains("exit code is then 65"), "{help}");
+    let help = env.ok(&["--help"]).stdout;
+    assert!(help.contains("65 feed --errors skip skipped"), "{help}");
 }
 
 #[test]
@@ -141,7 +152,7 @@ fn lines_too_large_for_the_pool() {
     let near = format!("\"{}\"\n", "y".repeat(max - 10));
     let input = format!("1\n{huge}{near}2\n");
     let run = env.run_stdin(&["feed", "small", "--errors", "skip"], input.as_bytes());
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 65, "{run:?}");
     let errors = run.errors();
     assert_eq!(errors.len(), 2);
     assert_eq!(
