@@ -121,9 +121,9 @@ pub(crate) struct CreateArgs {
     #[arg(required = true, value_name = "POOL")]
     pub(crate) pools: Vec<OsString>,
     /// File size: bytes with an optional K, M or G suffix (powers of 1024);
-    /// a multiple of 4096
-    #[arg(long, default_value = "64M", value_parser = parse_size, value_name = "SIZE")]
-    pub(crate) size: u64,
+    /// a multiple of 4096 [default: 64M]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) size: Option<u64>,
     /// Index slots for reads by seq [default: one per 512 bytes of ring]
     #[arg(long, value_name = "N")]
     pub(crate) index_capacity: Option<u64>,
@@ -167,6 +167,15 @@ pub(crate) struct FeedArgs {
     /// What a bad input line does: stop feeding, or skip it and go on
     #[arg(long, value_enum, default_value_t = OnError::Stop)]
     pub(crate) errors: OnError,
+    /// Create the pool first if it does not exist (as `plex pool create`
+    /// would, with --create-size); an existing pool is fed as it is
+    #[arg(long)]
+    pub(crate) create: bool,
+    /// The size of the pool --create creates [default: 64M]. Given, it must
+    /// also be the size of an existing pool: else plex exits 4
+    /// (AlreadyExists) and feeds nothing
+    #[arg(long, value_parser = parse_size, value_name = "SIZE", requires = "create")]
+    pub(crate) create_size: Option<u64>,
 }
 
 /// `--durability`.

@@ -10,6 +10,9 @@ use crate::error::{Error, Kind, Result};
 /// The file extension of named pools: `NAME` is `<dir>/NAME.plex`.
 pub(crate) const EXTENSION: &str = "plex";
 
+/// The size of a pool created without `--size` or `--create-size`: 64 MiB.
+pub(crate) const DEFAULT_SIZE: u64 = 64 << 20;
+
 /// Where named pools live: `--dir`, else `$PLEX_DIR`, else
 /// `$XDG_DATA_HOME/plex/pools`, else `~/.local/share/plex/pools`.
 #[derive(Debug, Clone)]
@@ -89,6 +92,77 @@ impl PoolRef {
         Pool::open_with(&self.path, options).map_err(|e| self.open_failed(e))
     }
 
+    /// Creates the pool file with `size` and `options` and opens it. A named
+    /// pool gets its directory created first. A pool that is already there
+    /// is an [`Kind::AlreadyExists`] error.
+    pub(crate) fn create(&self, size: u64, options: Options) -> Result<Pool> {
+        if self.name.is_some() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io("cannot create the pool directory", dir, &e))?;
+            }
+        }
+        Pool::create(&self.path, size, options).map_err(|e| {
+            let err = Error::from(e);
+            match err.kind() {
+                Kind::AlreadyExists => self.already_exists(),
+                Kind::NotFound => err.with_hint("the directory of the pool file does not exist"),
+                _ => err,
+            }
+        })
+    }
+
+    /// Opens the pool for appending like [`PoolRef::open`], creating it
+    /// first (like [`PoolRef::create`], with `size` or else
+    /// [`DEFAULT_SIZE`]) if it does not exist. When `size` is given, an
+    /// existing pool of another size is refused with
+    /// [`Kind::AlreadyExists`] rather than used: what was asked for is not
+    /// what is there. Two processes racing to create the pool both end up
+    /// with the one that won.
+    pub(crate) fn open_or_create(&self, size: Option<u64>, options: Options) -> Result<Pool> {
+        let existing = match Pool::open_with(&self.path, options.clone()) {
+            Ok(pool) => pool,
+            Err(e) if e.kind() == Kind::NotFound => {
+                match self.create(size.unwrap_or(DEFAULT_SIZE), options.clone()) {
+                    Ok(pool) => return Ok(pool),
+                    // Another process created it since.
+                    Err(e) if e.kind() == Kind::AlreadyExists => self.open(options)?,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(self.open_failed(e)),
+        };
+        match size {
+            Some(size) if size != existing.info().file_len => Err(Error::new(
+                Kind::AlreadyExists,
+                format!(
+                    "pool already exists with another size: {} has {} bytes, not {size}",
+                    self.path.display(),
+                    existing.info().file_len
+                ),
+            )
+            .with_path(&self.path)
+            .with_hint(format!(
+                "omit --create-size to use the pool as it is, or delete it first with `plex pool delete {}`",
+                self.arg.to_string_lossy()
+            ))),
+            _ => Ok(existing),
+        }
+    }
+
+    /// The error for a pool file that is already there.
+    pub(crate) fn already_exists(&self) -> Error {
+        Error::new(
+            Kind::AlreadyExists,
+            format!("pool already exists: {}", self.path.display()),
+        )
+        .with_path(&self.path)
+        .with_hint(format!(
+            "choose another name, or delete it first with `plex pool delete {}`",
+            self.arg.to_string_lossy()
+        ))
+    }
+
     /// Opens the pool for reading only: no lock, no recovery, no writes.
     pub(crate) fn open_read_only(&self) -> Result<Pool> {
         Pool::open_read_only(&self.path).map_err(|e| self.open_failed(e))
@@ -99,7 +173,7 @@ impl PoolRef {
         let err = Error::from(e);
         if err.kind() == Kind::NotFound {
             err.with_hint(format!(
-                "create it with `plex pool create {}`",
+                "create it with `plex pool create {}` (or feed it with --create)",
                 self.arg.to_string_lossy()
             ))
         } else {

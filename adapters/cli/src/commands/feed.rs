@@ -19,11 +19,26 @@ use crate::refs::{PoolDir, PoolRef};
 /// Runs `plex feed`.
 pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     let target = PoolRef::resolve(&args.pool, dir)?;
+    // Checked before the pool is opened, so that a bad argument never
+    // creates a pool with --create.
+    let argument = match &args.json {
+        Some(value) => Some(json::validate(value.as_bytes()).map_err(|e| {
+            Error::usage(format!("the JSON argument is not valid: {}", e.reason)).with_hint(
+                "quote it for the shell, like '{\"a\":1}'; omit it to read JSON Lines from stdin",
+            )
+        })?),
+        None => None,
+    };
     let durability = match args.durability {
         DurabilityArg::Fast => Durability::Fast,
         DurabilityArg::Flush => Durability::Flush,
     };
-    let pool = target.open(Options::new().durability(durability))?;
+    let options = Options::new().durability(durability);
+    let pool = if args.create {
+        target.open_or_create(args.create_size, options)?
+    } else {
+        target.open(options)?
+    };
     warn_about_recovery(&pool);
     // A batch never exceeds a quarter of the ring, so it cannot evict its
     // own messages before they are printed.
@@ -36,12 +51,7 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
         batch_bytes,
         pending_bytes: 0,
     };
-    if let Some(value) = args.json {
-        let text = json::validate(value.as_bytes()).map_err(|e| {
-            Error::usage(format!("the JSON argument is not valid: {}", e.reason)).with_hint(
-                "quote it for the shell, like '{\"a\":1}'; omit it to read JSON Lines from stdin",
-            )
-        })?;
+    if let Some(text) = argument {
         feeder.push(text, out)?;
         feeder.append_pending(out)?;
         return Ok(Outcome::Success);

@@ -2,14 +2,14 @@
 
 use std::io;
 
-use plex_store::{Options, Pool};
+use plex_store::Options;
 
 use crate::cli::{CreateArgs, DeleteArgs, InfoArgs, PoolCommand};
 use crate::commands::Outcome;
 use crate::error::{Error, Kind, Result};
 use crate::output::Out;
 use crate::record::PoolRecord;
-use crate::refs::{PoolDir, PoolRef, EXTENSION};
+use crate::refs::{PoolDir, PoolRef, DEFAULT_SIZE, EXTENSION};
 
 /// Runs a `plex pool` subcommand.
 pub(crate) fn run(command: PoolCommand, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
@@ -26,27 +26,15 @@ fn create(args: CreateArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     let refs = resolve_all(&args.pools, dir)?;
     for r in &refs {
         if r.path.exists() {
-            return Err(already_exists(r));
+            return Err(r.already_exists());
         }
-    }
-    if refs.iter().any(|r| r.name.is_some()) {
-        let dir = dir.path()?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io("cannot create the pool directory", &dir, &e))?;
     }
     let mut options = Options::new();
     if let Some(slots) = args.index_capacity {
         options = options.index_slots(slots);
     }
     for r in &refs {
-        let pool = Pool::create(&r.path, args.size, options.clone()).map_err(|e| {
-            let err = Error::from(e);
-            match err.kind() {
-                Kind::AlreadyExists => already_exists(r),
-                Kind::NotFound => err.with_hint("the directory of the pool file does not exist"),
-                _ => err,
-            }
-        })?;
+        let pool = r.create(args.size.unwrap_or(DEFAULT_SIZE), options.clone())?;
         out.record(&PoolRecord::new(r.name.as_deref(), &pool.info()))?;
     }
     Ok(Outcome::Success)
@@ -135,19 +123,6 @@ struct Deleted<'a> {
 /// Resolves every argument before acting on any.
 fn resolve_all(args: &[std::ffi::OsString], dir: &PoolDir) -> Result<Vec<PoolRef>> {
     args.iter().map(|a| PoolRef::resolve(a, dir)).collect()
-}
-
-/// The error for a pool file that is already there.
-fn already_exists(r: &PoolRef) -> Error {
-    Error::new(
-        Kind::AlreadyExists,
-        format!("pool already exists: {}", r.path.display()),
-    )
-    .with_path(&r.path)
-    .with_hint(format!(
-        "choose another name, or delete it first with `plex pool delete {}`",
-        r.arg.to_string_lossy()
-    ))
 }
 
 /// Refuses to delete a file that does not start with the pool magic.

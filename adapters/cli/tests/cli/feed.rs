@@ -1,10 +1,11 @@
 //! `plex feed`: receipts, stored bytes, tags, input sources, bad lines.
 
 use std::fs;
+use std::process::Stdio;
 
 use serde_json::{json, Value};
 
-use crate::common::{numbered, Env};
+use crate::common::{numbered, Env, Run};
 
 /// The data of every message held, in order.
 fn all_data(env: &Env, pool: &str) -> Vec<Value> {
@@ -180,4 +181,126 @@ fn bad_json_argument() {
     env.run(&["feed", "p", "1", "--file", "x"])
         .fails(2, "Usage");
     assert_eq!(env.ok(&["pool", "info", "p"]).records()[0]["messages"], 0);
+}
+
+#[test]
+fn create_makes_the_first_command_work_on_every_run() {
+    let env = Env::new();
+    // The README's first command, twice, with no pool directory yet.
+    for seq in [1, 2] {
+        let run = env.ok(&["feed", "demo", "--create", r#"{"hello":"pools"}"#]);
+        assert_eq!(run.records()[0]["seq"], seq, "{run:?}");
+    }
+    assert_eq!(all_data(&env, "demo"), vec![json!({"hello": "pools"}); 2]);
+    // Created like `plex pool create` would, with its default size.
+    env.ok(&["pool", "create", "plain"]);
+    let info = |pool| env.ok(&["pool", "info", pool]).records()[0].clone();
+    assert_eq!(info("demo")["size"], info("plain")["size"]);
+    assert_eq!(info("demo")["size"], 64 << 20);
+
+    // Created with --create-size, from stdin too.
+    let run = env.run_stdin(
+        &["feed", "sized", "--create", "--create-size", "128K"],
+        b"1\n2\n",
+    );
+    assert_eq!((run.code, run.records().len()), (0, 2), "{run:?}");
+    assert_eq!(info("sized")["size"], 128 << 10);
+
+    // A pool given by path, in a directory that exists or not.
+    let file = env.root().join("here.pool");
+    env.ok(&["feed", file.to_str().unwrap(), "--create", "7"]);
+    assert_eq!(
+        env.ok(&["fetch", file.to_str().unwrap(), "1"]).records()[0]["data"],
+        7
+    );
+    let nowhere = env.root().join("no/such/dir/p.pool");
+    let err = env
+        .run(&["feed", nowhere.to_str().unwrap(), "--create", "7"])
+        .fails(3, "NotFound");
+    assert!(err["hint"].as_str().unwrap().contains("directory"), "{err}");
+}
+
+#[test]
+fn create_feeds_an_existing_pool_as_it_is_unless_another_size_is_asked() {
+    let env = Env::new();
+    env.create("small", "64K");
+    // No size asked: whatever the pool's size, it is fed.
+    env.ok(&["feed", "small", "--create", "1"]);
+    // The size asked is the pool's: fed.
+    env.ok(&["feed", "small", "--create", "--create-size", "64K", "2"]);
+    // Another size asked: refused, and nothing is fed.
+    let run = env.run_stdin(
+        &["feed", "small", "--create", "--create-size", "1M"],
+        b"3\n",
+    );
+    let err = run.fails(4, "AlreadyExists");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("65536") && message.contains("1048576"),
+        "{err}"
+    );
+    assert!(err["path"].as_str().unwrap().ends_with("small.plex"));
+    assert!(
+        err["hint"].as_str().unwrap().contains("--create-size"),
+        "{err}"
+    );
+    assert_eq!(all_data(&env, "small"), [json!(1), json!(2)]);
+    let info = env.ok(&["pool", "info", "small"]).records()[0].clone();
+    assert_eq!(info["size"], 64 << 10);
+}
+
+#[test]
+fn create_refusals_create_nothing() {
+    let env = Env::new();
+    // --create-size means nothing without --create.
+    let err = env
+        .run(&["feed", "a", "--create-size", "1M", "1"])
+        .fails(2, "Usage");
+    assert!(
+        err["message"].as_str().unwrap().contains("--create"),
+        "{err}"
+    );
+    // A bad JSON argument is refused before the pool is created.
+    env.run(&["feed", "b", "--create", "{oops}"])
+        .fails(2, "Usage");
+    // A size the store refuses.
+    let err = env
+        .run(&["feed", "c", "--create", "--create-size", "5000", "1"])
+        .fails(2, "Usage");
+    assert!(err["message"].as_str().unwrap().contains("4096"), "{err}");
+    for pool in ["a", "b", "c"] {
+        assert!(!env.pools().join(format!("{pool}.plex")).exists(), "{pool}");
+    }
+}
+
+#[test]
+fn concurrent_creating_feeds_share_one_pool() {
+    let env = Env::new();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            env.cmd()
+                .args(["feed", "race", "--create", &i.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn plex")
+        })
+        .collect();
+    let mut seqs: Vec<u64> = children
+        .into_iter()
+        .map(|child| {
+            let run = Run::from(child.wait_with_output().expect("wait for plex"));
+            assert_eq!(run.code, 0, "{run:?}");
+            run.records()[0]["seq"].as_u64().unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=8).collect::<Vec<u64>>());
+    let mut data: Vec<u64> = all_data(&env, "race")
+        .iter()
+        .map(|d| d.as_u64().unwrap())
+        .collect();
+    data.sort_unstable();
+    assert_eq!(data, (0..8).collect::<Vec<u64>>());
 }
