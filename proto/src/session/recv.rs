@@ -8,7 +8,7 @@ use super::timer::Timer;
 use super::Session;
 use crate::error::{CloseReason, Flood, ProtocolError, ResetReason};
 use crate::event::Event;
-use crate::frame::{Frame, FrameType, SettingsFrame, MAX_WINDOW};
+use crate::frame::{Frame, FrameType, SettingsFrame, FLAG_ACK, MAX_WINDOW};
 use crate::id::{ErrorCode, StreamId};
 use crate::stream::{Fin, Pairing};
 
@@ -102,7 +102,13 @@ impl Session {
         if !self.got_settings {
             match &frame {
                 Frame::Settings(_) => {}
-                other => return Err(ProtocolError::MissingSettings(other.header().ty)),
+                other => {
+                    let header = other.header();
+                    return Err(ProtocolError::MissingSettings {
+                        ty: header.ty,
+                        ack: header.flags & FLAG_ACK != 0,
+                    });
+                }
             }
         }
         match frame {
@@ -310,7 +316,7 @@ impl Session {
                 for id in ids {
                     // Overflow here is the SETTINGS frame's fault: a connection error.
                     self.grow_send_window(id, delta)
-                        .map_err(|_| ProtocolError::WindowOverflow(StreamId::CONNECTION))?;
+                        .map_err(|_| ProtocolError::InitialWindowOverflow(id))?;
                 }
             }
         }

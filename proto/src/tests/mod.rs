@@ -1,5 +1,6 @@
 //! Scripted tests on the simulated clock: set up, act, drive, assert on events.
 
+mod closing;
 mod flow;
 mod hostile;
 mod liveness;
