@@ -115,6 +115,12 @@ impl Config {
 pub struct FloodLimits {
     /// RST_STREAM frames from the peer (rapid reset, CVE-2023-44487).
     pub resets: Rate,
+    /// RST_STREAM frames we send because the peer broke the protocol on a
+    /// stream (a stream error: DATA after END_STREAM, a zero or overflowing
+    /// WINDOW_UPDATE, DATA past a stream window). Without it a peer could
+    /// make us reset streams without limit ("MadeYouReset"). Refusals
+    /// (REFUSED_STREAM) are not counted: the reply queue bounds them.
+    pub local_resets: Rate,
     /// DATA frames with no payload and no END_STREAM.
     pub empty_data: Rate,
     /// SETTINGS frames (not acknowledgements).
@@ -132,6 +138,7 @@ impl Default for FloodLimits {
     fn default() -> FloodLimits {
         FloodLimits {
             resets: Rate::new(256, 256),
+            local_resets: Rate::new(256, 256),
             empty_data: Rate::new(64, 64),
             settings: Rate::new(32, 4),
             pings: Rate::new(64, 32),

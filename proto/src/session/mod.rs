@@ -152,6 +152,7 @@ impl Session {
         let limits = &config.limits;
         let budgets = Budgets {
             resets: Bucket::new(limits.resets, now),
+            local_resets: Bucket::new(limits.local_resets, now),
             empty_data: Bucket::new(limits.empty_data, now),
             settings: Bucket::new(limits.settings, now),
             pings: Bucket::new(limits.pings, now),

@@ -93,6 +93,12 @@ impl Session {
                 return;
             }
         };
+        if !self.budgets.local_resets.take(self.now) {
+            let flood = ProtocolError::Flood(Flood::LocalResets);
+            let code = flood.code();
+            self.close(CloseReason::Violation(flood), Some(code));
+            return;
+        }
         let code = e.code();
         self.reset_stream(stream, ResetReason::Violation(e));
         self.queue_reply(Frame::RstStream { stream, code });

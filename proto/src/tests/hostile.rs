@@ -600,3 +600,59 @@ fn data_before_open_ack_is_a_protocol_error() {
         })
     ));
 }
+
+#[test]
+fn resets_the_peer_makes_us_send_are_budgeted() {
+    // "MadeYouReset": each OPEN + WINDOW_UPDATE(0) is a stream error that
+    // makes us send RST_STREAM. 20,000 cycles at one instant, with the peer
+    // reading everything (so the reply queue never fills).
+    let (mut s, t0) = server(Config::default());
+    let mut resets = 0;
+    for n in 0..20_000u32 {
+        let id = StreamId::new(2 * n + 1);
+        let wire = encode(&[
+            open(id.value()),
+            Frame::WindowUpdate {
+                stream: id,
+                increment: 0,
+            },
+        ]);
+        s.handle_input(t0, wire);
+        let sent = out(&mut s, t0);
+        resets += sent
+            .iter()
+            .filter(|f| matches!(f, Frame::RstStream { .. }))
+            .count();
+        if s.is_closed() {
+            assert_eq!(goaway_code(&sent), Some(ErrorCode::ENHANCE_YOUR_CALM));
+            break;
+        }
+    }
+    assert!(s.is_closed(), "{resets} resets and still open");
+    assert_eq!(resets, 256, "the burst of FloodLimits::local_resets");
+    let ev = drain(&mut s);
+    assert_eq!(
+        closed_with(&ev),
+        Some(&ProtocolError::Flood(Flood::LocalResets))
+    );
+}
+
+#[test]
+fn stream_errors_at_a_sustainable_rate_are_fine() {
+    let (mut s, t0) = server(Config::default());
+    for n in 0..3000u32 {
+        let id = StreamId::new(2 * n + 1);
+        let now = t0 + std::time::Duration::from_millis(u64::from(n) * 5);
+        let wire = encode(&[
+            open(id.value()),
+            Frame::WindowUpdate {
+                stream: id,
+                increment: 0,
+            },
+        ]);
+        s.handle_input(now, wire);
+        out(&mut s, now);
+        drain(&mut s);
+    }
+    assert!(!s.is_closed());
+}
