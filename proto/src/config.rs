@@ -8,6 +8,9 @@ use crate::frame::{
     MIN_MAX_FRAME_SIZE,
 };
 
+/// The shortest frame timeout SPEC §12 lets a receiver apply.
+const MIN_FRAME_TIMEOUT_SECS: u64 = 10;
+
 /// Session parameters. Start from [`Config::default`] and change fields.
 ///
 /// Defaults follow the Syndicate v3 mux: 100 streams, 64 KiB initial windows,
@@ -35,6 +38,10 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// How long the peer has to acknowledge our SETTINGS.
     pub settings_timeout: Duration,
+    /// How long a frame (or the preface) may take to arrive once its first
+    /// byte has: a peer that drips an unfinished frame is closed with
+    /// ENHANCE_YOUR_CALM (SPEC §12). At least 10 s when set.
+    pub frame_timeout: Option<Duration>,
     /// Accept streams whatever their protocol and id; when false only
     /// streams matching [`Session::listen`](crate::Session::listen) are accepted.
     pub accept_any: bool,
@@ -59,6 +66,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(90)),
             settings_timeout: Duration::from_secs(10),
+            frame_timeout: Some(Duration::from_secs(30)),
             accept_any: true,
             max_pending_accepts: 128,
             default_priority: 127,
@@ -99,6 +107,11 @@ impl Config {
         check(
             self.idle_timeout.is_none_or(|d| !d.is_zero()),
             "idle_timeout must be positive",
+        )?;
+        check(
+            self.frame_timeout
+                .is_none_or(|d| d >= Duration::from_secs(MIN_FRAME_TIMEOUT_SECS)),
+            "frame_timeout must be at least 10 s (SPEC §12)",
         )?;
         Ok(())
     }

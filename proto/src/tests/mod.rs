@@ -5,6 +5,7 @@ mod flow;
 mod hostile;
 mod liveness;
 mod props;
+mod spec;
 mod streams;
 mod vectors;
 
