@@ -2,6 +2,8 @@
 //! ([`LocalError`]) are kept apart: the first is the peer's fault and ends a
 //! stream or the connection, the second is the caller's and changes nothing.
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use crate::frame::FrameType;
@@ -300,4 +302,59 @@ pub enum CloseReason {
     IdleTimeout,
     /// The transport ended before the session did.
     TransportClosed,
+}
+
+/// Most bytes of a peer's GOAWAY debug data shown by `Display`.
+const DEBUG_SHOWN: usize = 256;
+
+/// A sentence for logs and error messages, naming codes by name.
+impl fmt::Display for ResetReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResetReason::Remote(code) if *code == ErrorCode::REFUSED_STREAM => {
+                f.write_str("the peer refused the stream (REFUSED_STREAM; safe to retry)")
+            }
+            ResetReason::Remote(code) => write!(f, "the peer reset the stream with {code}"),
+            ResetReason::Violation(e) => write!(
+                f,
+                "the peer broke the protocol on the stream ({e}); we reset it with {}",
+                e.code()
+            ),
+            ResetReason::GoneAway => {
+                f.write_str("the peer's GOAWAY says it never processed the stream (safe to retry)")
+            }
+        }
+    }
+}
+
+/// A sentence for logs and error messages, naming codes by name.
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Drained => f.write_str("the connection drained after a graceful GOAWAY"),
+            CloseReason::Local(code) => write!(f, "we closed the connection with {code}"),
+            CloseReason::Remote { code, debug } => {
+                write!(f, "the peer closed the connection with {code}")?;
+                if !debug.is_empty() {
+                    let shown = &debug[..debug.len().min(DEBUG_SHOWN)];
+                    write!(f, ": \"{}\"", shown.escape_ascii())?;
+                    if shown.len() < debug.len() {
+                        f.write_str("…")?;
+                    }
+                }
+                Ok(())
+            }
+            CloseReason::Violation(e) => write!(
+                f,
+                "the peer broke the protocol ({e}); we closed the connection with {}",
+                e.code()
+            ),
+            CloseReason::IdleTimeout => {
+                f.write_str("nothing was received from the peer for the idle timeout")
+            }
+            CloseReason::TransportClosed => {
+                f.write_str("the transport closed before the session ended")
+            }
+        }
+    }
 }

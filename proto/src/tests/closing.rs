@@ -180,3 +180,73 @@ fn debug_strings_name_what_happened() {
     );
     assert_eq!(goaway_code(&sent), Some(ErrorCode::FLOW_CONTROL_ERROR));
 }
+
+#[test]
+fn close_and_reset_reasons_read_as_sentences() {
+    use crate::{CloseReason, ResetReason};
+    let cases: Vec<(String, &str)> = vec![
+        (
+            CloseReason::TransportClosed.to_string(),
+            "the transport closed before the session ended",
+        ),
+        (
+            CloseReason::Drained.to_string(),
+            "the connection drained after a graceful GOAWAY",
+        ),
+        (
+            CloseReason::IdleTimeout.to_string(),
+            "nothing was received from the peer for the idle timeout",
+        ),
+        (
+            CloseReason::Local(ErrorCode::INTERNAL_ERROR).to_string(),
+            "we closed the connection with INTERNAL_ERROR",
+        ),
+        (
+            CloseReason::Remote {
+                code: ErrorCode::ENHANCE_YOUR_CALM,
+                debug: Bytes::from_static(b"calm\n"),
+            }
+            .to_string(),
+            "the peer closed the connection with ENHANCE_YOUR_CALM: \"calm\\n\"",
+        ),
+        (
+            CloseReason::Remote {
+                code: ErrorCode::new(0x42),
+                debug: Bytes::new(),
+            }
+            .to_string(),
+            "the peer closed the connection with ErrorCode(0x42)",
+        ),
+        (
+            CloseReason::Violation(ProtocolError::Flood(Flood::Pings)).to_string(),
+            "the peer broke the protocol (peer flooded: too many PING frames); \
+             we closed the connection with ENHANCE_YOUR_CALM",
+        ),
+        (
+            ResetReason::Remote(ErrorCode::CANCEL).to_string(),
+            "the peer reset the stream with CANCEL",
+        ),
+        (
+            ResetReason::Remote(ErrorCode::REFUSED_STREAM).to_string(),
+            "the peer refused the stream (REFUSED_STREAM; safe to retry)",
+        ),
+        (
+            ResetReason::Violation(ProtocolError::DataAfterEnd(StreamId::new(3))).to_string(),
+            "the peer broke the protocol on the stream (DATA after END_STREAM on \
+             stream 3); we reset it with STREAM_CLOSED",
+        ),
+        (
+            ResetReason::GoneAway.to_string(),
+            "the peer's GOAWAY says it never processed the stream (safe to retry)",
+        ),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got, want);
+    }
+    // A long debug payload is cut.
+    let long = CloseReason::Remote {
+        code: ErrorCode::PROTOCOL_ERROR,
+        debug: Bytes::from(vec![b'a'; 10_000]),
+    };
+    assert!(long.to_string().len() < 400);
+}
