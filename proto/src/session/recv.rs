@@ -343,7 +343,14 @@ impl Session {
             let delta = i64::from(window) - i64::from(self.peer.initial_window);
             self.peer.initial_window = window;
             if delta != 0 {
-                let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+                // Streams closed on the wire (kept for unread data) have no
+                // send window left to adjust.
+                let ids: Vec<StreamId> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| !s.wire_closed())
+                    .map(|(id, _)| *id)
+                    .collect();
                 for id in ids {
                     // Overflow here is the SETTINGS frame's fault: a connection error.
                     self.grow_send_window(id, delta)

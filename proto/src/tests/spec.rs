@@ -452,3 +452,37 @@ fn s12_frames_that_keep_completing_are_never_cut() {
     };
     assert!(Session::server(short, t0).is_err());
 }
+
+#[test]
+fn s4_a_settings_change_leaves_closed_streams_alone() {
+    // Stream 1 is closed on the wire but keeps unread data; its send window
+    // is at the maximum. A larger INITIAL_WINDOW_SIZE must not overflow it.
+    let (mut s, t0) = handshake(Config::default());
+    let one = StreamId::new(1);
+    s.handle_input(
+        t0,
+        encode(&[
+            open(1),
+            Frame::WindowUpdate {
+                stream: one,
+                increment: crate::MAX_WINDOW - 65_536,
+            },
+            data(1, true, 3),
+        ]),
+    );
+    s.accept(one, Bytes::new()).unwrap();
+    s.finish(one).unwrap();
+    out(&mut s, t0);
+    drain(&mut s);
+    s.handle_input(
+        t0,
+        encode(&[Frame::Settings(crate::SettingsFrame {
+            initial_window_size: Some(65_537),
+            ..Default::default()
+        })]),
+    );
+    assert!(closed_with(&drain(&mut s)).is_none());
+    let mut got = Vec::new();
+    assert!(read_available(&mut s, one, &mut got));
+    assert_eq!(got, b"xxx");
+}
