@@ -8,6 +8,9 @@ use crate::frame::{
     MIN_MAX_FRAME_SIZE,
 };
 
+/// The shortest frame timeout SPEC §12 lets a receiver apply.
+const MIN_FRAME_TIMEOUT_SECS: u64 = 10;
+
 /// Session parameters. Start from [`Config::default`] and change fields.
 ///
 /// Defaults follow the Syndicate v3 mux: 100 streams, 64 KiB initial windows,
@@ -35,6 +38,10 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// How long the peer has to acknowledge our SETTINGS.
     pub settings_timeout: Duration,
+    /// How long a frame (or the preface) may take to arrive once its first
+    /// byte has: a peer that drips an unfinished frame is closed with
+    /// ENHANCE_YOUR_CALM (SPEC §12). At least 10 s when set.
+    pub frame_timeout: Option<Duration>,
     /// Accept streams whatever their protocol and id; when false only
     /// streams matching [`Session::listen`](crate::Session::listen) are accepted.
     pub accept_any: bool,
@@ -59,6 +66,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(90)),
             settings_timeout: Duration::from_secs(10),
+            frame_timeout: Some(Duration::from_secs(30)),
             accept_any: true,
             max_pending_accepts: 128,
             default_priority: 127,
@@ -100,6 +108,11 @@ impl Config {
             self.idle_timeout.is_none_or(|d| !d.is_zero()),
             "idle_timeout must be positive",
         )?;
+        check(
+            self.frame_timeout
+                .is_none_or(|d| d >= Duration::from_secs(MIN_FRAME_TIMEOUT_SECS)),
+            "frame_timeout must be at least 10 s (SPEC §12)",
+        )?;
         Ok(())
     }
 }
@@ -115,6 +128,12 @@ impl Config {
 pub struct FloodLimits {
     /// RST_STREAM frames from the peer (rapid reset, CVE-2023-44487).
     pub resets: Rate,
+    /// RST_STREAM frames we send because the peer broke the protocol on a
+    /// stream (a stream error: DATA after END_STREAM, a zero or overflowing
+    /// WINDOW_UPDATE, DATA past a stream window). Without it a peer could
+    /// make us reset streams without limit ("MadeYouReset"). Refusals
+    /// (REFUSED_STREAM) are not counted: the reply queue bounds them.
+    pub local_resets: Rate,
     /// DATA frames with no payload and no END_STREAM.
     pub empty_data: Rate,
     /// SETTINGS frames (not acknowledgements).
@@ -132,6 +151,7 @@ impl Default for FloodLimits {
     fn default() -> FloodLimits {
         FloodLimits {
             resets: Rate::new(256, 256),
+            local_resets: Rate::new(256, 256),
             empty_data: Rate::new(64, 64),
             settings: Rate::new(32, 4),
             pings: Rate::new(64, 32),

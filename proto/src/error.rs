@@ -2,6 +2,8 @@
 //! ([`LocalError`]) are kept apart: the first is the peer's fault and ends a
 //! stream or the connection, the second is the caller's and changes nothing.
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use crate::frame::FrameType;
@@ -24,9 +26,14 @@ pub enum ProtocolError {
     /// The peer speaks a plex version this crate does not.
     #[error("peer speaks plex version {0}, this side speaks version 1")]
     UnsupportedVersion(u16),
-    /// The first frame after the preface was not SETTINGS.
-    #[error("first frame after the preface was {0:?}, not SETTINGS")]
-    MissingSettings(FrameType),
+    /// The first frame after the preface was not SETTINGS (without ACK).
+    #[error("first frame after the preface was {}, not SETTINGS", ty.describe(*ack))]
+    MissingSettings {
+        /// Type of the frame that came instead.
+        ty: FrameType,
+        /// Whether it carried the ACK flag (SETTINGS ACK, OPEN ACK, PING ACK).
+        ack: bool,
+    },
     /// A frame header announced more than our MAX_FRAME_SIZE.
     #[error("frame of {len} bytes exceeds MAX_FRAME_SIZE {max}")]
     FrameTooLarge {
@@ -36,7 +43,7 @@ pub enum ProtocolError {
         max: u32,
     },
     /// A frame's length does not fit its type.
-    #[error("{ty:?} frame has invalid length {len}")]
+    #[error("{ty} frame has invalid length {len}")]
     BadFrameSize {
         /// Frame type.
         ty: FrameType,
@@ -44,7 +51,7 @@ pub enum ProtocolError {
         len: u32,
     },
     /// A frame was sent on a stream id its type forbids (0 or non-0).
-    #[error("{ty:?} frame on invalid stream id {stream}")]
+    #[error("{ty} frame on invalid stream id {stream}")]
     BadStreamId {
         /// Frame type.
         ty: FrameType,
@@ -69,7 +76,7 @@ pub enum ProtocolError {
     #[error("peer opened stream {0} with a wrong or reused id")]
     BadOpenId(StreamId),
     /// A frame named a stream that was never opened.
-    #[error("{ty:?} frame on idle stream {stream}")]
+    #[error("{ty} frame on idle stream {stream}")]
     IdleStream {
         /// Frame type.
         ty: FrameType,
@@ -88,6 +95,11 @@ pub enum ProtocolError {
     /// A WINDOW_UPDATE pushed a window past 2^31-1.
     #[error("WINDOW_UPDATE overflows the window of stream {0}")]
     WindowOverflow(StreamId),
+    /// A SETTINGS change of INITIAL_WINDOW_SIZE pushed the send window of
+    /// this stream past 2^31-1 (a connection error: the SETTINGS frame is at
+    /// fault).
+    #[error("SETTINGS INITIAL_WINDOW_SIZE overflows the send window of stream {0}")]
+    InitialWindowOverflow(StreamId),
     /// A WINDOW_UPDATE had an increment of 0.
     #[error("zero WINDOW_UPDATE increment on stream {0}")]
     ZeroWindowIncrement(StreamId),
@@ -97,6 +109,10 @@ pub enum ProtocolError {
     /// Our SETTINGS were not acknowledged in time.
     #[error("SETTINGS not acknowledged in time")]
     SettingsTimeout,
+    /// A frame (or the preface) that had started did not complete within
+    /// the frame timeout: a slow drip that would hold the connection open.
+    #[error("a frame did not complete within the frame timeout")]
+    FrameTimeout,
     /// The peer exceeded a budget meant to stop floods and rapid resets.
     #[error("peer flooded: {0}")]
     Flood(Flood),
@@ -118,6 +134,10 @@ pub enum Flood {
     /// Too many PING frames.
     #[error("too many PING frames")]
     Pings,
+    /// Too many streams we had to reset because the peer broke the protocol
+    /// on them ("MadeYouReset").
+    #[error("too many streams reset for protocol violations")]
+    LocalResets,
     /// Too many control replies waiting to be sent (the peer is not reading).
     #[error("too many queued {0} replies")]
     ControlQueue(&'static str),
@@ -129,7 +149,7 @@ impl ProtocolError {
         match self {
             ProtocolError::NotPlex
             | ProtocolError::UnsupportedVersion(_)
-            | ProtocolError::MissingSettings(_)
+            | ProtocolError::MissingSettings { .. }
             | ProtocolError::BadStreamId { .. }
             | ProtocolError::MalformedOpen(_)
             | ProtocolError::InvalidSetting { .. }
@@ -142,12 +162,12 @@ impl ProtocolError {
             ProtocolError::FrameTooLarge { .. } | ProtocolError::BadFrameSize { .. } => {
                 ErrorCode::FRAME_SIZE_ERROR
             }
-            ProtocolError::WindowExceeded(_) | ProtocolError::WindowOverflow(_) => {
-                ErrorCode::FLOW_CONTROL_ERROR
-            }
+            ProtocolError::WindowExceeded(_)
+            | ProtocolError::WindowOverflow(_)
+            | ProtocolError::InitialWindowOverflow(_) => ErrorCode::FLOW_CONTROL_ERROR,
             ProtocolError::DataAfterEnd(_) => ErrorCode::STREAM_CLOSED,
             ProtocolError::SettingsTimeout => ErrorCode::SETTINGS_TIMEOUT,
-            ProtocolError::Flood(_) => ErrorCode::ENHANCE_YOUR_CALM,
+            ProtocolError::Flood(_) | ProtocolError::FrameTimeout => ErrorCode::ENHANCE_YOUR_CALM,
         }
     }
 
@@ -282,4 +302,59 @@ pub enum CloseReason {
     IdleTimeout,
     /// The transport ended before the session did.
     TransportClosed,
+}
+
+/// Most bytes of a peer's GOAWAY debug data shown by `Display`.
+const DEBUG_SHOWN: usize = 256;
+
+/// A sentence for logs and error messages, naming codes by name.
+impl fmt::Display for ResetReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResetReason::Remote(code) if *code == ErrorCode::REFUSED_STREAM => {
+                f.write_str("the peer refused the stream (REFUSED_STREAM; safe to retry)")
+            }
+            ResetReason::Remote(code) => write!(f, "the peer reset the stream with {code}"),
+            ResetReason::Violation(e) => write!(
+                f,
+                "the peer broke the protocol on the stream ({e}); we reset it with {}",
+                e.code()
+            ),
+            ResetReason::GoneAway => {
+                f.write_str("the peer's GOAWAY says it never processed the stream (safe to retry)")
+            }
+        }
+    }
+}
+
+/// A sentence for logs and error messages, naming codes by name.
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Drained => f.write_str("the connection drained after a graceful GOAWAY"),
+            CloseReason::Local(code) => write!(f, "we closed the connection with {code}"),
+            CloseReason::Remote { code, debug } => {
+                write!(f, "the peer closed the connection with {code}")?;
+                if !debug.is_empty() {
+                    let shown = &debug[..debug.len().min(DEBUG_SHOWN)];
+                    write!(f, ": \"{}\"", shown.escape_ascii())?;
+                    if shown.len() < debug.len() {
+                        f.write_str("…")?;
+                    }
+                }
+                Ok(())
+            }
+            CloseReason::Violation(e) => write!(
+                f,
+                "the peer broke the protocol ({e}); we closed the connection with {}",
+                e.code()
+            ),
+            CloseReason::IdleTimeout => {
+                f.write_str("nothing was received from the peer for the idle timeout")
+            }
+            CloseReason::TransportClosed => {
+                f.write_str("the transport closed before the session ended")
+            }
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! Decoding lives in [`crate::codec`]; both follow `proto/SPEC.md`.
 
+use std::fmt;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::id::{ErrorCode, StreamId};
@@ -81,6 +83,37 @@ impl FrameType {
             FrameType::WindowUpdate => 0x8,
             FrameType::Unknown(b) => b,
         }
+    }
+}
+
+impl FrameType {
+    /// The type's name, with " ACK" when `ack` is set on a type that has
+    /// an ACK flag: for diagnostics such as "SETTINGS ACK".
+    pub fn describe(self, ack: bool) -> String {
+        let acks = matches!(
+            self,
+            FrameType::Open | FrameType::Settings | FrameType::Ping
+        );
+        match ack && acks {
+            true => format!("{self} ACK"),
+            false => self.to_string(),
+        }
+    }
+}
+
+/// The name the spec uses: `DATA`, `RST_STREAM`, … or `unknown type 0x42`.
+impl fmt::Display for FrameType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FrameType::Data => "DATA",
+            FrameType::Open => "OPEN",
+            FrameType::RstStream => "RST_STREAM",
+            FrameType::Settings => "SETTINGS",
+            FrameType::Ping => "PING",
+            FrameType::GoAway => "GOAWAY",
+            FrameType::WindowUpdate => "WINDOW_UPDATE",
+            FrameType::Unknown(b) => return write!(f, "unknown type {b:#04x}"),
+        })
     }
 }
 

@@ -1,11 +1,13 @@
 //! The session state machine: one end of a plex connection.
 
+mod close;
+mod hasher;
 mod recv;
 mod send;
 mod timer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +23,7 @@ use crate::frame::{
 };
 use crate::id::{ErrorCode, Role, StreamId};
 use crate::stream::{Fin, Pairing, Stream};
+use hasher::IdHasher;
 use timer::{Timer, Timers};
 
 /// Most PINGs of ours that may be unanswered at once.
@@ -68,6 +71,8 @@ pub struct Session {
     pending_accepts: u32,
     listeners: HashSet<(Bytes, Bytes)>,
     goaway_sent: bool,
+    /// The last stream id of the GOAWAY we sent; later ones never exceed it.
+    goaway_last: Option<StreamId>,
     goaway_received: bool,
     send_window: i64,
     recv_window: RecvWindow,
@@ -147,6 +152,7 @@ impl Session {
         let limits = &config.limits;
         let budgets = Budgets {
             resets: Bucket::new(limits.resets, now),
+            local_resets: Bucket::new(limits.local_resets, now),
             empty_data: Bucket::new(limits.empty_data, now),
             settings: Bucket::new(limits.settings, now),
             pings: Bucket::new(limits.pings, now),
@@ -171,6 +177,7 @@ impl Session {
             pending_accepts: 0,
             listeners: HashSet::new(),
             goaway_sent: false,
+            goaway_last: None,
             goaway_received: false,
             send_window: i64::from(INITIAL_CONNECTION_WINDOW),
             recv_window: RecvWindow::new(config.connection_window, INITIAL_CONNECTION_WINDOW, now),
@@ -494,31 +501,6 @@ impl Session {
         self.queue_ping()
     }
 
-    /// Sends GOAWAY. With NO_ERROR it is a graceful drain: streams already
-    /// open finish, new ones are refused, and the session closes with
-    /// [`CloseReason::Drained`] once none is left. Any other code closes the
-    /// connection now with [`CloseReason::Local`].
-    pub fn go_away(&mut self, code: ErrorCode) -> Result<(), LocalError> {
-        self.check_open()?;
-        if code != ErrorCode::NO_ERROR {
-            self.close(CloseReason::Local(code), Some(code));
-            return Ok(());
-        }
-        if !self.goaway_sent {
-            self.goaway_sent = true;
-            self.control.push_back((
-                Frame::GoAway {
-                    last_stream: StreamId::new(self.last_remote_id),
-                    code,
-                    debug: Bytes::new(),
-                },
-                false,
-            ));
-            self.check_drained();
-        }
-        Ok(())
-    }
-
     // ---- outputs ----
 
     /// The next event, if any.
@@ -700,50 +682,6 @@ impl Session {
         self.check_drained();
     }
 
-    /// After a GOAWAY, closes once every stream has crossed the wire closed.
-    fn check_drained(&mut self) {
-        let draining = self.goaway_sent || self.goaway_received;
-        if draining && self.closed.is_none() && self.local_active == 0 && self.remote_active == 0 {
-            self.closed = Some(CloseReason::Drained);
-            self.events.push_back(Event::Closed {
-                reason: CloseReason::Drained,
-            });
-        }
-    }
-
-    /// Ends the connection. Streams are dropped; with `goaway`, a GOAWAY with
-    /// that code is the last thing transmitted.
-    fn close(&mut self, reason: CloseReason, goaway: Option<ErrorCode>) {
-        if self.closed.is_some() {
-            return;
-        }
-        self.streams.clear();
-        self.ready.clear();
-        self.updates.clear();
-        self.control.clear();
-        self.queued_replies = 0;
-        self.conn_update_queued = false;
-        self.local_active = 0;
-        self.remote_active = 0;
-        self.pending_accepts = 0;
-        if let Some(code) = goaway {
-            let debug = match &reason {
-                CloseReason::Violation(e) => Bytes::from(e.to_string()),
-                _ => Bytes::new(),
-            };
-            self.control.push_back((
-                Frame::GoAway {
-                    last_stream: StreamId::new(self.last_remote_id),
-                    code,
-                    debug,
-                },
-                false,
-            ));
-        }
-        self.closed = Some(reason.clone());
-        self.events.push_back(Event::Closed { reason });
-    }
-
     fn queue_ping(&mut self) -> Result<(), LocalError> {
         if self.pings.len() >= MAX_PINGS_IN_FLIGHT {
             return Err(LocalError::PingsInFlight);
@@ -769,31 +707,5 @@ impl Session {
         if let Some(idle) = self.config.idle_timeout {
             self.timers.set(Timer::Idle, self.now + idle);
         }
-    }
-}
-
-/// Hashes stream ids by multiplication; ids are already unique integers.
-///
-/// The product is rotated so that the table index depends on every bit of
-/// the id: a peer picking ids that share low bits cannot pile them into one
-/// bucket.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(32);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }

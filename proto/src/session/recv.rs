@@ -8,7 +8,7 @@ use super::timer::Timer;
 use super::Session;
 use crate::error::{CloseReason, Flood, ProtocolError, ResetReason};
 use crate::event::Event;
-use crate::frame::{Frame, FrameType, SettingsFrame, MAX_WINDOW};
+use crate::frame::{Frame, FrameType, SettingsFrame, FLAG_ACK, MAX_WINDOW};
 use crate::id::{ErrorCode, StreamId};
 use crate::stream::{Fin, Pairing};
 
@@ -30,9 +30,11 @@ impl Session {
         }
         self.stats.bytes_received += input.len() as u64;
         self.touch_liveness();
+        let mut completed = false;
         while self.closed.is_none() {
             match self.decoder.decode(&mut input) {
                 Ok(Some(frame)) => {
+                    completed = true;
                     self.stats.frames_received += 1;
                     if let Err(e) = self.on_frame(frame) {
                         self.violation(e);
@@ -42,10 +44,25 @@ impl Session {
                 Err(e) => self.violation(e),
             }
         }
+        self.track_frame_progress(completed);
     }
 
-    /// Runs the timers due at `now`: keep-alive PINGs, the idle timeout and
-    /// the SETTINGS acknowledgement deadline.
+    /// Arms the frame-progress deadline when a frame starts and clears it
+    /// when the input ends on a frame boundary. More bytes of the same
+    /// frame do not move it: a slow drip cannot hold the connection (§12).
+    fn track_frame_progress(&mut self, completed: bool) {
+        let Some(timeout) = self.config.frame_timeout else {
+            return;
+        };
+        if self.decoder.buffered() == 0 {
+            self.timers.stop(Timer::FrameProgress);
+        } else if completed || !self.timers.is_set(Timer::FrameProgress) {
+            self.timers.set(Timer::FrameProgress, self.now + timeout);
+        }
+    }
+
+    /// Runs the timers due at `now`: keep-alive PINGs, the idle timeout, the
+    /// SETTINGS acknowledgement deadline and the frame-progress deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         if self.closed.is_some() {
@@ -58,6 +75,7 @@ impl Session {
             match timer {
                 Timer::SettingsAck => self.violation(ProtocolError::SettingsTimeout),
                 Timer::Idle => self.close(CloseReason::IdleTimeout, None),
+                Timer::FrameProgress => self.violation(ProtocolError::FrameTimeout),
                 Timer::KeepAlive => {
                     // A full ping queue already proves we are probing.
                     let _ = self.queue_ping();
@@ -93,6 +111,12 @@ impl Session {
                 return;
             }
         };
+        if !self.budgets.local_resets.take(self.now) {
+            let flood = ProtocolError::Flood(Flood::LocalResets);
+            let code = flood.code();
+            self.close(CloseReason::Violation(flood), Some(code));
+            return;
+        }
         let code = e.code();
         self.reset_stream(stream, ResetReason::Violation(e));
         self.queue_reply(Frame::RstStream { stream, code });
@@ -102,7 +126,13 @@ impl Session {
         if !self.got_settings {
             match &frame {
                 Frame::Settings(_) => {}
-                other => return Err(ProtocolError::MissingSettings(other.header().ty)),
+                other => {
+                    let header = other.header();
+                    return Err(ProtocolError::MissingSettings {
+                        ty: header.ty,
+                        ack: header.flags & FLAG_ACK != 0,
+                    });
+                }
             }
         }
         match frame {
@@ -136,9 +166,15 @@ impl Session {
         }
     }
 
+    /// A stream kept only for its unread data (END_STREAM crossed both
+    /// ways) is closed on the wire: frames for it are ignored however soon
+    /// the application reads (§4).
     fn classify(&self, stream: StreamId) -> Known {
-        if self.streams.contains_key(&stream) {
-            Known::Live
+        if let Some(s) = self.streams.get(&stream) {
+            match s.wire_closed() {
+                true => Known::Closed,
+                false => Known::Live,
+            }
         } else if stream.initiator() == self.role {
             if u64::from(stream.value()) < self.next_local_id {
                 Known::Closed
@@ -168,7 +204,8 @@ impl Session {
                 })
             }
             Known::Closed => {
-                // Late data for a stream we reset: give the connection credit back.
+                // Late data for a closed stream: counted as consumed at once;
+                // the credit returns with the usual batching (§4, §8).
                 self.consume_connection(len);
                 return Ok(());
             }
@@ -306,11 +343,18 @@ impl Session {
             let delta = i64::from(window) - i64::from(self.peer.initial_window);
             self.peer.initial_window = window;
             if delta != 0 {
-                let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+                // Streams closed on the wire (kept for unread data) have no
+                // send window left to adjust.
+                let ids: Vec<StreamId> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| !s.wire_closed())
+                    .map(|(id, _)| *id)
+                    .collect();
                 for id in ids {
                     // Overflow here is the SETTINGS frame's fault: a connection error.
                     self.grow_send_window(id, delta)
-                        .map_err(|_| ProtocolError::WindowOverflow(StreamId::CONNECTION))?;
+                        .map_err(|_| ProtocolError::InitialWindowOverflow(id))?;
                 }
             }
         }

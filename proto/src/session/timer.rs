@@ -11,14 +11,21 @@ pub(super) enum Timer {
     KeepAlive = 1,
     /// Close the connection if nothing arrived by then.
     Idle = 2,
+    /// The frame (or preface) that has started must be complete by then.
+    FrameProgress = 3,
 }
 
 impl Timer {
-    pub(super) const ALL: [Timer; 3] = [Timer::SettingsAck, Timer::KeepAlive, Timer::Idle];
+    pub(super) const ALL: [Timer; 4] = [
+        Timer::SettingsAck,
+        Timer::KeepAlive,
+        Timer::Idle,
+        Timer::FrameProgress,
+    ];
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Timers([Option<Instant>; 3]);
+pub(super) struct Timers([Option<Instant>; 4]);
 
 impl Timers {
     pub(super) fn set(&mut self, timer: Timer, at: Instant) {
@@ -37,6 +44,10 @@ impl Timers {
             return true;
         }
         false
+    }
+
+    pub(super) fn is_set(&self, timer: Timer) -> bool {
+        self.0[timer as usize].is_some()
     }
 
     pub(super) fn next(&self) -> Option<Instant> {

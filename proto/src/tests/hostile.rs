@@ -4,7 +4,7 @@
 use super::*;
 use crate::{CloseReason, ErrorCode, Flood, FrameType, ProtocolError, Rate, ResetReason};
 
-fn open(id: u32) -> Frame {
+pub(super) fn open(id: u32) -> Frame {
     Frame::Open {
         stream: StreamId::new(id),
         protocol: Bytes::new(),
@@ -13,14 +13,14 @@ fn open(id: u32) -> Frame {
     }
 }
 
-fn encode(frames: &[Frame]) -> Bytes {
+pub(super) fn encode(frames: &[Frame]) -> Bytes {
     let mut wire = BytesMut::new();
     frames.iter().for_each(|f| f.encode(&mut wire));
     wire.freeze()
 }
 
 /// A server that has seen a valid preface and SETTINGS and flushed its output.
-fn server(config: Config) -> (Session, std::time::Instant) {
+pub(super) fn server(config: Config) -> (Session, std::time::Instant) {
     let t0 = origin();
     let mut s = Session::server(config, t0).unwrap();
     s.handle_input(t0, raw_peer(&[]));
@@ -29,7 +29,7 @@ fn server(config: Config) -> (Session, std::time::Instant) {
     (s, t0)
 }
 
-fn out(s: &mut Session, now: std::time::Instant) -> Vec<Frame> {
+pub(super) fn out(s: &mut Session, now: std::time::Instant) -> Vec<Frame> {
     let mut decoder = crate::Decoder::new(crate::MAX_MAX_FRAME_SIZE);
     let mut frames = Vec::new();
     while let Some(t) = s.poll_transmit(now) {
@@ -42,7 +42,7 @@ fn out(s: &mut Session, now: std::time::Instant) -> Vec<Frame> {
     frames
 }
 
-fn goaway_code(frames: &[Frame]) -> Option<ErrorCode> {
+pub(super) fn goaway_code(frames: &[Frame]) -> Option<ErrorCode> {
     frames.iter().find_map(|f| match f {
         Frame::GoAway { code, .. } => Some(*code),
         _ => None,
@@ -50,13 +50,13 @@ fn goaway_code(frames: &[Frame]) -> Option<ErrorCode> {
 }
 
 /// Raw bytes after a valid handshake; returns the events and frames sent.
-fn attack(config: Config, wire: Bytes) -> (Vec<Event>, Vec<Frame>) {
+pub(super) fn attack(config: Config, wire: Bytes) -> (Vec<Event>, Vec<Frame>) {
     let (mut s, t0) = server(config);
     s.handle_input(t0, wire);
     (drain(&mut s), out(&mut s, t0))
 }
 
-fn closed_with(ev: &[Event]) -> Option<&ProtocolError> {
+pub(super) fn closed_with(ev: &[Event]) -> Option<&ProtocolError> {
     ev.iter().find_map(|e| match e {
         Event::Closed {
             reason: CloseReason::Violation(v),
@@ -65,7 +65,7 @@ fn closed_with(ev: &[Event]) -> Option<&ProtocolError> {
     })
 }
 
-fn raw_header(len: u32, ty: u8, flags: u8, stream: u32) -> Vec<u8> {
+pub(super) fn raw_header(len: u32, ty: u8, flags: u8, stream: u32) -> Vec<u8> {
     let mut v = Vec::new();
     crate::FrameHeader {
         len,
@@ -423,13 +423,11 @@ fn settings_flood_gets_enhance_your_calm() {
         Some(&ProtocolError::Flood(Flood::Settings))
     );
     assert_eq!(goaway_code(&sent), Some(ErrorCode::ENHANCE_YOUR_CALM));
-    // Acknowledgements still queued died with the connection: only GOAWAY left.
-    assert!(
-        sent.iter()
-            .filter(|f| matches!(f, Frame::SettingsAck))
-            .count()
-            == 0
-    );
+    // The 31 SETTINGS within the budget (32, one spent on the handshake)
+    // are still acknowledged, before the GOAWAY (§10).
+    let acks = sent.iter().filter(|f| matches!(f, Frame::SettingsAck));
+    assert_eq!(acks.count(), 31);
+    assert!(matches!(sent.last(), Some(Frame::GoAway { .. })));
 }
 
 #[test]
@@ -601,4 +599,60 @@ fn data_before_open_ack_is_a_protocol_error() {
             ..
         })
     ));
+}
+
+#[test]
+fn resets_the_peer_makes_us_send_are_budgeted() {
+    // "MadeYouReset": each OPEN + WINDOW_UPDATE(0) is a stream error that
+    // makes us send RST_STREAM. 20,000 cycles at one instant, with the peer
+    // reading everything (so the reply queue never fills).
+    let (mut s, t0) = server(Config::default());
+    let mut resets = 0;
+    for n in 0..20_000u32 {
+        let id = StreamId::new(2 * n + 1);
+        let wire = encode(&[
+            open(id.value()),
+            Frame::WindowUpdate {
+                stream: id,
+                increment: 0,
+            },
+        ]);
+        s.handle_input(t0, wire);
+        let sent = out(&mut s, t0);
+        resets += sent
+            .iter()
+            .filter(|f| matches!(f, Frame::RstStream { .. }))
+            .count();
+        if s.is_closed() {
+            assert_eq!(goaway_code(&sent), Some(ErrorCode::ENHANCE_YOUR_CALM));
+            break;
+        }
+    }
+    assert!(s.is_closed(), "{resets} resets and still open");
+    assert_eq!(resets, 256, "the burst of FloodLimits::local_resets");
+    let ev = drain(&mut s);
+    assert_eq!(
+        closed_with(&ev),
+        Some(&ProtocolError::Flood(Flood::LocalResets))
+    );
+}
+
+#[test]
+fn stream_errors_at_a_sustainable_rate_are_fine() {
+    let (mut s, t0) = server(Config::default());
+    for n in 0..3000u32 {
+        let id = StreamId::new(2 * n + 1);
+        let now = t0 + std::time::Duration::from_millis(u64::from(n) * 5);
+        let wire = encode(&[
+            open(id.value()),
+            Frame::WindowUpdate {
+                stream: id,
+                increment: 0,
+            },
+        ]);
+        s.handle_input(now, wire);
+        out(&mut s, now);
+        drain(&mut s);
+    }
+    assert!(!s.is_closed());
 }

@@ -240,7 +240,10 @@ fn the_first_frame_must_be_settings() {
     assert_eq!(
         feed_server(&wire),
         vec![Event::Closed {
-            reason: CloseReason::Violation(ProtocolError::MissingSettings(crate::FrameType::Ping)),
+            reason: CloseReason::Violation(ProtocolError::MissingSettings {
+                ty: crate::FrameType::Ping,
+                ack: false
+            }),
         }]
     );
 }

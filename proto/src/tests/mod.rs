@@ -1,9 +1,11 @@
 //! Scripted tests on the simulated clock: set up, act, drive, assert on events.
 
+mod closing;
 mod flow;
 mod hostile;
 mod liveness;
 mod props;
+mod spec;
 mod streams;
 mod vectors;
 

@@ -8,8 +8,20 @@ const SPEC: &str = include_str!("../../SPEC.md");
 
 /// `(name, bytes)` for every line of the spec's vector block.
 fn spec_vectors() -> Vec<(String, Vec<u8>)> {
+    spec_block(1, false)
+        .into_iter()
+        .map(|(name, _, bytes)| (name, bytes))
+        .collect()
+}
+
+/// `(name, expected, bytes)` for every line of the `nth` text block of §13;
+/// `expected` is the second word when `with_expected`.
+fn spec_block(nth: usize, with_expected: bool) -> Vec<(String, String, Vec<u8>)> {
     let start = SPEC.find("## 13. Test vectors").expect("vector section");
-    let block = SPEC[start..].split("```text").nth(1).expect("vector block");
+    let block = SPEC[start..]
+        .split("```text")
+        .nth(nth)
+        .expect("vector block");
     let block = block.split("```").next().expect("block end");
     block
         .lines()
@@ -17,12 +29,60 @@ fn spec_vectors() -> Vec<(String, Vec<u8>)> {
         .map(|line| {
             let mut words = line.split_whitespace();
             let name = words.next().expect("name").to_string();
+            let expected = match with_expected {
+                true => words.next().expect("expectation").to_string(),
+                false => String::new(),
+            };
             let bytes = words
                 .map(|h| u8::from_str_radix(h, 16).expect("hex"))
                 .collect();
-            (name, bytes)
+            (name, expected, bytes)
         })
         .collect()
+}
+
+/// What the receiver vectors decode to.
+fn received(name: &str) -> Frame {
+    let s = StreamId::new;
+    match name {
+        "data-reserved-bit" => Frame::Data {
+            stream: s(1),
+            end_stream: false,
+            payload: Bytes::from_static(b"a"),
+        },
+        "window-update-reserved-bit" => Frame::WindowUpdate {
+            stream: s(1),
+            increment: 32_768,
+        },
+        "goaway-reserved-bit" => Frame::GoAway {
+            last_stream: s(7),
+            code: ErrorCode::NO_ERROR,
+            debug: Bytes::new(),
+        },
+        "unknown-type" => Frame::Unknown {
+            ty: 0x42,
+            stream: s(5),
+        },
+        other => panic!("SPEC.md has a receiver vector this test does not know: {other}"),
+    }
+}
+
+#[test]
+fn receiver_vectors_decode_to_their_frame_or_error() {
+    let vectors = spec_block(2, true);
+    assert_eq!(vectors.len(), 13, "every vector is checked");
+    for (name, expected, bytes) in vectors {
+        let mut input = Bytes::from(bytes);
+        let got = crate::Decoder::new(crate::MIN_MAX_FRAME_SIZE).decode(&mut input);
+        match expected.as_str() {
+            "frame" => assert_eq!(got, Ok(Some(received(&name))), "{name}"),
+            code => {
+                let error = got.expect_err(&name);
+                assert!(error.is_connection_error(), "{name}");
+                assert_eq!(error.code().to_string(), code, "{name}: {error}");
+            }
+        }
+    }
 }
 
 fn expected(name: &str) -> Frame {

@@ -1,0 +1,29 @@
+//! The stream map's hasher.
+
+use std::hash::Hasher;
+
+/// Hashes stream ids by multiplication; ids are already unique integers.
+///
+/// The product is rotated so that the table index depends on every bit of
+/// the id: a peer picking ids that share low bits cannot pile them into one
+/// bucket.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
