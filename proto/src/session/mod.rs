@@ -711,13 +711,22 @@ impl Session {
         }
     }
 
-    /// Ends the connection. Streams are dropped; with `goaway`, a GOAWAY with
-    /// that code is the last thing transmitted.
+    /// Ends the connection. Streams are dropped, except accepted ones whose
+    /// END_STREAM arrived and was not read yet: as with TCP, what fully
+    /// arrived stays readable (`read` serves it, then end-of-stream, then the
+    /// stream is forgotten); nothing more is sent on them. With `goaway`, a
+    /// GOAWAY with that code is the last thing transmitted.
     fn close(&mut self, reason: CloseReason, goaway: Option<ErrorCode>) {
         if self.closed.is_some() {
             return;
         }
-        self.streams.clear();
+        self.streams
+            .retain(|_, s| s.recv.fin && !s.recv.done && s.is_accepted());
+        for s in self.streams.values_mut() {
+            s.counted = false;
+            s.send.buf = BytesMut::new();
+            s.send.fin = Fin::Sent;
+        }
         self.ready.clear();
         self.updates.clear();
         self.control.clear();
