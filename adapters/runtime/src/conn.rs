@@ -47,12 +47,33 @@ pub(crate) struct Inner {
 pub(crate) struct Slot {
     pub(crate) reader: Option<Waker>,
     pub(crate) writer: Option<Waker>,
-    pub(crate) remote_open: Option<Bytes>,
-    pub(crate) remote_open_waiters: Waiters,
+    pub(crate) remote_open: RemoteOpen,
     pub(crate) ended: Option<Error>,
     /// The application read end-of-stream: the session may forget the
     /// stream, and later reads still see the end.
     pub(crate) read_end: bool,
+}
+
+/// The peer's handshake, or the tasks waiting for it: one field, as small
+/// as the handshake alone, since every stream has one.
+pub(crate) enum RemoteOpen {
+    Waiting(Waiters),
+    Arrived(Bytes),
+}
+
+impl Default for RemoteOpen {
+    fn default() -> Self {
+        RemoteOpen::Waiting(Waiters::default())
+    }
+}
+
+impl RemoteOpen {
+    fn waiters(&mut self) -> Option<&mut Waiters> {
+        match self {
+            RemoteOpen::Waiting(waiters) => Some(waiters),
+            RemoteOpen::Arrived(_) => None,
+        }
+    }
 }
 
 /// A stream the peer opened, not yet accepted.
@@ -272,7 +293,9 @@ impl Inner {
             WaitKind::Open => Some(&mut self.openers),
             WaitKind::Pong => Some(&mut self.pong_waiters),
             WaitKind::Close => Some(&mut self.close_waiters),
-            WaitKind::RemoteOpen(id) => self.slots.get_mut(id).map(|s| &mut s.remote_open_waiters),
+            WaitKind::RemoteOpen(id) => {
+                self.slots.get_mut(id).and_then(|s| s.remote_open.waiters())
+            }
         }
     }
 
@@ -306,8 +329,12 @@ impl Inner {
             }
             Event::RemoteOpen { stream, handshake } => {
                 if let Some(slot) = self.slots.get_mut(&stream) {
-                    slot.remote_open = Some(handshake);
-                    wake.extend(slot.remote_open_waiters.drain());
+                    let arrived = RemoteOpen::Arrived(handshake);
+                    if let RemoteOpen::Waiting(mut waiters) =
+                        std::mem::replace(&mut slot.remote_open, arrived)
+                    {
+                        wake.extend(waiters.drain());
+                    }
                 }
             }
             Event::Readable { stream } | Event::Finished { stream } => {
@@ -326,7 +353,12 @@ impl Inner {
                         slot.ended = Some(Error::Reset(reason));
                         wake.push(slot.reader.take());
                         wake.push(slot.writer.take());
-                        wake.extend(slot.remote_open_waiters.drain());
+                        wake.extend(
+                            slot.remote_open
+                                .waiters()
+                                .into_iter()
+                                .flat_map(Waiters::drain),
+                        );
                     }
                     None => self.forget_pending(stream),
                 }
@@ -358,7 +390,12 @@ impl Inner {
         for slot in self.slots.values_mut() {
             wake.push(slot.reader.take());
             wake.push(slot.writer.take());
-            wake.extend(slot.remote_open_waiters.drain());
+            wake.extend(
+                slot.remote_open
+                    .waiters()
+                    .into_iter()
+                    .flat_map(Waiters::drain),
+            );
         }
         wake.extend(self.accept.waiters.drain());
         for listener in self.listeners.values_mut() {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::{ErrorCode, LocalError, ReadError, StreamId, WriteError};
 
-use crate::conn::{Conn, Inner, Registration, WaitKind};
+use crate::conn::{Conn, Inner, Registration, RemoteOpen, WaitKind};
 use crate::manager::Lease;
 use crate::{Error, Sleep};
 
@@ -103,10 +103,10 @@ impl Stream {
                 ));
             };
             let ready = match (&slot.remote_open, &slot.ended, error) {
-                (Some(handshake), _, _) => Ok(handshake.clone()),
-                (None, Some(ended), _) => Err(ended.clone()),
-                (None, None, Some(e)) => Err(e),
-                (None, None, None) => {
+                (RemoteOpen::Arrived(handshake), _, _) => Ok(handshake.clone()),
+                (RemoteOpen::Waiting(_), Some(ended), _) => Err(ended.clone()),
+                (RemoteOpen::Waiting(_), None, Some(e)) => Err(e),
+                (RemoteOpen::Waiting(_), None, None) => {
                     waiting.wait(&mut inner, cx.waker());
                     return Poll::Pending;
                 }

@@ -5,7 +5,6 @@
 //! dropped. A set therefore holds at most one waker per live future: polling
 //! a future a million times costs nothing, and every waiter can be woken.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 
@@ -18,32 +17,35 @@ pub(crate) fn key() -> u64 {
 }
 
 /// The tasks waiting for one kind of event.
+///
+/// A vector: sets are small (a stream's has none or one waiter), an empty
+/// one allocates nothing, and every stream has one.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    wakers: HashMap<u64, Waker>,
+    wakers: Vec<(u64, Waker)>,
 }
 
 impl Waiters {
     /// Registers or refreshes the waker of the future holding `key`.
     pub(crate) fn register(&mut self, key: u64, waker: &Waker) {
-        match self.wakers.get_mut(&key) {
-            Some(old) if old.will_wake(waker) => {}
-            Some(old) => old.clone_from(waker),
-            None => {
-                self.wakers.insert(key, waker.clone());
-            }
+        match self.wakers.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, old)) if old.will_wake(waker) => {}
+            Some((_, old)) => old.clone_from(waker),
+            None => self.wakers.push((key, waker.clone())),
         }
     }
 
     /// Deregisters the future holding `key`, if it is registered.
     pub(crate) fn remove(&mut self, key: u64) {
-        self.wakers.remove(&key);
+        if let Some(pos) = self.wakers.iter().position(|(k, _)| *k == key) {
+            self.wakers.swap_remove(pos);
+        }
     }
 
     /// Takes every waker, to wake once the lock is released. A woken future
     /// that still has to wait registers again when polled.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Waker> + '_ {
-        self.wakers.drain().map(|(_, waker)| waker)
+        self.wakers.drain(..).map(|(_, waker)| waker)
     }
 
     /// How many futures are registered.
