@@ -203,6 +203,14 @@ impl Manager {
         stats
     }
 
+    /// Tasks registered as waiting for room at `endpoint`, for the tests.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self, endpoint: &str) -> usize {
+        let endpoint: Endpoint = endpoint.parse().expect("endpoint");
+        let state = self.shared.lock();
+        state.pools.get(&endpoint).map_or(0, |p| p.waiters.len())
+    }
+
     /// Closes every connection gracefully and refuses new streams. Streams
     /// already handed out finish first.
     pub async fn close(&self) {

@@ -11,7 +11,10 @@ use std::time::Instant;
 use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::{Config, OpenOptions, Role};
 
-use crate::{BoxFuture, Runtime, Session, Sleep};
+use crate::{
+    BoxFuture, BoxIo, BoxResult, Endpoint, Manager, ManagerConfig, Runtime, Session, Sleep,
+    Transport, TransportListener,
+};
 
 /// A runtime that never runs what it is given: the driver stays idle.
 struct Frozen;
@@ -150,4 +153,41 @@ fn accept_stream_skips_a_queued_stream_the_session_no_longer_knows() {
         panic!("accept_stream ended: {result:?}");
     }
     assert!(s.conn().lock().accept.queue.is_empty());
+}
+
+/// Dials [`Silent`] connections; listens nowhere.
+struct SilentTransport;
+
+impl Transport for SilentTransport {
+    fn dial<'a>(&'a self, _endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        Box::pin(async { Ok(Box::new(Silent) as BoxIo) })
+    }
+
+    fn listen<'a>(&'a self, _endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        Box::pin(async { Err(io::Error::from(io::ErrorKind::Unsupported).into()) })
+    }
+}
+
+#[test]
+fn a_manager_wait_polled_many_times_holds_one_waker_until_dropped() {
+    const URL: &str = "tcp://127.0.0.1:1";
+    let config = ManagerConfig {
+        max_connections: 1,
+        max_streams_per_connection: 1,
+        ..ManagerConfig::default()
+    };
+    let manager = Manager::new(Arc::new(SilentTransport), Arc::new(Frozen), config);
+    let mut cx = Context::from_waker(Waker::noop());
+    // The only slot: dialled and opened locally, without the network.
+    let first = match pin!(manager.get_stream(URL)).poll(&mut cx) {
+        Poll::Ready(stream) => stream.unwrap(),
+        Poll::Pending => panic!("the first stream waited"),
+    };
+    {
+        let second = pin!(manager.get_stream(URL));
+        poll_often(second);
+        assert_eq!(manager.waiting(URL), 1);
+    }
+    assert_eq!(manager.waiting(URL), 0);
+    drop(first);
 }
