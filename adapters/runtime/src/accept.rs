@@ -79,20 +79,17 @@ impl<L: RawListener> HandshakeListener<L> {
     /// Starts one connection's handshake in its own task.
     fn start(&self, conn: L::Conn, peer: String) {
         lock(&self.done).running += 1;
-        let done = self.done.clone();
+        // Made before the task: freed even if the task is never polled.
+        let mut running = Running {
+            done: self.done.clone(),
+            io: None,
+        };
         let handshake = (self.handshake)(conn);
         let expiry = self.runtime.sleep_until(self.runtime.now() + self.timeout);
         self.runtime.spawn(Box::pin(async move {
-            let io = first(handshake, expiry).await;
-            let mut state = lock(&done);
-            state.running -= 1;
-            if let Some(Ok(io)) = io {
-                state.ready.push_back((io, peer));
+            if let Some(Ok(io)) = first(handshake, expiry).await {
+                running.succeeded(io, peer);
             }
-            // Woken either way: a slot for another handshake is free.
-            let wake: Vec<Waker> = state.waiters.drain().collect();
-            drop(state);
-            wake.into_iter().for_each(Waker::wake);
         }));
     }
 
@@ -178,6 +175,33 @@ pub fn concerns_one_connection(e: &Error) -> bool {
             | io::ErrorKind::TimedOut
             | io::ErrorKind::WouldBlock
     )
+}
+
+/// One handshake task's slot: freed, with its connection queued if the
+/// handshake succeeded, however the task ends (dropped by a runtime
+/// shutting down included).
+struct Running {
+    done: Arc<Mutex<Done>>,
+    io: Option<(BoxIo, String)>,
+}
+
+impl Running {
+    /// Queues the connection for `accept` when the task ends.
+    fn succeeded(&mut self, io: BoxIo, peer: String) {
+        self.io = Some((io, peer));
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut state = lock(&self.done);
+        state.running -= 1;
+        state.ready.extend(self.io.take());
+        // Woken either way: a slot for another handshake is free.
+        let wake: Vec<Waker> = state.waiters.drain().collect();
+        drop(state);
+        wake.into_iter().for_each(Waker::wake);
+    }
 }
 
 /// Leaves the waiter set when an `accept` future ends or is dropped.
