@@ -5,10 +5,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use plex_runtime::{Config, Error, Runtime, Session};
+use futures_io::{AsyncRead, AsyncWrite};
+use plex_runtime::{Config, DriverConfig, Error, Role, Runtime, Session, Transport};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -104,6 +108,60 @@ impl Rt {
         }
     }
 
+    /// This runtime's TCP (and, except async-std, WebSocket) transport.
+    pub fn transport(self) -> Arc<dyn Transport> {
+        match self {
+            Rt::Tokio => Arc::new(plex_tokio::TokioTransport),
+            Rt::Smol => Arc::new(plex_smol::SmolTransport),
+            Rt::AsyncStd => Arc::new(plex_async_std::AsyncStdTransport),
+        }
+    }
+
+    /// Like [`Rt::pair_via_proxy`], with the client's transport watched:
+    /// the returned flag is raised when the client's connection task drops
+    /// it.
+    pub async fn pair_watched(
+        self,
+        client: Config,
+        server: Config,
+        driver: DriverConfig,
+    ) -> (Session, Session, Proxy, Dropped) {
+        let transport = self.transport();
+        let listener = transport
+            .listen(&"tcp://127.0.0.1:0".parse().expect("url"))
+            .await
+            .expect("listen");
+        let proxy = Proxy::spawn(listener.local_endpoint().authority().parse().expect("addr"));
+        let endpoint = format!("tcp://{}", proxy.addr).parse().expect("url");
+        let (io, accepted) = smol::future::zip(transport.dial(&endpoint), listener.accept()).await;
+        let dropped = Dropped::default();
+        let watched = Watched {
+            io: io.expect("dial"),
+            dropped: dropped.clone(),
+        };
+        let runtime = self.runtime();
+        let client = Session::with_driver(watched, Role::Client, client, driver, runtime.clone())
+            .expect("client");
+        let server = Session::server(accepted.expect("accept").0, server, runtime).expect("server");
+        (client, server, proxy, dropped)
+    }
+
+    /// Waits (polling on this runtime's timer) until `condition` holds, or
+    /// panics after `limit`: for states a test cannot await directly.
+    pub async fn until(self, limit: Duration, what: &str, condition: impl Fn() -> bool) {
+        let runtime = self.runtime();
+        let poll = async {
+            while !condition() {
+                runtime
+                    .sleep_until(runtime.now() + Duration::from_millis(5))
+                    .await;
+            }
+        };
+        self.within(limit, poll)
+            .await
+            .unwrap_or_else(|| panic!("never happened: {what}"));
+    }
+
     /// `future`, or `None` if it takes longer than `limit`, timed by this
     /// runtime's own timer.
     pub async fn within<F: Future>(self, limit: Duration, future: F) -> Option<F::Output> {
@@ -163,6 +221,65 @@ pub fn pattern(offset: usize) -> u8 {
 /// `len` bytes of [`pattern`].
 pub fn payload(len: usize) -> Vec<u8> {
     (0..len).map(pattern).collect()
+}
+
+/// Raised when a [`Watched`] transport is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Dropped(Arc<AtomicBool>);
+
+impl Dropped {
+    /// Whether the transport was dropped.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A transport that raises a flag when dropped.
+pub struct Watched<T> {
+    io: T,
+    dropped: Dropped,
+}
+
+impl<T> Drop for Watched<T> {
+    fn drop(&mut self) {
+        self.dropped.0.store(true, Ordering::Release);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_close(cx)
+    }
 }
 
 /// A TCP proxy on loopback that can fail, to make a peer vanish.

@@ -10,6 +10,7 @@ use plex_runtime::{
 use plex_tests::echo_server;
 use plex_tokio::{Stream, TokioRuntime, TokioTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -40,14 +41,6 @@ fn config(max_connections: usize, per_connection: usize) -> ManagerConfig {
     c.max_connections = max_connections;
     c.max_streams_per_connection = per_connection;
     c
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn defaults_follow_the_seed() {
-    let c = ManagerConfig::default();
-    assert_eq!((c.max_connections, c.max_streams_per_connection), (10, 100));
-    assert_eq!(c.idle_timeout, Duration::from_secs(300));
-    assert_eq!(c.keep_alive_interval, Duration::from_secs(30));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,5 +189,50 @@ async fn a_custom_transport_plugs_in() {
     );
     round_trip(a, b"one").await;
     round_trip(b, b"two").await;
+    assert_eq!(transport.dials.load(Ordering::Relaxed), 2);
+}
+
+/// TCP whose first dial never completes.
+struct StallsFirst {
+    inner: TokioTransport,
+    dials: AtomicUsize,
+    stalled: Notify,
+}
+
+impl Transport for StallsFirst {
+    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        if self.dials.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.stalled.notify_one();
+            return Box::pin(std::future::pending());
+        }
+        self.inner.dial(endpoint)
+    }
+
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.inner.listen(endpoint)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_stream_dropped_mid_dial_releases_its_reservation() {
+    // V9: the dropped future kept its dial reserved, and with one
+    // connection allowed, nothing ever dialled again.
+    let url = echo_endpoint().await;
+    let transport = Arc::new(StallsFirst {
+        inner: TokioTransport,
+        dials: AtomicUsize::new(0),
+        stalled: Notify::new(),
+    });
+    let manager = Manager::new(transport.clone(), TokioRuntime::current(), config(1, 100));
+    tokio::select! {
+        _ = manager.get_stream(&url) => panic!("the stalled dial completed"),
+        // Dropping `get_stream` here, mid-dial.
+        () = transport.stalled.notified() => {}
+    }
+    let stream = tokio::time::timeout(LIMIT, manager.get_stream(&url))
+        .await
+        .expect("the endpoint is wedged")
+        .unwrap();
+    round_trip(stream, b"after the stall").await;
     assert_eq!(transport.dials.load(Ordering::Relaxed), 2);
 }

@@ -129,3 +129,55 @@ fn refused_connection_is_an_io_error() {
         assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused, "{rt:?}");
     }
 }
+
+fn a_silent_client_does_not_hold_up_the_websocket_accept_loop(rt: Rt) {
+    // V10: the upgrade ran inside `accept`: one silent client blocked every
+    // other, and its leaving ended the accept loop.
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+    rt.block_on(async {
+        let transport = rt.transport();
+        let server = plex_runtime::listen(
+            &*transport,
+            rt.runtime(),
+            "ws://127.0.0.1:0/plex",
+            Config::default(),
+        )
+        .await
+        .unwrap();
+        let url = server.local_endpoint().to_string();
+        let silent = std::net::TcpStream::connect(server.local_endpoint().authority()).unwrap();
+        let runtime = rt.runtime();
+        let (tx, rx) = smol::channel::unbounded();
+        runtime.clone().spawn(Box::pin(async move {
+            loop {
+                let accepted = server.accept().await;
+                let failed = accepted.is_err();
+                if let Ok((session, _)) = accepted {
+                    runtime.spawn(Box::pin(echo_server(session, runtime.clone())));
+                }
+                let _ = tx.send(failed).await;
+                if failed {
+                    return;
+                }
+            }
+        }));
+        let connect = || async {
+            let session = rt.within(LIMIT, rt.connect(&url, Config::default())).await;
+            let session = session.expect("blocked behind the silent client").unwrap();
+            assert!(session.ping().await.is_ok());
+            assert_eq!(rx.recv().await, Ok(false), "the accept loop failed");
+        };
+        connect().await;
+        // The silent client leaves: its handshake fails, the loop goes on.
+        silent.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(silent);
+        connect().await;
+    });
+}
+
+#[test]
+fn a_silent_client_does_not_hold_up_the_websocket_accept_loop_on_tokio_and_smol() {
+    for rt in [Rt::Tokio, Rt::Smol] {
+        a_silent_client_does_not_hold_up_the_websocket_accept_loop(rt);
+    }
+}

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use async_std::net::{TcpListener, TcpStream};
 use plex_runtime::{
-    BoxFuture, BoxIo, BoxResult, Config, Endpoint, Error, Manager, ManagerConfig, Runtime, Scheme,
-    Server, Session, Sleep, Transport, TransportListener,
+    BoxFuture, BoxIo, BoxResult, Config, Endpoint, Error, Manager, ManagerConfig, PlainListener,
+    RawListener, Runtime, Scheme, Server, Session, Sleep, Transport, TransportListener,
 };
 
 /// [`Runtime`] on async-std's global executor.
@@ -58,7 +58,8 @@ impl Transport for AsyncStdTransport {
         Box::pin(async move {
             let tcp = TcpListener::bind(endpoint.require(Scheme::Tcp)?.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
-            Ok(Box::new(AsyncStdListener { tcp, endpoint }) as Box<dyn TransportListener>)
+            let raw = AsyncStdListener { tcp, endpoint };
+            Ok(Box::new(PlainListener(raw)) as Box<dyn TransportListener>)
         })
     }
 }
@@ -68,12 +69,14 @@ struct AsyncStdListener {
     endpoint: Endpoint,
 }
 
-impl TransportListener for AsyncStdListener {
-    fn accept(&self) -> BoxResult<'_, (BoxIo, String)> {
+impl RawListener for AsyncStdListener {
+    type Conn = TcpStream;
+
+    fn accept(&self) -> BoxResult<'_, (TcpStream, String)> {
         Box::pin(async move {
             let (tcp, peer) = self.tcp.accept().await?;
             tcp.set_nodelay(true)?;
-            Ok((Box::new(tcp) as BoxIo, peer.to_string()))
+            Ok((tcp, peer.to_string()))
         })
     }
 

@@ -9,11 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use plex_proto::{CloseReason, ErrorCode, Event, StreamId};
 
-use crate::{Error, Runtime};
+use crate::waiters::{self, Waiters};
+use crate::{DriverConfig, Error, Runtime};
 
 pub(crate) struct Conn {
     inner: Mutex<Inner>,
     pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) driver_config: DriverConfig,
     /// Live `Session`, `Stream`, `Listener` and `Incoming` handles. When the
     /// last one goes, the connection goes away gracefully.
     handles: AtomicUsize,
@@ -26,13 +28,18 @@ pub(crate) struct Inner {
     pub(crate) accept: Waiting<Pending>,
     pub(crate) listeners: HashMap<(Bytes, Bytes), Waiting<Pending>>,
     /// Tasks waiting to open a stream once the peer's limit allows.
-    pub(crate) openers: Vec<Waker>,
+    pub(crate) openers: Waiters,
     pub(crate) pongs: u64,
-    pub(crate) pong_waiters: Vec<Waker>,
+    pub(crate) pong_waiters: Waiters,
     pub(crate) closed: Option<CloseReason>,
-    pub(crate) close_waiters: Vec<Waker>,
+    pub(crate) close_waiters: Waiters,
     pub(crate) driver: Option<Waker>,
     pub(crate) io_error: Option<Arc<std::io::Error>>,
+    /// Streams the peer opens are refused instead of queued: the session is
+    /// closing, so nobody will accept them and the drain must not wait.
+    pub(crate) refusing: bool,
+    /// The last handle is gone: the driver lingers, then drops the transport.
+    pub(crate) abandoned: bool,
 }
 
 /// What a stream handle waits on.
@@ -40,9 +47,33 @@ pub(crate) struct Inner {
 pub(crate) struct Slot {
     pub(crate) reader: Option<Waker>,
     pub(crate) writer: Option<Waker>,
-    pub(crate) remote_open: Option<Bytes>,
-    pub(crate) remote_open_waiter: Option<Waker>,
+    pub(crate) remote_open: RemoteOpen,
     pub(crate) ended: Option<Error>,
+    /// The application read end-of-stream: the session may forget the
+    /// stream, and later reads still see the end.
+    pub(crate) read_end: bool,
+}
+
+/// The peer's handshake, or the tasks waiting for it: one field, as small
+/// as the handshake alone, since every stream has one.
+pub(crate) enum RemoteOpen {
+    Waiting(Waiters),
+    Arrived(Bytes),
+}
+
+impl Default for RemoteOpen {
+    fn default() -> Self {
+        RemoteOpen::Waiting(Waiters::default())
+    }
+}
+
+impl RemoteOpen {
+    fn waiters(&mut self) -> Option<&mut Waiters> {
+        match self {
+            RemoteOpen::Waiting(waiters) => Some(waiters),
+            RemoteOpen::Arrived(_) => None,
+        }
+    }
 }
 
 /// A stream the peer opened, not yet accepted.
@@ -53,17 +84,75 @@ pub(crate) struct Pending {
     pub(crate) handshake: Bytes,
 }
 
-/// A queue and the task waiting on it.
+/// A queue and the tasks waiting on it.
 pub(crate) struct Waiting<T> {
     pub(crate) queue: VecDeque<T>,
-    pub(crate) waiter: Option<Waker>,
+    pub(crate) waiters: Waiters,
 }
 
 impl<T> Default for Waiting<T> {
     fn default() -> Self {
         Waiting {
             queue: VecDeque::new(),
-            waiter: None,
+            waiters: Waiters::default(),
+        }
+    }
+}
+
+/// Which waiter set of a connection a future waits in.
+pub(crate) enum WaitKind {
+    Accept,
+    Listener((Bytes, Bytes)),
+    Open,
+    Pong,
+    Close,
+    RemoteOpen(StreamId),
+}
+
+/// A future's place in one waiter set: registered on a pending poll,
+/// removed when the future completes or is dropped.
+pub(crate) struct Registration<'a> {
+    conn: &'a Conn,
+    kind: WaitKind,
+    key: u64,
+    registered: bool,
+}
+
+impl<'a> Registration<'a> {
+    pub(crate) fn new(conn: &'a Conn, kind: WaitKind) -> Registration<'a> {
+        Registration {
+            conn,
+            kind,
+            key: waiters::key(),
+            registered: false,
+        }
+    }
+
+    /// Waits: stores or refreshes the task's waker (with the lock held).
+    pub(crate) fn wait(&mut self, inner: &mut Inner, waker: &Waker) {
+        if let Some(set) = inner.waiters(&self.kind) {
+            set.register(self.key, waker);
+            self.registered = true;
+        }
+    }
+
+    /// Done waiting (with the lock held): saves `Drop` a lock.
+    pub(crate) fn done(&mut self, inner: &mut Inner) {
+        if std::mem::take(&mut self.registered) {
+            if let Some(set) = inner.waiters(&self.kind) {
+                set.remove(self.key);
+            }
+        }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            let mut inner = self.conn.lock();
+            if let Some(set) = inner.waiters(&self.kind) {
+                set.remove(self.key);
+            }
         }
     }
 }
@@ -87,22 +176,29 @@ impl Wakeups {
 }
 
 impl Conn {
-    pub(crate) fn new(session: plex_proto::Session, runtime: Arc<dyn Runtime>) -> Arc<Conn> {
+    pub(crate) fn new(
+        session: plex_proto::Session,
+        runtime: Arc<dyn Runtime>,
+        driver_config: DriverConfig,
+    ) -> Arc<Conn> {
         Arc::new(Conn {
             inner: Mutex::new(Inner {
                 session,
                 slots: HashMap::new(),
                 accept: Waiting::default(),
                 listeners: HashMap::new(),
-                openers: Vec::new(),
+                openers: Waiters::default(),
                 pongs: 0,
-                pong_waiters: Vec::new(),
+                pong_waiters: Waiters::default(),
                 closed: None,
-                close_waiters: Vec::new(),
+                close_waiters: Waiters::default(),
                 driver: None,
                 io_error: None,
+                refusing: false,
+                abandoned: false,
             }),
             runtime,
+            driver_config,
             handles: AtomicUsize::new(0),
         })
     }
@@ -119,15 +215,18 @@ impl Conn {
         self.handles.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Drops a handle; the last one sends a graceful GOAWAY.
+    /// Drops a handle; the last one sends a graceful GOAWAY, refuses the
+    /// streams nobody can accept any more, and leaves the driver to linger.
     pub(crate) fn drop_handle(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             let mut inner = self.lock();
+            inner.abandoned = true;
             // Already closed or going away: nothing more to say.
             let _ = inner.session.go_away(ErrorCode::NO_ERROR);
-            let driver = inner.driver.take();
+            let mut wake = inner.refuse_unaccepted();
+            wake.push(inner.driver.take());
             drop(inner);
-            driver.into_iter().for_each(Waker::wake);
+            wake.wake();
         }
     }
 }
@@ -163,6 +262,43 @@ impl Inner {
         wake
     }
 
+    /// Refuses (REFUSED_STREAM, safe for the peer to retry) every stream
+    /// waiting to be accepted, now and from now on: a closing session's
+    /// drain would otherwise wait for them forever.
+    pub(crate) fn refuse_unaccepted(&mut self) -> Wakeups {
+        self.refusing = true;
+        // Queue them all first: dispatching refuses the ones still coming.
+        let mut wake = self.take_events();
+        let queues = std::iter::once(&mut self.accept).chain(self.listeners.values_mut());
+        let pending: Vec<StreamId> = queues
+            .flat_map(|waiting| waiting.queue.drain(..))
+            .map(|p| p.stream)
+            .collect();
+        for stream in pending {
+            // Gone already if the peer reset it or the session closed.
+            let _ = self.session.refuse(stream);
+        }
+        // Refusing the last one can end the drain: `Closed` must be seen.
+        while let Some(event) = self.session.poll_event() {
+            self.dispatch(event, &mut wake);
+        }
+        wake
+    }
+
+    /// The waiter set of one kind, if it still exists.
+    pub(crate) fn waiters(&mut self, kind: &WaitKind) -> Option<&mut Waiters> {
+        match kind {
+            WaitKind::Accept => Some(&mut self.accept.waiters),
+            WaitKind::Listener(key) => self.listeners.get_mut(key).map(|l| &mut l.waiters),
+            WaitKind::Open => Some(&mut self.openers),
+            WaitKind::Pong => Some(&mut self.pong_waiters),
+            WaitKind::Close => Some(&mut self.close_waiters),
+            WaitKind::RemoteOpen(id) => {
+                self.slots.get_mut(id).and_then(|s| s.remote_open.waiters())
+            }
+        }
+    }
+
     /// Routes one session event to the handles waiting on it.
     pub(crate) fn dispatch(&mut self, event: Event, wake: &mut Wakeups) {
         match event {
@@ -172,6 +308,12 @@ impl Inner {
                 id,
                 handshake,
             } => {
+                if self.refusing {
+                    // Gone already if the peer reset it.
+                    let _ = self.session.refuse(stream);
+                    wake.push(self.driver.clone());
+                    return;
+                }
                 let key = (protocol.clone(), id.clone());
                 let queue = match self.listeners.get_mut(&key) {
                     Some(listener) => listener,
@@ -183,12 +325,16 @@ impl Inner {
                     id,
                     handshake,
                 });
-                wake.push(queue.waiter.take());
+                wake.extend(queue.waiters.drain());
             }
             Event::RemoteOpen { stream, handshake } => {
                 if let Some(slot) = self.slots.get_mut(&stream) {
-                    slot.remote_open = Some(handshake);
-                    wake.push(slot.remote_open_waiter.take());
+                    let arrived = RemoteOpen::Arrived(handshake);
+                    if let RemoteOpen::Waiting(mut waiters) =
+                        std::mem::replace(&mut slot.remote_open, arrived)
+                    {
+                        wake.extend(waiters.drain());
+                    }
                 }
             }
             Event::Readable { stream } | Event::Finished { stream } => {
@@ -207,17 +353,22 @@ impl Inner {
                         slot.ended = Some(Error::Reset(reason));
                         wake.push(slot.reader.take());
                         wake.push(slot.writer.take());
-                        wake.push(slot.remote_open_waiter.take());
+                        wake.extend(
+                            slot.remote_open
+                                .waiters()
+                                .into_iter()
+                                .flat_map(Waiters::drain),
+                        );
                     }
                     None => self.forget_pending(stream),
                 }
-                wake.extend(self.openers.drain(..));
+                wake.extend(self.openers.drain());
             }
             Event::Pong { .. } => {
                 self.pongs += 1;
-                wake.extend(self.pong_waiters.drain(..));
+                wake.extend(self.pong_waiters.drain());
             }
-            Event::GoAway { .. } => wake.extend(self.openers.drain(..)),
+            Event::GoAway { .. } => wake.extend(self.openers.drain()),
             Event::Closed { reason } => {
                 self.closed = Some(reason);
                 self.wake_all(wake);
@@ -239,15 +390,20 @@ impl Inner {
         for slot in self.slots.values_mut() {
             wake.push(slot.reader.take());
             wake.push(slot.writer.take());
-            wake.push(slot.remote_open_waiter.take());
+            wake.extend(
+                slot.remote_open
+                    .waiters()
+                    .into_iter()
+                    .flat_map(Waiters::drain),
+            );
         }
-        wake.push(self.accept.waiter.take());
+        wake.extend(self.accept.waiters.drain());
         for listener in self.listeners.values_mut() {
-            wake.push(listener.waiter.take());
+            wake.extend(listener.waiters.drain());
         }
-        wake.extend(self.openers.drain(..));
-        wake.extend(self.pong_waiters.drain(..));
-        wake.extend(self.close_waiters.drain(..));
+        wake.extend(self.openers.drain());
+        wake.extend(self.pong_waiters.drain());
+        wake.extend(self.close_waiters.drain());
     }
 
     /// The latest RTT measurement.

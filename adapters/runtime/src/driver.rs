@@ -6,7 +6,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
@@ -26,6 +26,30 @@ const MAX_IOVECS: usize = 64;
 /// Rounds of work before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
 
+/// Settings of a session's connection task (the protocol's own are in
+/// [`Config`](crate::Config)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverConfig {
+    /// How long a connection that is winding down may go without the
+    /// transport accepting a written byte before it is dropped.
+    ///
+    /// Winding down starts when the session closes (the final GOAWAY still
+    /// has to be written and the transport closed) or when the last handle
+    /// is dropped (streams drain in the background). A peer that stops
+    /// reading then holds the socket for at most this long. A drain that
+    /// keeps moving data is never cut short. Default: 5 seconds.
+    pub linger: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> DriverConfig {
+        DriverConfig {
+            linger: Duration::from_secs(5),
+        }
+    }
+}
+
 pub(crate) struct Driver<T> {
     conn: Arc<Conn>,
     io: T,
@@ -35,6 +59,8 @@ pub(crate) struct Driver<T> {
     out_len: usize,
     needs_flush: bool,
     timer: Option<(Instant, Sleep)>,
+    /// While winding down: when to give up on the transport.
+    linger: Option<Instant>,
 }
 
 impl<T> Driver<T> {
@@ -48,8 +74,30 @@ impl<T> Driver<T> {
             out_len: 0,
             needs_flush: false,
             timer: None,
+            linger: None,
         }
     }
+
+    /// The winding-down deadline, pushed back when the transport took bytes.
+    fn linger_deadline(&mut self, wrote: bool) -> Instant {
+        match self.linger {
+            Some(at) if !wrote => at,
+            _ => {
+                let at = self.conn.runtime.now() + self.conn.driver_config.linger;
+                self.linger = Some(at);
+                at
+            }
+        }
+    }
+}
+
+/// What one round with the session locked found.
+struct Round {
+    progress: bool,
+    closed: bool,
+    /// Closed, or every handle dropped: the linger bound applies.
+    winding_down: bool,
+    deadline: Option<Instant>,
 }
 
 /// What a read pass produced.
@@ -128,14 +176,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// One round with the session locked: input in, events and output out.
-    /// Returns whether anything happened, whether the session is closed, and
-    /// its next deadline.
     fn exchange(
         &mut self,
         cx: &mut Context<'_>,
         inputs: Vec<Input>,
         write_error: Option<io::Error>,
-    ) -> (bool, bool, Option<Instant>) {
+    ) -> Round {
         let now = self.conn.runtime.now();
         let mut wake = Wakeups::default();
         let mut inner = self.conn.lock();
@@ -165,7 +211,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
         if progress {
             // Streams may have closed: openers waiting for room retry.
-            wake.extend(inner.openers.drain(..));
+            wake.extend(inner.openers.drain());
         }
         if inner.session.poll_timeout().is_some_and(|at| at <= now) {
             inner.session.handle_timeout(now);
@@ -187,10 +233,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             progress = true;
         }
         let closed = inner.session.is_closed();
-        let deadline = inner.session.poll_timeout();
+        let round = Round {
+            progress,
+            closed,
+            winding_down: closed || inner.abandoned,
+            deadline: inner.session.poll_timeout(),
+        };
         drop(inner);
         wake.wake();
-        (progress, closed, deadline)
+        round
     }
 }
 
@@ -202,28 +253,43 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
         for _ in 0..ROUNDS_PER_POLL {
             let mut inputs = Vec::new();
             this.read(cx, &mut inputs);
-            let (mut progress, closed, deadline) = this.exchange(cx, inputs, None);
-            match this.write(cx) {
-                Ok(wrote) => progress |= wrote,
+            let round = this.exchange(cx, inputs, None);
+            let wrote = match this.write(cx) {
+                Ok(wrote) => wrote,
                 Err(e) => {
                     this.out.clear();
                     this.out_len = 0;
                     this.exchange(cx, Vec::new(), Some(e));
                     continue;
                 }
+            };
+            let mut progress = round.progress || wrote;
+            let mut deadline = round.deadline;
+            if round.winding_down {
+                let linger = this.linger_deadline(wrote);
+                if this.conn.runtime.now() >= linger {
+                    // The peer stopped reading: drop the transport. A session
+                    // still draining ends as if the transport had failed.
+                    if !round.closed {
+                        let gave_up = io::Error::new(io::ErrorKind::TimedOut, "linger expired");
+                        this.exchange(cx, Vec::new(), Some(gave_up));
+                    }
+                    return Poll::Ready(());
+                }
+                deadline = Some(deadline.map_or(linger, |at| at.min(linger)));
             }
-            if closed && this.out.is_empty() {
+            if round.closed && this.out.is_empty() {
                 // Everything, GOAWAY included, is written: close the transport.
-                return match Pin::new(&mut this.io).poll_close(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(_) => Poll::Ready(()),
-                };
+                if Pin::new(&mut this.io).poll_close(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                progress = false;
             }
             if progress {
                 continue;
             }
-            // Idle: arm the timer for the session's next deadline. A later
-            // deadline keeps the armed timer; it fires early, harmlessly.
+            // Idle: arm the timer for the next deadline. A later deadline
+            // keeps the armed timer; it fires early, harmlessly.
             match deadline {
                 Some(at) if this.timer.as_ref().is_none_or(|(armed, _)| at < *armed) => {
                     this.timer = Some((at, this.conn.runtime.sleep_until(at)));

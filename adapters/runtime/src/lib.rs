@@ -12,6 +12,7 @@
 //! implement [`Runtime`] and provide transports.
 #![deny(missing_docs)]
 
+mod accept;
 mod conn;
 mod driver;
 mod endpoint;
@@ -20,7 +21,10 @@ mod manager;
 mod net;
 mod session;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod transport;
+mod waiters;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -28,6 +32,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
+pub use accept::{
+    concerns_one_connection, Handshake, HandshakeListener, PlainListener, RawListener,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+};
+pub use driver::DriverConfig;
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::Error;
 pub use manager::{Manager, ManagerConfig, ManagerStats};

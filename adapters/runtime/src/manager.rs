@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use plex_proto::{Config, ErrorCode, LocalError, OpenOptions};
 
 use crate::transport::Transport;
-use crate::{Endpoint, Error, Runtime, Session, Stream};
+use crate::waiters::{self, Waiters};
+use crate::{DriverConfig, Endpoint, Error, Runtime, Session, Stream};
 
 /// Limits and timers of a [`Manager`]. Defaults follow the Syndicate v3 mux.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct ManagerConfig {
     pub keep_alive_interval: Duration,
     /// Configuration of each session.
     pub session: Config,
+    /// Connection-task settings of each session (the linger bound).
+    pub driver: DriverConfig,
 }
 
 impl Default for ManagerConfig {
@@ -37,6 +40,7 @@ impl Default for ManagerConfig {
             idle_timeout: Duration::from_secs(5 * 60),
             keep_alive_interval: Duration::from_secs(30),
             session: Config::default(),
+            driver: DriverConfig::default(),
         }
     }
 }
@@ -96,8 +100,9 @@ struct State {
 #[derive(Default)]
 struct Pool {
     connections: Vec<Pooled>,
+    /// Dials under way, each reserved by a [`Dialing`] guard.
     dialing: usize,
-    waiters: Vec<Waker>,
+    waiters: Waiters,
 }
 
 struct Pooled {
@@ -171,7 +176,7 @@ impl Manager {
                         Err(e) => return Err(e),
                     }
                 }
-                Pick::Dial => self.dial(&endpoint).await?,
+                Pick::Dial(reservation) => self.dial(&endpoint, reservation).await?,
             }
         }
     }
@@ -198,14 +203,23 @@ impl Manager {
         stats
     }
 
+    /// Tasks registered as waiting for room at `endpoint`, for the tests.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self, endpoint: &str) -> usize {
+        let endpoint: Endpoint = endpoint.parse().expect("endpoint");
+        let state = self.shared.lock();
+        state.pools.get(&endpoint).map_or(0, |p| p.waiters.len())
+    }
+
     /// Closes every connection gracefully and refuses new streams. Streams
     /// already handed out finish first.
     pub async fn close(&self) {
+        let mut wake = Vec::new();
         let sessions: Vec<Session> = {
             let mut state = self.shared.lock();
             state.closed = true;
             for pool in state.pools.values_mut() {
-                pool.waiters.drain(..).for_each(Waker::wake);
+                wake.extend(pool.waiters.drain());
             }
             state
                 .pools
@@ -213,6 +227,7 @@ impl Manager {
                 .flat_map(|p| p.connections.iter().map(|c| c.session.clone()))
                 .collect()
         };
+        wake.into_iter().for_each(Waker::wake);
         for session in sessions {
             // A connection that died already needs no goodbye.
             let _ = session.close().await;
@@ -232,12 +247,18 @@ impl Manager {
     /// Waits for a connection with room, or for the right to dial one.
     async fn pick(&self, endpoint: &Endpoint) -> Result<Pick, Error> {
         let limits = &self.shared.config;
+        let waiting = PoolWait {
+            shared: &self.shared,
+            endpoint,
+            key: waiters::key(),
+        };
         poll_fn(|cx| {
             let mut state = self.shared.lock();
             if state.closed {
                 return Poll::Ready(Err(Error::Local(LocalError::Closed)));
             }
             let pool = state.pools.entry(endpoint.clone()).or_default();
+            pool.waiters.remove(waiting.key);
             let best = pool
                 .connections
                 .iter_mut()
@@ -255,27 +276,36 @@ impl Manager {
                 .count();
             if live + pool.dialing < limits.max_connections {
                 pool.dialing += 1;
-                return Poll::Ready(Ok(Pick::Dial));
+                return Poll::Ready(Ok(Pick::Dial(Dialing {
+                    shared: self.shared.clone(),
+                    endpoint: endpoint.clone(),
+                })));
             }
-            pool.waiters.push(cx.waker().clone());
+            pool.waiters.register(waiting.key, cx.waker());
             Poll::Pending
         })
         .await
     }
 
-    async fn dial(&self, endpoint: &Endpoint) -> Result<(), Error> {
+    /// Dials a connection into the pool. The reservation is released
+    /// however this ends, the future being dropped mid-dial included.
+    async fn dial(&self, endpoint: &Endpoint, reservation: Dialing) -> Result<(), Error> {
         let shared = &self.shared;
         let mut config = shared.config.session.clone();
         config.ping_interval = Some(shared.config.keep_alive_interval);
         let dialled = match shared.transport.dial(endpoint).await {
-            Ok(io) => Session::client(io, config, shared.runtime.clone()),
+            Ok(io) => Session::with_driver(
+                io,
+                plex_proto::Role::Client,
+                config,
+                shared.config.driver.clone(),
+                shared.runtime.clone(),
+            ),
             Err(e) => Err(e),
         };
         let mut state = shared.lock();
         let pool = state.pools.entry(endpoint.clone()).or_default();
-        pool.dialing -= 1;
-        pool.waiters.drain(..).for_each(Waker::wake);
-        match dialled {
+        let result = match dialled {
             Ok(session) => {
                 let id = shared.connections_created.fetch_add(1, Ordering::Relaxed);
                 pool.connections.push(Pooled {
@@ -290,13 +320,53 @@ impl Manager {
                 shared.connection_errors.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
-        }
+        };
+        drop(state);
+        drop(reservation);
+        result
     }
 }
 
 enum Pick {
     Connection(u64, Session),
-    Dial,
+    Dial(Dialing),
+}
+
+/// A reserved dial: counted in its pool's `dialing` until dropped, so that a
+/// `get_stream` cancelled mid-dial cannot wedge the endpoint.
+struct Dialing {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+}
+
+impl Drop for Dialing {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        let wake: Vec<Waker> = match state.pools.get_mut(&self.endpoint) {
+            Some(pool) => {
+                pool.dialing -= 1;
+                pool.waiters.drain().collect()
+            }
+            None => Vec::new(),
+        };
+        drop(state);
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// A `pick` future's place among its pool's waiters, left when dropped.
+struct PoolWait<'a> {
+    shared: &'a Shared,
+    endpoint: &'a Endpoint,
+    key: u64,
+}
+
+impl Drop for PoolWait<'_> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.shared.lock().pools.get_mut(self.endpoint) {
+            pool.waiters.remove(self.key);
+        }
+    }
 }
 
 impl Shared {
@@ -328,7 +398,9 @@ impl Shared {
         if failed {
             self.connection_errors.fetch_add(1, Ordering::Relaxed);
         }
-        pool.waiters.drain(..).for_each(Waker::wake);
+        let wake: Vec<Waker> = pool.waiters.drain().collect();
+        drop(state);
+        wake.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -352,7 +424,9 @@ impl Drop for Lease {
                 c.idle_since = Some(now);
             }
         }
-        pool.waiters.drain(..).for_each(Waker::wake);
+        let wake: Vec<Waker> = pool.waiters.drain().collect();
+        drop(state);
+        wake.into_iter().for_each(Waker::wake);
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use plex_proto::Config;
 
 use crate::transport::{Transport, TransportListener};
-use crate::{Endpoint, Error, Runtime, Session};
+use crate::{DriverConfig, Endpoint, Error, Role, Runtime, Session};
 
 /// Dials `url` through `transport` and starts a client session.
 pub async fn connect(
@@ -32,6 +32,7 @@ pub async fn listen(
         listener,
         runtime,
         config,
+        driver: DriverConfig::default(),
     })
 }
 
@@ -40,13 +41,26 @@ pub struct Server {
     listener: Box<dyn TransportListener>,
     runtime: Arc<dyn Runtime>,
     config: Config,
+    driver: DriverConfig,
 }
 
 impl Server {
+    /// Runs the sessions of later connections with `driver`'s settings.
+    pub fn with_driver(mut self, driver: DriverConfig) -> Server {
+        self.driver = driver;
+        self
+    }
+
     /// The next connection, as a server session, with its peer's address.
+    ///
+    /// Fails only when the listener itself fails (or the config is
+    /// invalid): a connection that fails on its own (reset while queued, a
+    /// WebSocket handshake that fails or times out) is skipped, so an accept
+    /// loop may stop at the first error.
     pub async fn accept(&self) -> Result<(Session, String), Error> {
         let (io, peer) = self.listener.accept().await?;
-        let session = Session::server(io, self.config.clone(), self.runtime.clone())?;
+        let (config, driver) = (self.config.clone(), self.driver.clone());
+        let session = Session::with_driver(io, Role::Server, config, driver, self.runtime.clone())?;
         Ok((session, peer))
     }
 

@@ -9,15 +9,18 @@ use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::{CloseReason, Config, ErrorCode, LocalError, OpenOptions, Role, SessionStats};
 
-use crate::conn::{Conn, Pending, Slot};
+use crate::conn::{Conn, Pending, Registration, Slot, WaitKind};
 use crate::driver::Driver;
-use crate::{Error, Runtime, Stream};
+use crate::{DriverConfig, Error, Runtime, Stream};
 
 /// One multiplexed connection. Cheap to clone; every clone is the same
 /// connection.
 ///
 /// When the last handle of a connection (sessions, streams, listeners) is
-/// dropped, it sends a graceful GOAWAY and closes once streams drain.
+/// dropped, it sends a graceful GOAWAY, refuses the streams the peer opened
+/// that nobody accepted (REFUSED_STREAM: safe for the peer to retry), and
+/// closes once streams drain. The drain and the final flush are bounded by
+/// [`DriverConfig::linger`].
 pub struct Session {
     conn: Arc<Conn>,
 }
@@ -33,9 +36,23 @@ impl Session {
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        Session::with_driver(io, role, config, DriverConfig::default(), runtime)
+    }
+
+    /// [`Session::new`] with settings for the connection task.
+    pub fn with_driver<T>(
+        io: T,
+        role: Role,
+        config: Config,
+        driver: DriverConfig,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Session, Error>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let now = runtime.now();
         let session = plex_proto::Session::new(role, config, now)?;
-        let conn = Conn::new(session, runtime);
+        let conn = Conn::new(session, runtime, driver);
         conn.runtime.spawn(Box::pin(Driver::new(conn.clone(), io)));
         Ok(Session::from_conn(conn))
     }
@@ -56,6 +73,12 @@ impl Session {
         Session::new(io, Role::Server, config, runtime)
     }
 
+    /// The shared state, for the crate's tests.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
     fn from_conn(conn: Arc<Conn>) -> Session {
         conn.add_handle();
         Session { conn }
@@ -63,10 +86,12 @@ impl Session {
 
     /// Opens a stream. Waits while the peer's stream limit is reached.
     pub async fn open_stream(&self, options: OpenOptions) -> Result<Stream, Error> {
+        let mut waiting = Registration::new(&self.conn, WaitKind::Open);
         poll_fn(|cx| {
             let mut inner = self.conn.lock();
             match inner.session.open(options.clone()) {
                 Ok(id) => {
+                    waiting.done(&mut inner);
                     inner.slots.insert(id, Slot::default());
                     let driver = inner.driver.clone();
                     drop(inner);
@@ -74,7 +99,7 @@ impl Session {
                     Poll::Ready(Ok(Stream::new(self.conn.clone(), id)))
                 }
                 Err(LocalError::StreamLimit) => {
-                    inner.openers.push(cx.waker().clone());
+                    waiting.wait(&mut inner, cx.waker());
                     Poll::Pending
                 }
                 Err(LocalError::Closed) => Poll::Ready(Err(inner.closed_error())),
@@ -87,23 +112,38 @@ impl Session {
     /// The next stream the peer opened that no [`Listener`] claimed,
     /// accepted with an empty handshake. Its opener's handshake is
     /// [`Stream::remote_open`].
+    ///
+    /// Streams the peer reset before they were accepted are skipped: an
+    /// error means the connection is closed, so an accept loop may stop.
     pub async fn accept_stream(&self) -> Result<Stream, Error> {
-        let incoming = self.accept_incoming().await?;
-        incoming.accept(Bytes::new())
+        loop {
+            let incoming = self.accept_incoming().await?;
+            match incoming.accept(Bytes::new()) {
+                Ok(stream) => return Ok(stream),
+                // Reset (or refused by a closing session) since it queued.
+                Err(Error::Local(LocalError::UnknownStream(_) | LocalError::NotPending(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The next stream the peer opened that no [`Listener`] claimed, to
-    /// accept with a handshake of our own or to refuse.
+    /// accept with a handshake of our own or to refuse. Any number of tasks
+    /// may wait here; each stream goes to one of them, and all of them wake
+    /// when the connection closes.
     pub async fn accept_incoming(&self) -> Result<Incoming, Error> {
+        let mut waiting = Registration::new(&self.conn, WaitKind::Accept);
         poll_fn(|cx| {
             let mut inner = self.conn.lock();
             if let Some(pending) = inner.accept.queue.pop_front() {
+                waiting.done(&mut inner);
                 return Poll::Ready(Ok(Incoming::new(self.conn.clone(), pending)));
             }
             if inner.closed.is_some() {
+                waiting.done(&mut inner);
                 return Poll::Ready(Err(inner.closed_error()));
             }
-            inner.accept.waiter = Some(cx.waker().clone());
+            waiting.wait(&mut inner, cx.waker());
             Poll::Pending
         })
         .await
@@ -132,9 +172,11 @@ impl Session {
     /// Sends a PING and returns the round-trip time of the next answer.
     pub async fn ping(&self) -> Result<Duration, Error> {
         let mut ticket = None;
+        let mut waiting = Registration::new(&self.conn, WaitKind::Pong);
         poll_fn(|cx| {
             let mut inner = self.conn.lock();
             if inner.closed.is_some() {
+                waiting.done(&mut inner);
                 return Poll::Ready(Err(inner.closed_error()));
             }
             match ticket {
@@ -142,18 +184,21 @@ impl Session {
                     inner.session.ping()?;
                     ticket = Some(inner.pongs);
                     let driver = inner.driver.clone();
-                    inner.pong_waiters.push(cx.waker().clone());
+                    waiting.wait(&mut inner, cx.waker());
                     drop(inner);
                     driver.into_iter().for_each(|w| w.wake());
                     Poll::Pending
                 }
-                Some(sent) if inner.pongs > sent => Poll::Ready(
-                    inner
-                        .rtt()
-                        .ok_or(Error::Closed(CloseReason::TransportClosed)),
-                ),
+                Some(sent) if inner.pongs > sent => {
+                    waiting.done(&mut inner);
+                    Poll::Ready(
+                        inner
+                            .rtt()
+                            .ok_or(Error::Closed(CloseReason::TransportClosed)),
+                    )
+                }
                 Some(_) => {
-                    inner.pong_waiters.push(cx.waker().clone());
+                    waiting.wait(&mut inner, cx.waker());
                     Poll::Pending
                 }
             }
@@ -173,12 +218,17 @@ impl Session {
     }
 
     /// Closes gracefully: GOAWAY, then waits until every stream has finished
-    /// and the connection is closed.
+    /// and the connection is closed. Streams the peer opened that were not
+    /// accepted yet (by [`accept_stream`](Session::accept_stream) or a
+    /// [`Listener`]) are refused with REFUSED_STREAM, which tells the peer it
+    /// may retry them elsewhere; so are any still arriving.
     pub async fn close(&self) -> Result<(), Error> {
         match self.go_away(ErrorCode::NO_ERROR) {
             Ok(()) | Err(Error::Local(LocalError::Closed)) => {}
             Err(e) => return Err(e),
         }
+        let wake = self.conn.lock().refuse_unaccepted();
+        wake.wake();
         match self.closed().await {
             CloseReason::Drained | CloseReason::Local(ErrorCode::NO_ERROR) => Ok(()),
             other => Err(Error::Closed(other)),
@@ -187,12 +237,16 @@ impl Session {
 
     /// Waits until the connection is closed and returns why.
     pub async fn closed(&self) -> CloseReason {
+        let mut waiting = Registration::new(&self.conn, WaitKind::Close);
         poll_fn(|cx| {
             let mut inner = self.conn.lock();
-            match &inner.closed {
-                Some(reason) => Poll::Ready(reason.clone()),
+            match inner.closed.clone() {
+                Some(reason) => {
+                    waiting.done(&mut inner);
+                    Poll::Ready(reason)
+                }
                 None => {
-                    inner.close_waiters.push(cx.waker().clone());
+                    waiting.wait(&mut inner, cx.waker());
                     Poll::Pending
                 }
             }
@@ -236,19 +290,25 @@ pub struct Listener {
 
 impl Listener {
     /// The next matching stream the peer opened.
+    ///
+    /// Any number of tasks may wait here; each stream goes to one of them,
+    /// and all of them wake when the connection closes.
     pub async fn accept(&self) -> Result<Incoming, Error> {
+        let mut waiting = Registration::new(&self.conn, WaitKind::Listener(self.key.clone()));
         poll_fn(|cx| {
             let mut inner = self.conn.lock();
             if inner.closed.is_some() {
+                waiting.done(&mut inner);
                 return Poll::Ready(Err(inner.closed_error()));
             }
-            let Some(waiting) = inner.listeners.get_mut(&self.key) else {
+            let Some(queue) = inner.listeners.get_mut(&self.key) else {
                 return Poll::Ready(Err(Error::Closed(CloseReason::TransportClosed)));
             };
-            if let Some(pending) = waiting.queue.pop_front() {
+            if let Some(pending) = queue.queue.pop_front() {
+                waiting.done(&mut inner);
                 return Poll::Ready(Ok(Incoming::new(self.conn.clone(), pending)));
             }
-            waiting.waiter = Some(cx.waker().clone());
+            waiting.wait(&mut inner, cx.waker());
             Poll::Pending
         })
         .await

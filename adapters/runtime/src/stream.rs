@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::{ErrorCode, LocalError, ReadError, StreamId, WriteError};
 
-use crate::conn::{Conn, Inner};
+use crate::conn::{Conn, Inner, Registration, RemoteOpen, WaitKind};
 use crate::manager::Lease;
 use crate::{Error, Sleep};
 
@@ -20,6 +20,11 @@ use crate::{Error, Sleep};
 /// `poll_close` finishes our side (END_STREAM); the peer can still send.
 /// Dropping a stream without closing it finishes it gracefully: data
 /// already written is delivered, and data still arriving is discarded.
+///
+/// Data that arrived before the connection closed stays readable when the
+/// peer had finished sending it (END_STREAM): a response that fully arrived
+/// is not lost to a transport EOF or an error GOAWAY that follows it, as
+/// with TCP. Reads of a stream still open at the close fail.
 pub struct Stream {
     conn: Arc<Conn>,
     id: StreamId,
@@ -87,6 +92,7 @@ impl Stream {
 
     /// Waits until both sides have opened, and returns the peer's handshake.
     pub async fn remote_open(&self) -> Result<Bytes, Error> {
+        let mut waiting = Registration::new(&self.conn, WaitKind::RemoteOpen(self.id));
         poll_fn(|cx| {
             let mut inner = self.conn.lock();
             let closed = inner.closed.is_some();
@@ -96,17 +102,17 @@ impl Stream {
                     error.unwrap_or(Error::Local(LocalError::UnknownStream(self.id)))
                 ));
             };
-            if let Some(handshake) = &slot.remote_open {
-                return Poll::Ready(Ok(handshake.clone()));
-            }
-            if let Some(ended) = &slot.ended {
-                return Poll::Ready(Err(ended.clone()));
-            }
-            if let Some(e) = error {
-                return Poll::Ready(Err(e));
-            }
-            slot.remote_open_waiter = Some(cx.waker().clone());
-            Poll::Pending
+            let ready = match (&slot.remote_open, &slot.ended, error) {
+                (RemoteOpen::Arrived(handshake), _, _) => Ok(handshake.clone()),
+                (RemoteOpen::Waiting(_), Some(ended), _) => Err(ended.clone()),
+                (RemoteOpen::Waiting(_), None, Some(e)) => Err(e),
+                (RemoteOpen::Waiting(_), None, None) => {
+                    waiting.wait(&mut inner, cx.waker());
+                    return Poll::Pending;
+                }
+            };
+            waiting.done(&mut inner);
+            Poll::Ready(ready)
         })
         .await
     }
@@ -187,6 +193,11 @@ impl AsyncRead for Stream {
         let result = inner.session.read(this.id, buf);
         let poll = match result {
             Ok(n) => {
+                if n.is_none() {
+                    if let Some(slot) = inner.slots.get_mut(&this.id) {
+                        slot.read_end = true;
+                    }
+                }
                 let driver = inner.driver_if_needed();
                 drop(inner);
                 driver.into_iter().for_each(Waker::wake);
@@ -203,9 +214,14 @@ impl AsyncRead for Stream {
                 }
                 return Poll::Pending;
             }
+            // Forgotten after end-of-stream was read: still the end.
+            Err(ReadError::Local(LocalError::UnknownStream(_)))
+                if inner.slots.get(&this.id).is_some_and(|s| s.read_end) =>
+            {
+                Poll::Ready(Ok(0))
+            }
             Err(ReadError::Local(LocalError::UnknownStream(_))) => match this.gone(&inner) {
                 Some(e) => Poll::Ready(Err(e.into())),
-                // Forgotten after end-of-stream was read: still the end.
                 None => Poll::Ready(Ok(0)),
             },
             Err(ReadError::Local(e)) => Poll::Ready(Err(Error::Local(e).into())),

@@ -31,7 +31,10 @@ pub trait Transport: Send + Sync + 'static {
 
 /// Connections arriving on a listening endpoint.
 pub trait TransportListener: Send + Sync + 'static {
-    /// The next connection and a description of its peer.
+    /// The next connection and a description of its peer. An error means
+    /// the listener itself failed: implementations skip connections that
+    /// fail on their own (see [`HandshakeListener`](crate::HandshakeListener)
+    /// and [`PlainListener`](crate::PlainListener)).
     fn accept(&self) -> BoxResult<'_, (BoxIo, String)>;
 
     /// The endpoint actually bound (port 0 resolved).

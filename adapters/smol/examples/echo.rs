@@ -36,11 +36,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ["server", url] => {
                 let server = plex_smol::listen(url, Config::default()).await?;
                 println!("echo server on {}", server.local_endpoint());
-                while let Ok((session, peer)) = server.accept().await {
+                // Fails only when the listener itself does: a client that fails
+                // its handshake is dropped and the next one accepted.
+                loop {
+                    let (session, peer) = server.accept().await?;
                     println!("connection from {peer}");
                     smol::spawn(serve(session)).detach();
                 }
-                Ok(())
             }
             ["client", url, message] => {
                 let session = plex_smol::connect(url, Config::default()).await?;

@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    Manager, ManagerConfig, Runtime, Scheme, Server, Session, Sleep, Transport, TransportListener,
-    WsIo,
+    HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
+    Session, Sleep, Transport, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use smol::net::{TcpListener, TcpStream};
 
@@ -78,11 +78,34 @@ impl Transport for SmolTransport {
         })
     }
 
+    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
+    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
     fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
             let tcp = TcpListener::bind(endpoint.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
-            Ok(Box::new(SmolListener { tcp, endpoint }) as Box<dyn TransportListener>)
+            let raw = SmolListener { tcp, endpoint };
+            Ok(match raw.endpoint.scheme {
+                Scheme::Ws => {
+                    let check = raw.endpoint.path.clone();
+                    let upgrade = move |tcp: TcpStream| -> BoxResult<'static, BoxIo> {
+                        let check = accept_path(check.clone());
+                        Box::pin(async move {
+                            let ws = async_tungstenite::accept_hdr_async(tcp, check)
+                                .await
+                                .map_err(ws_io_error)?;
+                            Ok(Box::new(WsIo::new(ws)) as BoxIo)
+                        })
+                    };
+                    Box::new(HandshakeListener::new(
+                        raw,
+                        SmolRuntime::shared(),
+                        Arc::new(upgrade),
+                        DEFAULT_HANDSHAKE_TIMEOUT,
+                    )) as Box<dyn TransportListener>
+                }
+                _ => Box::new(PlainListener(raw)),
+            })
         })
     }
 }
@@ -92,22 +115,14 @@ struct SmolListener {
     endpoint: Endpoint,
 }
 
-impl TransportListener for SmolListener {
-    fn accept(&self) -> BoxResult<'_, (BoxIo, String)> {
+impl RawListener for SmolListener {
+    type Conn = TcpStream;
+
+    fn accept(&self) -> BoxResult<'_, (TcpStream, String)> {
         Box::pin(async move {
             let (tcp, peer) = self.tcp.accept().await?;
             tcp.set_nodelay(true)?;
-            let io: BoxIo = match self.endpoint.scheme {
-                Scheme::Ws => {
-                    let check = accept_path(self.endpoint.path.clone());
-                    let ws = async_tungstenite::accept_hdr_async(tcp, check)
-                        .await
-                        .map_err(ws_io_error)?;
-                    Box::new(WsIo::new(ws))
-                }
-                _ => Box::new(tcp),
-            };
-            Ok((io, peer.to_string()))
+            Ok((tcp, peer.to_string()))
         })
     }
 

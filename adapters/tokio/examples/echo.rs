@@ -38,11 +38,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["server", url] => {
             let server = plex_tokio::listen(url, Config::default()).await?;
             println!("echo server on {}", server.local_endpoint());
-            while let Ok((session, peer)) = server.accept().await {
+            // Fails only when the listener itself does: a client that fails
+            // its handshake is dropped and the next one accepted.
+            loop {
+                let (session, peer) = server.accept().await?;
                 println!("connection from {peer}");
                 tokio::spawn(serve(session));
             }
-            Ok(())
         }
         ["client", url, message] => {
             let session = plex_tokio::connect(url, Config::default()).await?;

@@ -21,6 +21,7 @@ async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
 /// Serves HTTP/1.1 on every stream the peer opens for protocol "http".
 async fn serve(session: Session) {
     let listener = session.listen("http", "");
+    // Ends when the connection closes.
     while let Ok(incoming) = listener.accept().await {
         let Ok(stream) = incoming.accept("") else {
             continue;
@@ -43,6 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = plex_tokio::listen("tcp://127.0.0.1:0", Config::default()).await?;
     let url = server.local_endpoint().to_string();
     tokio::spawn(async move {
+        // Ends only if the listener itself fails.
         while let Ok((session, _)) = server.accept().await {
             tokio::spawn(serve(session));
         }

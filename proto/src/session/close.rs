@@ -1,12 +1,13 @@
 //! Ending the connection: GOAWAY, the drain, and closing.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::Session;
 use crate::error::{CloseReason, LocalError};
 use crate::event::Event;
 use crate::frame::Frame;
 use crate::id::{ErrorCode, StreamId};
+use crate::stream::Fin;
 
 impl Session {
     /// Sends GOAWAY. With NO_ERROR it is a graceful drain: streams already
@@ -47,7 +48,10 @@ impl Session {
         }
     }
 
-    /// Ends the connection. Streams are dropped. With `goaway` (§10), our
+    /// Ends the connection. Streams are dropped, except accepted ones whose
+    /// END_STREAM arrived and was not read yet: as with TCP, what fully
+    /// arrived stays readable (`read` serves it, then end-of-stream, then the
+    /// stream is forgotten); nothing more is sent on them. With `goaway` (§10), our
     /// SETTINGS go out first if they have not yet, then the replies the
     /// peer caused before the error (bounded by the reply queue), then a
     /// GOAWAY with that code, last. Without it nothing more is sent.
@@ -55,7 +59,13 @@ impl Session {
         if self.closed.is_some() {
             return;
         }
-        self.streams.clear();
+        self.streams
+            .retain(|_, s| s.recv.fin && !s.recv.done && s.is_accepted());
+        for s in self.streams.values_mut() {
+            s.counted = false;
+            s.send.buf = BytesMut::new();
+            s.send.fin = Fin::Sent;
+        }
         self.ready.clear();
         self.updates.clear();
         self.conn_update_queued = false;

@@ -171,6 +171,45 @@ fn transport_eof_fails_everything() {
 }
 
 #[test]
+fn a_response_that_fully_arrived_stays_readable_after_the_close() {
+    // Closed by the transport's EOF, then by the peer's error GOAWAY.
+    for by_goaway in [false, true] {
+        let mut p = connected();
+        let done = open_pair(&mut p, OpenOptions::default());
+        let open = open_pair(&mut p, OpenOptions::default());
+        let response = vec![7u8; 50_000];
+        assert_eq!(p.server.write(done, &response), Ok(response.len()));
+        p.server.finish(done).unwrap();
+        assert_eq!(p.server.write(open, b"partial"), Ok(7));
+        assert!(p.drive());
+        if by_goaway {
+            p.server.go_away(ErrorCode::INTERNAL_ERROR).unwrap();
+            assert!(p.drive());
+        } else {
+            let now = p.now();
+            p.client.handle_eof(now);
+        }
+        assert!(p.client.is_closed());
+        // Everything the finished stream will ever get is here: readable.
+        let mut got = Vec::new();
+        assert!(read_available(&mut p.client, done, &mut got));
+        assert!(got == response, "{} of 50000 bytes", got.len());
+        // Read to its end, it is forgotten; nothing went out for it.
+        assert_eq!(
+            p.client.read(done, &mut [0; 4]),
+            Err(crate::ReadError::Local(LocalError::UnknownStream(done)))
+        );
+        assert_eq!(p.client.poll_transmit(p.now()), None);
+        // A stream still open at the close fails, its partial data dropped.
+        assert_eq!(
+            p.client.read(open, &mut [0; 4]),
+            Err(crate::ReadError::Local(LocalError::UnknownStream(open)))
+        );
+        assert_eq!(p.client.stats().active_streams, 0);
+    }
+}
+
+#[test]
 fn unacknowledged_settings_time_out() {
     let t0 = origin();
     let mut s = Session::client(Config::default(), t0).unwrap();

@@ -1,0 +1,193 @@
+//! Waiter bookkeeping, checked on a session whose connection task never
+//! runs: each future's waker is counted without any network or timing.
+
+use std::future::Future;
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use plex_proto::{Config, OpenOptions, Role};
+
+use crate::{
+    BoxFuture, BoxIo, BoxResult, Endpoint, Manager, ManagerConfig, Runtime, Session, Sleep,
+    Transport, TransportListener,
+};
+
+/// A runtime that never runs what it is given: the driver stays idle.
+struct Frozen;
+
+impl Runtime for Frozen {
+    fn spawn(&self, _future: BoxFuture) {}
+
+    fn sleep_until(&self, _deadline: Instant) -> Sleep {
+        Box::pin(std::future::pending())
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A transport that never has anything to say.
+struct Silent;
+
+impl AsyncRead for Silent {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Silent {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Pending
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+fn session() -> Session {
+    Session::new(Silent, Role::Client, Config::default(), Arc::new(Frozen)).unwrap()
+}
+
+const POLLS: usize = 100_000;
+
+/// Polls `future` many times; it must stay pending.
+fn poll_often<F: Future>(future: Pin<&mut F>) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut future = future;
+    for _ in 0..POLLS {
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+    }
+}
+
+#[test]
+fn a_future_polled_many_times_holds_one_waker_until_dropped() {
+    let s = session();
+    let closed = s.closed();
+    let mut closed = pin!(closed);
+    poll_often(closed.as_mut());
+    assert_eq!(s.conn().lock().close_waiters.len(), 1);
+
+    let accept = s.accept_incoming();
+    let mut accept = pin!(accept);
+    poll_often(accept.as_mut());
+    assert_eq!(s.conn().lock().accept.waiters.len(), 1);
+
+    let ping = s.ping();
+    let mut ping = pin!(ping);
+    poll_often(ping.as_mut());
+    assert_eq!(s.conn().lock().pong_waiters.len(), 1);
+}
+
+#[test]
+fn dropped_futures_leave_their_waiter_sets() {
+    let s = session();
+    // Fill the peer's default stream limit (100) so the next open waits.
+    let streams: Vec<_> = (0..100)
+        .map(|_| {
+            let open = pin!(s.open_stream(OpenOptions::default()));
+            let mut cx = Context::from_waker(Waker::noop());
+            match open.poll(&mut cx) {
+                Poll::Ready(stream) => stream.unwrap(),
+                Poll::Pending => panic!("open waited below the limit"),
+            }
+        })
+        .collect();
+    {
+        let open = pin!(s.open_stream(OpenOptions::default()));
+        poll_often(open);
+        assert_eq!(s.conn().lock().openers.len(), 1);
+    }
+    assert_eq!(s.conn().lock().openers.len(), 0);
+    {
+        let closed = pin!(s.closed());
+        poll_often(closed);
+    }
+    assert_eq!(s.conn().lock().close_waiters.len(), 0);
+    drop(streams);
+}
+
+#[test]
+fn every_task_waiting_to_accept_is_registered() {
+    let s = session();
+    let clone = s.clone();
+    let (a, b) = (s.accept_incoming(), clone.accept_incoming());
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(a.as_mut().poll(&mut cx).is_pending());
+    assert!(b.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(s.conn().lock().accept.waiters.len(), 2);
+}
+
+#[test]
+fn accept_stream_skips_a_queued_stream_the_session_no_longer_knows() {
+    // What a reset racing `accept_stream` leaves: a queued stream that the
+    // session already forgot.
+    let s = session();
+    s.conn()
+        .lock()
+        .accept
+        .queue
+        .push_back(crate::conn::Pending {
+            stream: plex_proto::StreamId::new(2),
+            protocol: bytes::Bytes::new(),
+            id: bytes::Bytes::new(),
+            handshake: bytes::Bytes::new(),
+        });
+    let accept = pin!(s.accept_stream());
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Ready(result) = accept.poll(&mut cx) {
+        panic!("accept_stream ended: {result:?}");
+    }
+    assert!(s.conn().lock().accept.queue.is_empty());
+}
+
+/// Dials [`Silent`] connections; listens nowhere.
+struct SilentTransport;
+
+impl Transport for SilentTransport {
+    fn dial<'a>(&'a self, _endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        Box::pin(async { Ok(Box::new(Silent) as BoxIo) })
+    }
+
+    fn listen<'a>(&'a self, _endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        Box::pin(async { Err(io::Error::from(io::ErrorKind::Unsupported).into()) })
+    }
+}
+
+#[test]
+fn a_manager_wait_polled_many_times_holds_one_waker_until_dropped() {
+    const URL: &str = "tcp://127.0.0.1:1";
+    let config = ManagerConfig {
+        max_connections: 1,
+        max_streams_per_connection: 1,
+        ..ManagerConfig::default()
+    };
+    let manager = Manager::new(Arc::new(SilentTransport), Arc::new(Frozen), config);
+    let mut cx = Context::from_waker(Waker::noop());
+    // The only slot: dialled and opened locally, without the network.
+    let first = match pin!(manager.get_stream(URL)).poll(&mut cx) {
+        Poll::Ready(stream) => stream.unwrap(),
+        Poll::Pending => panic!("the first stream waited"),
+    };
+    {
+        let second = pin!(manager.get_stream(URL));
+        poll_often(second);
+        assert_eq!(manager.waiting(URL), 1);
+    }
+    assert_eq!(manager.waiting(URL), 0);
+    drop(first);
+}
