@@ -17,13 +17,13 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The stream was reset; the reason says by whom and why.
-    #[error("stream reset: {0:?}")]
+    #[error("stream reset: {0}")]
     Reset(ResetReason),
     /// This side reset the stream with this code.
     #[error("stream reset locally with {0}")]
     LocalReset(ErrorCode),
     /// The connection closed.
-    #[error("connection closed: {0:?}")]
+    #[error("connection closed: {0}")]
     Closed(CloseReason),
     /// A read or write deadline passed.
     #[error("timed out")]
@@ -53,5 +53,22 @@ impl From<Error> for io::Error {
             Error::Io(io) => io.kind(),
         };
         io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_sentences_not_debug_names() {
+        let closed = Error::Closed(CloseReason::TransportClosed).to_string();
+        assert_eq!(
+            closed,
+            "connection closed: the transport closed before the session ended"
+        );
+        let reset = Error::Reset(ResetReason::Remote(ErrorCode::CANCEL)).to_string();
+        assert!(!reset.contains("Remote("), "{reset}");
+        assert!(reset.contains("CANCEL"), "{reset}");
     }
 }
