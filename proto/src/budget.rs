@@ -44,13 +44,14 @@ impl Bucket {
     }
 }
 
-/// The four budgets of [`FloodLimits`](crate::FloodLimits).
+/// The rate budgets of [`FloodLimits`](crate::FloodLimits).
 #[derive(Debug)]
 pub(crate) struct Budgets {
     pub(crate) resets: Bucket,
     pub(crate) empty_data: Bucket,
     pub(crate) settings: Bucket,
     pub(crate) pings: Bucket,
+    pub(crate) ignored: Bucket,
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub struct Config {
     pub connection_window: u32,
     /// Ceiling for the auto-tuned connection window. All data buffered for
     /// the application is bounded by it: it is the session's memory budget.
+    /// The memory holding that data is at most max(R / 16 KiB, 2) times it,
+    /// plus 32 KiB per stream holding data, where R is the size of the
+    /// buffers input is read into (SPEC.md §11): small payloads are copied
+    /// together, payloads of 16 KiB or more stay zero-copy.
     pub max_connection_window: u32,
     /// Largest frame payload we accept (our MAX_FRAME_SIZE).
     pub max_frame_size: u32,
@@ -121,6 +125,10 @@ pub struct FloodLimits {
     pub settings: Rate,
     /// PING frames (not acknowledgements).
     pub pings: Rate,
+    /// Frames the receiver ignores, which cost work without flow control:
+    /// unknown types, PING ACKs matching no PING, STOP_SENDING on closed
+    /// streams, and DATA under 1024 bytes on closed streams.
+    pub ignored: Rate,
     /// Control frames that may wait in the send queue because of the peer
     /// (PING and SETTINGS acknowledgements, RST_STREAM). RST_STREAM may
     /// exceed it by `max_concurrent_streams`: a peer that bursts opens
@@ -135,6 +143,7 @@ impl Default for FloodLimits {
             empty_data: Rate::new(64, 64),
             settings: Rate::new(32, 4),
             pings: Rate::new(64, 32),
+            ignored: Rate::new(4096, 1024),
             max_queued_replies: 512,
         }
     }

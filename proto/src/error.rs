@@ -118,6 +118,10 @@ pub enum Flood {
     /// Too many PING frames.
     #[error("too many PING frames")]
     Pings,
+    /// Too many frames that are ignored (unknown types, unmatched PING ACKs,
+    /// small DATA on closed streams).
+    #[error("too many ignored frames")]
+    Ignored,
     /// Too many control replies waiting to be sent (the peer is not reading).
     #[error("too many queued {0} replies")]
     ControlQueue(&'static str),

@@ -150,6 +150,7 @@ impl Session {
             empty_data: Bucket::new(limits.empty_data, now),
             settings: Bucket::new(limits.settings, now),
             pings: Bucket::new(limits.pings, now),
+            ignored: Bucket::new(limits.ignored, now),
         };
         let mut session = Session {
             role,
@@ -344,7 +345,7 @@ impl Session {
             stream,
             handshake: theirs,
         });
-        if s.recv.buffered > 0 {
+        if !s.recv.buf.is_empty() {
             s.recv.notified = true;
             self.events.push_back(Event::Readable { stream });
         }
@@ -467,9 +468,8 @@ impl Session {
     /// returned so the peer is never blocked by us.
     pub fn stop(&mut self, stream: StreamId) -> Result<(), LocalError> {
         let s = self.live_accepted(stream)?;
-        let discarded = s.recv.buffered;
+        let discarded = s.recv.buf.len();
         s.recv.buf.clear();
-        s.recv.buffered = 0;
         s.recv.stopped = true;
         s.recv.done = true;
         self.consume(stream, discarded);
@@ -582,7 +582,7 @@ impl Session {
     ) -> Result<bool, ReadError> {
         let s = self.live_accepted(stream)?;
         s.recv.notified = false;
-        if s.recv.buffered == 0 {
+        if s.recv.buf.is_empty() {
             if s.recv.fin || s.recv.stopped {
                 s.recv.done = true;
                 self.maybe_forget(stream);
@@ -600,22 +600,14 @@ impl Session {
         }
         let mut taken = 0;
         while taken < max {
-            let Some(front) = s.recv.buf.front_mut() else {
+            let Some(chunk) = s.recv.buf.pop(max - taken) else {
                 break;
-            };
-            let n = front.len().min(max - taken);
-            let chunk = if n == front.len() {
-                // The front exists: checked just above.
-                s.recv.buf.pop_front().unwrap_or_default()
-            } else {
-                front.split_to(n)
             };
             taken += chunk.len();
             if !sink(chunk) {
                 break;
             }
         }
-        s.recv.buffered -= taken;
         self.consume(stream, taken);
         Ok(false)
     }
@@ -696,7 +688,7 @@ impl Session {
             }
         }
         self.stats.streams_closed += 1;
-        self.consume_connection(s.recv.buffered as u32);
+        self.consume_connection(s.recv.buf.len() as u32);
         self.check_drained();
     }
 

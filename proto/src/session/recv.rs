@@ -12,6 +12,10 @@ use crate::frame::{Frame, FrameType, SettingsFrame, MAX_WINDOW};
 use crate::id::{ErrorCode, StreamId};
 use crate::stream::{Fin, Pairing};
 
+/// DATA on a closed stream at least this long is not charged to the
+/// ignored-frames budget.
+const IGNORED_DATA_FREE: u32 = 1024;
+
 /// What we know of a stream id that is not live.
 enum Known {
     Live,
@@ -132,7 +136,7 @@ impl Session {
             }
             Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
             // Unknown frame types are ignored, for extensibility.
-            Frame::Unknown { .. } => Ok(()),
+            Frame::Unknown { .. } => self.ignore(),
         }
     }
 
@@ -170,7 +174,7 @@ impl Session {
             Known::Closed => {
                 // Late data for a stream we reset: give the connection credit back.
                 self.consume_connection(len);
-                return Ok(());
+                return self.ignore_small(len);
             }
             Known::Live => {}
         }
@@ -197,8 +201,7 @@ impl Session {
         if s.recv.stopped {
             self.consume(id, len as usize);
         } else if len > 0 {
-            s.recv.buf.push_back(payload);
-            s.recv.buffered += len as usize;
+            s.recv.buf.push(payload);
             if accepted && !s.recv.notified {
                 s.recv.notified = true;
                 self.events.push_back(Event::Readable { stream: id });
@@ -338,7 +341,7 @@ impl Session {
             return Ok(());
         }
         let token = u64::from_be_bytes(payload);
-        // Answers to PINGs we never sent, or not yet sent, are ignored.
+        // Answers to PINGs we never sent, or not yet sent, are ignored (budgeted).
         if let Some(pos) = self
             .pings
             .iter()
@@ -349,8 +352,26 @@ impl Session {
                 self.rtt = Some(rtt);
                 self.events.push_back(Event::Pong { rtt });
             }
+            return Ok(());
         }
-        Ok(())
+        self.ignore()
+    }
+
+    /// Charges a frame that is ignored to the budget of [`Flood::Ignored`].
+    fn ignore(&mut self) -> Result<(), ProtocolError> {
+        match self.budgets.ignored.take(self.now) {
+            true => Ok(()),
+            false => Err(ProtocolError::Flood(Flood::Ignored)),
+        }
+    }
+
+    /// Charges ignored DATA when it is small: full frames on a stream we
+    /// reset are a legitimate burst, and cost work in proportion to bytes.
+    fn ignore_small(&mut self, len: u32) -> Result<(), ProtocolError> {
+        match len < IGNORED_DATA_FREE {
+            true => self.ignore(),
+            false => Ok(()),
+        }
     }
 
     fn on_go_away(&mut self, last_stream: StreamId, code: ErrorCode, debug: Bytes) {

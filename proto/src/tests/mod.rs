@@ -3,6 +3,7 @@
 mod flow;
 mod hostile;
 mod liveness;
+mod memory;
 mod props;
 mod streams;
 mod vectors;
