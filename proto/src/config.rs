@@ -31,6 +31,15 @@ pub struct Config {
     /// buffers input is read into (SPEC.md §11): small payloads are copied
     /// together, payloads of 16 KiB or more stay zero-copy.
     pub max_connection_window: u32,
+    /// Most bytes written on one stream and not yet sent. A write takes at
+    /// most the smaller of this and the peer's window; 1 MiB by default,
+    /// which keeps the transport busy (frames leave as soon as the window
+    /// allows), whatever window a peer grants.
+    pub stream_send_buffer: usize,
+    /// Most bytes written and not yet sent across all streams; 4 MiB by
+    /// default, four streams at their full buffer. Writes past it return
+    /// `Blocked` until frames leave.
+    pub connection_send_buffer: usize,
     /// Largest frame payload we accept (our MAX_FRAME_SIZE).
     pub max_frame_size: u32,
     /// Send a PING after this long without receiving anything.
@@ -59,6 +68,8 @@ impl Default for Config {
             max_stream_window: 16 << 20,
             connection_window: 1 << 20,
             max_connection_window: 32 << 20,
+            stream_send_buffer: 1 << 20,
+            connection_send_buffer: 4 << 20,
             max_frame_size: MIN_MAX_FRAME_SIZE,
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(90)),
@@ -91,6 +102,10 @@ impl Config {
                 && self.connection_window <= self.max_connection_window
                 && self.max_connection_window <= MAX_WINDOW,
             "need 65536 <= connection_window <= max_connection_window <= 2^31-1",
+        )?;
+        check(
+            self.stream_send_buffer > 0 && self.connection_send_buffer > 0,
+            "send buffers must be positive",
         )?;
         check(
             !self.settings_timeout.is_zero(),

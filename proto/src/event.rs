@@ -101,6 +101,9 @@ pub struct SessionStats {
     pub connection_window: u32,
     /// Credit the peer has granted us on the connection.
     pub remote_window: i64,
+    /// Bytes written on all streams and not yet sent; at most
+    /// [`Config::connection_send_buffer`](crate::Config::connection_send_buffer).
+    pub send_buffered: u64,
 }
 
 /// One stream's flow-control windows.

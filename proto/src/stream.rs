@@ -39,6 +39,8 @@ pub(crate) struct SendHalf {
     pub(crate) fin: Fin,
     /// A write returned `Blocked`; say `Writable` when space returns.
     pub(crate) blocked: bool,
+    /// Blocked by the connection's send-buffer cap, in its wait queue.
+    pub(crate) waiting_connection: bool,
     /// Deficit-round-robin balance, in bytes.
     pub(crate) deficit: i64,
     /// In the scheduler's ready queue.
@@ -85,6 +87,7 @@ impl Stream {
                 window: i64::from(send_window),
                 fin: Fin::Open,
                 blocked: false,
+                waiting_connection: false,
                 deficit: 0,
                 queued: false,
             },
@@ -105,10 +108,11 @@ impl Stream {
         !matches!(self.pairing, Pairing::AwaitingAccept { .. })
     }
 
-    /// Bytes a write may add now.
-    pub(crate) fn send_capacity(&self) -> usize {
-        let free = self.send.window - self.send.buf.len() as i64;
-        usize::try_from(free).unwrap_or(0)
+    /// Bytes a write may add as far as this stream goes: within the peer's
+    /// window and the stream's send-buffer cap.
+    pub(crate) fn send_room(&self, cap: usize) -> usize {
+        let window = usize::try_from(self.send.window).unwrap_or(0);
+        window.min(cap).saturating_sub(self.send.buf.len())
     }
 
     /// Has something the scheduler can frame: data within the window, or a

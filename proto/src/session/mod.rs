@@ -78,6 +78,10 @@ pub struct Session {
     queued_replies: u32,
     updates: Vec<StreamId>,
     ready: VecDeque<StreamId>,
+    /// Bytes written and not yet framed, across streams.
+    send_buffered: usize,
+    /// Streams blocked by the connection's send-buffer cap, in order.
+    send_waiters: VecDeque<StreamId>,
     scratch: BytesMut,
     timers: Timers,
     pings: VecDeque<(u64, Option<Instant>)>,
@@ -181,6 +185,8 @@ impl Session {
             queued_replies: 0,
             updates: Vec::new(),
             ready: VecDeque::new(),
+            send_buffered: 0,
+            send_waiters: VecDeque::new(),
             scratch: BytesMut::with_capacity(send::SCRATCH_CAPACITY),
             timers: Timers::default(),
             pings: VecDeque::new(),
@@ -222,6 +228,7 @@ impl Session {
             last_rtt: self.rtt,
             connection_window: self.recv_window.window(),
             remote_window: self.send_window,
+            send_buffered: self.send_buffered as u64,
             ..self.stats
         }
     }
@@ -393,9 +400,18 @@ impl Session {
     }
 
     /// Queues bytes on a stream; returns how many were taken, which may be
-    /// fewer than offered when the window is nearly full.
+    /// fewer than offered.
+    ///
+    /// A write takes at most what the peer's window, the stream's send
+    /// buffer ([`Config::stream_send_buffer`]) and the connection's
+    /// ([`Config::connection_send_buffer`]) leave room for. When that is
+    /// nothing it returns [`WriteError::Blocked`], and [`Event::Writable`]
+    /// follows once room returns: frames left or the peer granted credit.
+    /// Streams blocked by the connection's buffer are woken in the order
+    /// they blocked.
     pub fn write(&mut self, stream: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         self.check_open()?;
+        let (cap, connection) = (self.config.stream_send_buffer, self.connection_room());
         let s = self.live_accepted(stream)?;
         if s.send.fin != Fin::Open {
             return Err(LocalError::Finished(stream).into());
@@ -403,12 +419,17 @@ impl Session {
         if data.is_empty() {
             return Ok(0);
         }
-        let n = s.send_capacity().min(data.len());
+        let room = s.send_room(cap);
+        let n = room.min(connection).min(data.len());
         if n == 0 {
             s.send.blocked = true;
+            if room > 0 {
+                self.wait_for_connection_room(stream);
+            }
             return Err(WriteError::Blocked);
         }
         s.send.buf.extend_from_slice(&data[..n]);
+        self.send_buffered += n;
         self.schedule(stream);
         Ok(n)
     }
@@ -689,6 +710,7 @@ impl Session {
         }
         self.stats.streams_closed += 1;
         self.consume_connection(s.recv.buf.len() as u32);
+        self.release_send_buffer(stream, s.send.buf.len());
         self.check_drained();
     }
 
@@ -711,6 +733,8 @@ impl Session {
         }
         self.streams.clear();
         self.ready.clear();
+        self.send_buffered = 0;
+        self.send_waiters.clear();
         self.updates.clear();
         self.control.clear();
         self.queued_replies = 0;

@@ -10,7 +10,7 @@ use crate::error::{CloseReason, Flood, ProtocolError, ResetReason};
 use crate::event::Event;
 use crate::frame::{Frame, FrameType, SettingsFrame, MAX_WINDOW};
 use crate::id::{ErrorCode, StreamId};
-use crate::stream::{Fin, Pairing};
+use crate::stream::Pairing;
 
 /// DATA on a closed stream at least this long is not charged to the
 /// ignored-frames budget.
@@ -430,10 +430,7 @@ impl Session {
             return Err(ProtocolError::WindowOverflow(stream));
         }
         s.send.window = window;
-        if s.send.blocked && s.send_capacity() > 0 && s.send.fin == Fin::Open {
-            s.send.blocked = false;
-            self.events.push_back(Event::Writable { stream });
-        }
+        self.unblock(stream);
         self.schedule(stream);
         Ok(())
     }

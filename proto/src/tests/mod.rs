@@ -5,6 +5,7 @@ mod hostile;
 mod liveness;
 mod memory;
 mod props;
+mod send_buffer;
 mod streams;
 mod vectors;
 
