@@ -250,6 +250,16 @@ fn parse_payload(h: FrameHeader, mut p: Bytes) -> Result<Frame, ProtocolError> {
                 increment: p.get_u32() & MAX_WINDOW,
             }
         }
+        FrameType::StopSending => {
+            on_stream(true)?;
+            if p.len() != 4 {
+                return Err(bad_size());
+            }
+            Frame::StopSending {
+                stream: h.stream,
+                code: ErrorCode::new(p.get_u32()),
+            }
+        }
         FrameType::Unknown(ty) => Frame::Unknown {
             ty,
             stream: h.stream,

@@ -232,6 +232,10 @@ pub enum WriteError {
     /// [`Event::Writable`](crate::Event::Writable).
     #[error("send window full")]
     Blocked,
+    /// The peer sent STOP_SENDING with this code: it discards what we send.
+    /// Our side was ended with END_STREAM; data sent before still arrives.
+    #[error("peer stopped reading the stream ({0})")]
+    Stopped(ErrorCode),
     /// The call itself was wrong.
     #[error(transparent)]
     Local(#[from] LocalError),

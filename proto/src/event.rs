@@ -43,6 +43,15 @@ pub enum Event {
         /// The stream.
         stream: StreamId,
     },
+    /// The peer sent STOP_SENDING: it discards what we send. Unsent data was
+    /// dropped, our side ends with END_STREAM, and writes fail with
+    /// [`WriteError::Stopped`](crate::WriteError::Stopped).
+    Stopped {
+        /// The stream.
+        stream: StreamId,
+        /// The peer's code.
+        code: ErrorCode,
+    },
     /// The peer finished its side; reads return end-of-stream once drained.
     Finished {
         /// The stream.

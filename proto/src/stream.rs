@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::flow::RecvWindow;
+use crate::id::ErrorCode;
 
 /// Where a stream is in the OPEN / OPEN ACK exchange.
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub(crate) struct SendHalf {
     pub(crate) blocked: bool,
     /// Blocked by the connection's send-buffer cap, in its wait queue.
     pub(crate) waiting_connection: bool,
+    /// The peer sent STOP_SENDING with this code.
+    pub(crate) stopped: Option<ErrorCode>,
     /// Deficit-round-robin balance, in bytes.
     pub(crate) deficit: i64,
     /// In the scheduler's ready queue.
@@ -88,6 +91,7 @@ impl Stream {
                 fin: Fin::Open,
                 blocked: false,
                 waiting_connection: false,
+                stopped: None,
                 deficit: 0,
                 queued: false,
             },

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use plex_runtime::{Config, OpenOptions, Session, Stream};
+use plex_runtime::{Config, Error, ErrorCode, OpenOptions, Session, Stream};
 use plex_tests::Rt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,7 +25,10 @@ macro_rules! on_every_runtime {
     };
 }
 
-on_every_runtime!(a_writer_parks_when_the_peer_does_not_read);
+on_every_runtime!(
+    a_writer_parks_when_the_peer_does_not_read,
+    dropping_a_stream_stops_the_peer_and_frees_the_slot,
+);
 
 async fn open(client: &Session, server: &Session) -> (Stream, Stream) {
     let (a, b) = smol::future::zip(
@@ -84,6 +87,59 @@ fn a_writer_parks_when_the_peer_does_not_read(rt: Rt) {
         assert!(
             matches!(resumed, Some(Ok(n)) if n > 0),
             "parked writer never resumed: {resumed:?}"
+        );
+    });
+}
+
+fn dropping_a_stream_stops_the_peer_and_frees_the_slot(rt: Rt) {
+    rt.block_on(async {
+        let (client, server) = rt.pair(Config::default(), Config::default()).await;
+        let (mut dropped, mut writer) = open(&client, &server).await;
+        // The server streams without end; the client reads a little, then
+        // drops its stream.
+        let chunk = vec![9u8; 64 << 10];
+        writer.write_all(&chunk).await.expect("first write");
+        let mut first = [0u8; 1024];
+        dropped.read_exact(&mut first).await.expect("read");
+        drop(dropped);
+        let write_until_stopped = async {
+            let mut sent = 0u64;
+            loop {
+                match writer.write(&chunk).await {
+                    Ok(n) => sent += n as u64,
+                    Err(e) => return (e, sent),
+                }
+                assert!(sent < 64 << 20, "the peer was never stopped");
+            }
+        };
+        let (e, sent) = rt
+            .within(LIMIT, write_until_stopped)
+            .await
+            .expect("writer hung");
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        let inner = e.get_ref().and_then(|e| e.downcast_ref::<Error>());
+        assert!(
+            matches!(inner, Some(Error::Stopped(ErrorCode::CANCEL))),
+            "{e:?} after {sent} bytes"
+        );
+        // The client finished its side when dropping: the server reads the
+        // end, and the stream is gone on both sides.
+        let mut rest = Vec::new();
+        writer.read_to_end(&mut rest).await.expect("read to end");
+        drop(writer);
+        let runtime = rt.runtime();
+        let both_closed = async {
+            while client.stats().active_streams + server.stats().active_streams > 0 {
+                runtime
+                    .sleep_until(runtime.now() + Duration::from_millis(5))
+                    .await;
+            }
+        };
+        assert!(
+            rt.within(LIMIT, both_closed).await.is_some(),
+            "streams left: client {}, server {}",
+            client.stats().active_streams,
+            server.stats().active_streams
         );
     });
 }

@@ -43,6 +43,8 @@ pub(crate) struct Slot {
     pub(crate) remote_open: Option<Bytes>,
     pub(crate) remote_open_waiter: Option<Waker>,
     pub(crate) ended: Option<Error>,
+    /// The peer sent STOP_SENDING with this code: writes fail.
+    pub(crate) stopped: Option<ErrorCode>,
 }
 
 /// A stream the peer opened, not yet accepted.
@@ -198,6 +200,12 @@ impl Inner {
             }
             Event::Writable { stream } => {
                 if let Some(slot) = self.slots.get_mut(&stream) {
+                    wake.push(slot.writer.take());
+                }
+            }
+            Event::Stopped { stream, code } => {
+                if let Some(slot) = self.slots.get_mut(&stream) {
+                    slot.stopped = Some(code);
                     wake.push(slot.writer.take());
                 }
             }

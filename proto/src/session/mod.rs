@@ -2,6 +2,7 @@
 
 mod recv;
 mod send;
+mod stop;
 mod timer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -359,6 +360,7 @@ impl Session {
         if s.recv.fin {
             self.events.push_back(Event::Finished { stream });
         }
+        self.apply_stop_sending(stream);
         Ok(())
     }
 
@@ -413,6 +415,9 @@ impl Session {
         self.check_open()?;
         let (cap, connection) = (self.config.stream_send_buffer, self.connection_room());
         let s = self.live_accepted(stream)?;
+        if let Some(code) = s.send.stopped {
+            return Err(WriteError::Stopped(code));
+        }
         if s.send.fin != Fin::Open {
             return Err(LocalError::Finished(stream).into());
         }
@@ -483,19 +488,6 @@ impl Session {
         } else {
             Some(out.unwrap_or_default())
         })
-    }
-
-    /// Stops reading: buffered and future data is discarded, with credit
-    /// returned so the peer is never blocked by us.
-    pub fn stop(&mut self, stream: StreamId) -> Result<(), LocalError> {
-        let s = self.live_accepted(stream)?;
-        let discarded = s.recv.buf.len();
-        s.recv.buf.clear();
-        s.recv.stopped = true;
-        s.recv.done = true;
-        self.consume(stream, discarded);
-        self.maybe_forget(stream);
-        Ok(())
     }
 
     /// Sets a stream's send priority. Streams with data take turns, and a

@@ -17,7 +17,7 @@ use crate::stream::Pairing;
 const IGNORED_DATA_FREE: u32 = 1024;
 
 /// What we know of a stream id that is not live.
-enum Known {
+pub(super) enum Known {
     Live,
     /// Opened before and gone since: late frames are ignored.
     Closed,
@@ -135,12 +135,13 @@ impl Session {
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
+            Frame::StopSending { stream, code } => self.on_stop_sending(stream, code),
             // Unknown frame types are ignored, for extensibility.
             Frame::Unknown { .. } => self.ignore(),
         }
     }
 
-    fn classify(&self, stream: StreamId) -> Known {
+    pub(super) fn classify(&self, stream: StreamId) -> Known {
         if self.streams.contains_key(&stream) {
             Known::Live
         } else if stream.initiator() == self.role {
@@ -199,7 +200,8 @@ impl Session {
         s.recv.fin = end;
         let accepted = s.is_accepted();
         if s.recv.stopped {
-            self.consume(id, len as usize);
+            // Stream credit is no longer granted: the peer gets one window.
+            self.consume_connection(len);
         } else if len > 0 {
             s.recv.buf.push(payload);
             if accepted && !s.recv.notified {
@@ -358,7 +360,7 @@ impl Session {
     }
 
     /// Charges a frame that is ignored to the budget of [`Flood::Ignored`].
-    fn ignore(&mut self) -> Result<(), ProtocolError> {
+    pub(super) fn ignore(&mut self) -> Result<(), ProtocolError> {
         match self.budgets.ignored.take(self.now) {
             true => Ok(()),
             false => Err(ProtocolError::Flood(Flood::Ignored)),

@@ -102,7 +102,7 @@ impl Session {
                 continue;
             };
             s.recv.update_queued = false;
-            if s.recv.fin {
+            if s.recv.fin || s.recv.stopped {
                 continue;
             }
             let increment =

@@ -6,6 +6,7 @@ mod liveness;
 mod memory;
 mod props;
 mod send_buffer;
+mod stop;
 mod streams;
 mod vectors;
 

@@ -93,6 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(side, pick, max, chunk)| Op::Read { side, pick, max, chunk }),
         2 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Finish { side, pick }),
         1 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Reset { side, pick }),
+        1 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Stop { side, pick }),
         1 => (side.clone(), any::<u8>(), any::<u8>())
             .prop_map(|(side, pick, priority)| Op::Priority { side, pick, priority }),
         1 => side.prop_map(Op::GoAway),
