@@ -52,6 +52,7 @@ pub(crate) struct Budgets {
     pub(crate) empty_data: Bucket,
     pub(crate) settings: Bucket,
     pub(crate) pings: Bucket,
+    pub(crate) ignored: Bucket,
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! Input may be split at any byte boundary; the same frames come out. A frame
 //! that lies whole inside one input chunk is returned as a zero-copy slice of
 //! it, and so is a payload whose header came in an earlier chunk; only a
-//! payload that spans chunks is copied, once, into a buffer bounded by
-//! MAX_FRAME_SIZE plus the header.
+//! payload that spans chunks is copied, once, into a buffer of exactly the
+//! frame's size (so a copied payload pins no more memory than itself).
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -78,7 +78,7 @@ impl Decoder {
                     frame.advance(HEADER_LEN);
                     return parse_payload(header, frame).map(Some);
                 }
-                self.partial.reserve(total);
+                self.partial = BytesMut::with_capacity(total);
             }
             self.partial.extend_from_slice(input);
             input.clear();
@@ -100,6 +100,11 @@ impl Decoder {
             return parse_payload(header, input.split_to(len)).map(Some);
         }
         let total = HEADER_LEN + len;
+        if self.partial.capacity() != total {
+            let mut exact = BytesMut::with_capacity(total);
+            exact.extend_from_slice(&self.partial);
+            self.partial = exact;
+        }
         let take = (total - self.partial.len()).min(input.len());
         self.partial.extend_from_slice(&input.split_to(take));
         if self.partial.len() < total {
@@ -243,6 +248,16 @@ fn parse_payload(h: FrameHeader, mut p: Bytes) -> Result<Frame, ProtocolError> {
             Frame::WindowUpdate {
                 stream: h.stream,
                 increment: p.get_u32() & MAX_WINDOW,
+            }
+        }
+        FrameType::StopSending => {
+            on_stream(true)?;
+            if p.len() != 4 {
+                return Err(bad_size());
+            }
+            Frame::StopSending {
+                stream: h.stream,
+                code: ErrorCode::new(p.get_u32()),
             }
         }
         FrameType::Unknown(ty) => Frame::Unknown {

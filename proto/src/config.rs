@@ -29,7 +29,20 @@ pub struct Config {
     pub connection_window: u32,
     /// Ceiling for the auto-tuned connection window. All data buffered for
     /// the application is bounded by it: it is the session's memory budget.
+    /// The memory holding that data is at most max(R / 16 KiB, 2) times it,
+    /// plus 32 KiB per stream holding data, where R is the size of the
+    /// buffers input is read into (SPEC.md §11): small payloads are copied
+    /// together, payloads of 16 KiB or more stay zero-copy.
     pub max_connection_window: u32,
+    /// Most bytes written on one stream and not yet sent. A write takes at
+    /// most the smaller of this and the peer's window; 1 MiB by default,
+    /// which keeps the transport busy (frames leave as soon as the window
+    /// allows), whatever window a peer grants.
+    pub stream_send_buffer: usize,
+    /// Most bytes written and not yet sent across all streams; 4 MiB by
+    /// default, four streams at their full buffer. Writes past it return
+    /// `Blocked` until frames leave.
+    pub connection_send_buffer: usize,
     /// Largest frame payload we accept (our MAX_FRAME_SIZE).
     pub max_frame_size: u32,
     /// Send a PING after this long without receiving anything.
@@ -62,6 +75,8 @@ impl Default for Config {
             max_stream_window: 16 << 20,
             connection_window: 1 << 20,
             max_connection_window: 32 << 20,
+            stream_send_buffer: 1 << 20,
+            connection_send_buffer: 4 << 20,
             max_frame_size: MIN_MAX_FRAME_SIZE,
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(90)),
@@ -95,6 +110,10 @@ impl Config {
                 && self.connection_window <= self.max_connection_window
                 && self.max_connection_window <= MAX_WINDOW,
             "need 65536 <= connection_window <= max_connection_window <= 2^31-1",
+        )?;
+        check(
+            self.stream_send_buffer > 0 && self.connection_send_buffer > 0,
+            "send buffers must be positive",
         )?;
         check(
             !self.settings_timeout.is_zero(),
@@ -140,6 +159,10 @@ pub struct FloodLimits {
     pub settings: Rate,
     /// PING frames (not acknowledgements).
     pub pings: Rate,
+    /// Frames the receiver ignores, which cost work without flow control:
+    /// unknown types, PING ACKs matching no PING, STOP_SENDING on closed
+    /// streams, and DATA under 1024 bytes on closed streams.
+    pub ignored: Rate,
     /// Control frames that may wait in the send queue because of the peer
     /// (PING and SETTINGS acknowledgements, RST_STREAM). RST_STREAM may
     /// exceed it by `max_concurrent_streams`: a peer that bursts opens
@@ -155,6 +178,7 @@ impl Default for FloodLimits {
             empty_data: Rate::new(64, 64),
             settings: Rate::new(32, 4),
             pings: Rate::new(64, 32),
+            ignored: Rate::new(4096, 1024),
             max_queued_replies: 512,
         }
     }

@@ -138,6 +138,10 @@ pub enum Flood {
     /// on them ("MadeYouReset").
     #[error("too many streams reset for protocol violations")]
     LocalResets,
+    /// Too many frames that are ignored (unknown types, unmatched PING ACKs,
+    /// small DATA on closed streams).
+    #[error("too many ignored frames")]
+    Ignored,
     /// Too many control replies waiting to be sent (the peer is not reading).
     #[error("too many queued {0} replies")]
     ControlQueue(&'static str),
@@ -248,6 +252,10 @@ pub enum WriteError {
     /// [`Event::Writable`](crate::Event::Writable).
     #[error("send window full")]
     Blocked,
+    /// The peer sent STOP_SENDING with this code: it discards what we send.
+    /// Our side was ended with END_STREAM; data sent before still arrives.
+    #[error("peer stopped reading the stream ({0})")]
+    Stopped(ErrorCode),
     /// The call itself was wrong.
     #[error(transparent)]
     Local(#[from] LocalError),

@@ -43,6 +43,15 @@ pub enum Event {
         /// The stream.
         stream: StreamId,
     },
+    /// The peer sent STOP_SENDING: it discards what we send. Unsent data was
+    /// dropped, our side ends with END_STREAM, and writes fail with
+    /// [`WriteError::Stopped`](crate::WriteError::Stopped).
+    Stopped {
+        /// The stream.
+        stream: StreamId,
+        /// The peer's code.
+        code: ErrorCode,
+    },
     /// The peer finished its side; reads return end-of-stream once drained.
     Finished {
         /// The stream.
@@ -101,6 +110,9 @@ pub struct SessionStats {
     pub connection_window: u32,
     /// Credit the peer has granted us on the connection.
     pub remote_window: i64,
+    /// Bytes written on all streams and not yet sent; at most
+    /// [`Config::connection_send_buffer`](crate::Config::connection_send_buffer).
+    pub send_buffered: u64,
 }
 
 /// One stream's flow-control windows.

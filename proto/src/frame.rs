@@ -52,6 +52,8 @@ pub enum FrameType {
     GoAway,
     /// Flow-control credit (0x8).
     WindowUpdate,
+    /// Asks the peer to stop sending on a stream (0xb).
+    StopSending,
     /// A type this version does not know; skipped.
     Unknown(u8),
 }
@@ -67,6 +69,7 @@ impl FrameType {
             0x6 => FrameType::Ping,
             0x7 => FrameType::GoAway,
             0x8 => FrameType::WindowUpdate,
+            0xb => FrameType::StopSending,
             other => FrameType::Unknown(other),
         }
     }
@@ -81,6 +84,7 @@ impl FrameType {
             FrameType::Ping => 0x6,
             FrameType::GoAway => 0x7,
             FrameType::WindowUpdate => 0x8,
+            FrameType::StopSending => 0xb,
             FrameType::Unknown(b) => b,
         }
     }
@@ -111,6 +115,7 @@ impl fmt::Display for FrameType {
             FrameType::Settings => "SETTINGS",
             FrameType::Ping => "PING",
             FrameType::GoAway => "GOAWAY",
+            FrameType::StopSending => "STOP_SENDING",
             FrameType::WindowUpdate => "WINDOW_UPDATE",
             FrameType::Unknown(b) => return write!(f, "unknown type {b:#04x}"),
         })
@@ -246,6 +251,14 @@ pub enum Frame {
         /// Credit added, 1..=2^31-1 on a valid frame.
         increment: u32,
     },
+    /// STOP_SENDING: the sender discards what arrives on the stream; the
+    /// receiver should end its side.
+    StopSending {
+        /// The stream.
+        stream: StreamId,
+        /// Why.
+        code: ErrorCode,
+    },
     /// A frame of a type this version does not know. Receivers skip it.
     Unknown {
         /// The type byte.
@@ -278,6 +291,7 @@ impl Frame {
             ),
             Frame::GoAway { .. } => (FrameType::GoAway, 0, StreamId::CONNECTION),
             Frame::WindowUpdate { stream, .. } => (FrameType::WindowUpdate, 0, *stream),
+            Frame::StopSending { stream, .. } => (FrameType::StopSending, 0, *stream),
             Frame::Unknown { ty, stream } => (FrameType::Unknown(*ty), 0, *stream),
         };
         FrameHeader {
@@ -299,7 +313,7 @@ impl Frame {
                 ..
             } => 2 + protocol.len() + id.len() + handshake.len(),
             Frame::OpenAck { handshake, .. } => handshake.len(),
-            Frame::RstStream { .. } | Frame::WindowUpdate { .. } => 4,
+            Frame::RstStream { .. } | Frame::WindowUpdate { .. } | Frame::StopSending { .. } => 4,
             Frame::Settings(s) => 6 * s.entries().count(),
             Frame::SettingsAck | Frame::Unknown { .. } => 0,
             Frame::Ping { .. } => 8,
@@ -330,7 +344,9 @@ impl Frame {
                 dst.put_slice(handshake);
             }
             Frame::OpenAck { handshake, .. } => dst.put_slice(handshake),
-            Frame::RstStream { code, .. } => dst.put_u32(code.value()),
+            Frame::RstStream { code, .. } | Frame::StopSending { code, .. } => {
+                dst.put_u32(code.value())
+            }
             Frame::Settings(s) => {
                 for (id, value) in s.entries() {
                     dst.put_u16(id);

@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::flow::RecvWindow;
+use crate::id::ErrorCode;
 
 /// Where a stream is in the OPEN / OPEN ACK exchange.
 #[derive(Debug)]
@@ -39,6 +40,10 @@ pub(crate) struct SendHalf {
     pub(crate) fin: Fin,
     /// A write returned `Blocked`; say `Writable` when space returns.
     pub(crate) blocked: bool,
+    /// Blocked by the connection's send-buffer cap, in its wait queue.
+    pub(crate) waiting_connection: bool,
+    /// The peer sent STOP_SENDING with this code.
+    pub(crate) stopped: Option<ErrorCode>,
     /// Deficit-round-robin balance, in bytes.
     pub(crate) deficit: i64,
     /// In the scheduler's ready queue.
@@ -54,8 +59,7 @@ pub(crate) enum Fin {
 
 #[derive(Debug)]
 pub(crate) struct RecvHalf {
-    pub(crate) buf: VecDeque<Bytes>,
-    pub(crate) buffered: usize,
+    pub(crate) buf: RecvBuf,
     pub(crate) window: RecvWindow,
     /// END_STREAM received.
     pub(crate) fin: bool,
@@ -86,12 +90,13 @@ impl Stream {
                 window: i64::from(send_window),
                 fin: Fin::Open,
                 blocked: false,
+                waiting_connection: false,
+                stopped: None,
                 deficit: 0,
                 queued: false,
             },
             recv: RecvHalf {
-                buf: VecDeque::new(),
-                buffered: 0,
+                buf: RecvBuf::default(),
                 window: RecvWindow::new(recv_window, recv_window, now),
                 fin: false,
                 done: false,
@@ -107,10 +112,11 @@ impl Stream {
         !matches!(self.pairing, Pairing::AwaitingAccept { .. })
     }
 
-    /// Bytes a write may add now.
-    pub(crate) fn send_capacity(&self) -> usize {
-        let free = self.send.window - self.send.buf.len() as i64;
-        usize::try_from(free).unwrap_or(0)
+    /// Bytes a write may add as far as this stream goes: within the peer's
+    /// window and the stream's send-buffer cap.
+    pub(crate) fn send_room(&self, cap: usize) -> usize {
+        let window = usize::try_from(self.send.window).unwrap_or(0);
+        window.min(cap).saturating_sub(self.send.buf.len())
     }
 
     /// Has something the scheduler can frame: data within the window, or a
@@ -132,4 +138,96 @@ impl Stream {
 
     /// Memory the stream's state takes, buffers excluded.
     pub(crate) const STATE_SIZE: usize = std::mem::size_of::<Stream>();
+}
+
+/// Payloads shorter than this are copied into the stream's compact buffer;
+/// longer ones stay zero-copy slices of the caller's input. It is the
+/// smallest MAX_FRAME_SIZE, so full-size DATA frames are never copied.
+pub(crate) const COMPACT_BELOW: usize = crate::frame::MIN_MAX_FRAME_SIZE as usize;
+/// The smallest block the compact buffer allocates.
+const BLOCK_MIN: usize = 512;
+
+/// Received data waiting for the application, in order.
+///
+/// A zero-copy payload keeps the whole input allocation it was cut from
+/// alive, so tiny frames would each pin a read buffer. Payloads shorter than
+/// [`COMPACT_BELOW`] are therefore copied into blocks that many of them
+/// share. Blocks are consumed in order and a new one is started only when the
+/// next payload does not fit the current one, so the bytes a block wastes are
+/// fewer than the next block holds: blocks take at most twice the small bytes
+/// buffered plus two blocks (each at most `COMPACT_BELOW`). Nothing is held
+/// once everything has been read.
+#[derive(Debug, Default)]
+pub(crate) struct RecvBuf {
+    /// Data in arrival order; the bytes in `tail` follow it.
+    chunks: VecDeque<Bytes>,
+    /// The block small payloads are being copied into.
+    tail: BytesMut,
+    len: usize,
+}
+
+impl RecvBuf {
+    /// Bytes buffered.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is buffered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a payload, copying it if it is small.
+    pub(crate) fn push(&mut self, payload: Bytes) {
+        if payload.is_empty() {
+            return;
+        }
+        self.len += payload.len();
+        if payload.len() >= COMPACT_BELOW {
+            self.seal();
+            self.chunks.push_back(payload);
+            return;
+        }
+        if self.tail.capacity() - self.tail.len() < payload.len() {
+            self.seal();
+            // Blocks grow with what the stream holds, so a stream with a few
+            // bytes buffered does not hold a large block.
+            let size = self.len.next_power_of_two().clamp(BLOCK_MIN, COMPACT_BELOW);
+            self.tail = BytesMut::with_capacity(size.max(payload.len()));
+        }
+        self.tail.extend_from_slice(&payload);
+    }
+
+    /// Takes up to `max` bytes (at least one) from the front as one
+    /// contiguous chunk.
+    pub(crate) fn pop(&mut self, max: usize) -> Option<Bytes> {
+        if max == 0 {
+            return None;
+        }
+        let chunk = match self.chunks.front_mut() {
+            Some(front) if front.len() <= max => self.chunks.pop_front(),
+            Some(front) => Some(front.split_to(max)),
+            None if self.tail.is_empty() => None,
+            None => Some(self.tail.split_to(max.min(self.tail.len())).freeze()),
+        }?;
+        self.len -= chunk.len();
+        if self.len == 0 {
+            // Release the block: an idle stream holds no memory.
+            self.tail = BytesMut::new();
+        }
+        Some(chunk)
+    }
+
+    /// Drops everything buffered.
+    pub(crate) fn clear(&mut self) {
+        *self = RecvBuf::default();
+    }
+
+    /// Moves the tail's bytes into `chunks`, keeping their order. The rest
+    /// of its block stays with `tail`.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
 }

@@ -52,6 +52,8 @@ pub(crate) struct Slot {
     /// The application read end-of-stream: the session may forget the
     /// stream, and later reads still see the end.
     pub(crate) read_end: bool,
+    /// The peer sent STOP_SENDING with this code: writes fail.
+    pub(crate) stopped: Option<ErrorCode>,
 }
 
 /// The peer's handshake, or the tasks waiting for it: one field, as small
@@ -344,6 +346,12 @@ impl Inner {
             }
             Event::Writable { stream } => {
                 if let Some(slot) = self.slots.get_mut(&stream) {
+                    wake.push(slot.writer.take());
+                }
+            }
+            Event::Stopped { stream, code } => {
+                if let Some(slot) = self.slots.get_mut(&stream) {
+                    slot.stopped = Some(code);
                     wake.push(slot.writer.take());
                 }
             }

@@ -22,6 +22,10 @@ pub enum Error {
     /// This side reset the stream with this code.
     #[error("stream reset locally with {0}")]
     LocalReset(ErrorCode),
+    /// The peer stopped reading the stream (STOP_SENDING with this code):
+    /// writes fail, reads still deliver what the peer sent.
+    #[error("peer stopped reading the stream ({0})")]
+    Stopped(ErrorCode),
     /// The connection closed.
     #[error("connection closed: {0}")]
     Closed(CloseReason),
@@ -45,7 +49,7 @@ impl From<io::Error> for Error {
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
-            Error::Local(LocalError::Finished(_)) => io::ErrorKind::BrokenPipe,
+            Error::Local(LocalError::Finished(_)) | Error::Stopped(_) => io::ErrorKind::BrokenPipe,
             Error::Local(_) | Error::Config(_) | Error::Endpoint(_) => io::ErrorKind::InvalidInput,
             Error::Reset(_) | Error::LocalReset(_) => io::ErrorKind::ConnectionReset,
             Error::Closed(CloseReason::IdleTimeout) | Error::TimedOut => io::ErrorKind::TimedOut,

@@ -19,7 +19,9 @@ use crate::{Error, Sleep};
 ///
 /// `poll_close` finishes our side (END_STREAM); the peer can still send.
 /// Dropping a stream without closing it finishes it gracefully: data
-/// already written is delivered, and data still arriving is discarded.
+/// already written is delivered, data still arriving is discarded, and the
+/// peer is told to stop sending (STOP_SENDING CANCEL), so the stream closes
+/// on both sides. A peer's writes then fail with [`Error::Stopped`].
 ///
 /// Data that arrived before the connection closed stays readable when the
 /// peer had finished sending it (END_STREAM): a response that fully arrived
@@ -258,9 +260,12 @@ impl AsyncWrite for Stream {
                 }
                 return Poll::Pending;
             }
+            Err(WriteError::Stopped(code)) => Poll::Ready(Err(Error::Stopped(code).into())),
             Err(WriteError::Local(LocalError::UnknownStream(id))) => {
+                let stopped = inner.slots.get(&this.id).and_then(|s| s.stopped);
                 let e = this
                     .gone(&inner)
+                    .or(stopped.map(Error::Stopped))
                     .unwrap_or(Error::Local(LocalError::Finished(id)));
                 Poll::Ready(Err(e.into()))
             }
@@ -287,10 +292,11 @@ impl AsyncWrite for Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         let mut inner = self.conn.lock();
-        // Finish what we wrote and discard what still comes; a stream that
-        // already ended refuses both, which is fine.
+        // Finish what we wrote, discard what still comes and ask the peer
+        // to stop sending; a stream that already ended refuses both, which
+        // is fine.
         let _ = inner.session.finish(self.id);
-        let _ = inner.session.stop(self.id);
+        let _ = inner.session.stop(self.id, ErrorCode::CANCEL);
         inner.slots.remove(&self.id);
         let driver = inner.driver_if_needed();
         drop(inner);

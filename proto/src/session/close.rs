@@ -67,6 +67,8 @@ impl Session {
             s.send.fin = Fin::Sent;
         }
         self.ready.clear();
+        self.send_buffered = 0;
+        self.send_waiters.clear();
         self.updates.clear();
         self.conn_update_queued = false;
         self.local_active = 0;

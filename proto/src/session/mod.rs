@@ -4,6 +4,7 @@ mod close;
 mod hasher;
 mod recv;
 mod send;
+mod stop;
 mod timer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -83,6 +84,10 @@ pub struct Session {
     queued_replies: u32,
     updates: Vec<StreamId>,
     ready: VecDeque<StreamId>,
+    /// Bytes written and not yet framed, across streams.
+    send_buffered: usize,
+    /// Streams blocked by the connection's send-buffer cap, in order.
+    send_waiters: VecDeque<StreamId>,
     scratch: BytesMut,
     timers: Timers,
     pings: VecDeque<(u64, Option<Instant>)>,
@@ -156,6 +161,7 @@ impl Session {
             empty_data: Bucket::new(limits.empty_data, now),
             settings: Bucket::new(limits.settings, now),
             pings: Bucket::new(limits.pings, now),
+            ignored: Bucket::new(limits.ignored, now),
         };
         let mut session = Session {
             role,
@@ -187,6 +193,8 @@ impl Session {
             queued_replies: 0,
             updates: Vec::new(),
             ready: VecDeque::new(),
+            send_buffered: 0,
+            send_waiters: VecDeque::new(),
             scratch: BytesMut::with_capacity(send::SCRATCH_CAPACITY),
             timers: Timers::default(),
             pings: VecDeque::new(),
@@ -228,6 +236,7 @@ impl Session {
             last_rtt: self.rtt,
             connection_window: self.recv_window.window(),
             remote_window: self.send_window,
+            send_buffered: self.send_buffered as u64,
             ..self.stats
         }
     }
@@ -351,13 +360,14 @@ impl Session {
             stream,
             handshake: theirs,
         });
-        if s.recv.buffered > 0 {
+        if !s.recv.buf.is_empty() {
             s.recv.notified = true;
             self.events.push_back(Event::Readable { stream });
         }
         if s.recv.fin {
             self.events.push_back(Event::Finished { stream });
         }
+        self.apply_stop_sending(stream);
         Ok(())
     }
 
@@ -399,22 +409,39 @@ impl Session {
     }
 
     /// Queues bytes on a stream; returns how many were taken, which may be
-    /// fewer than offered when the window is nearly full.
+    /// fewer than offered.
+    ///
+    /// A write takes at most what the peer's window, the stream's send
+    /// buffer ([`Config::stream_send_buffer`]) and the connection's
+    /// ([`Config::connection_send_buffer`]) leave room for. When that is
+    /// nothing it returns [`WriteError::Blocked`], and [`Event::Writable`]
+    /// follows once room returns: frames left or the peer granted credit.
+    /// Streams blocked by the connection's buffer are woken in the order
+    /// they blocked.
     pub fn write(&mut self, stream: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         self.check_open()?;
+        let (cap, connection) = (self.config.stream_send_buffer, self.connection_room());
         let s = self.live_accepted(stream)?;
+        if let Some(code) = s.send.stopped {
+            return Err(WriteError::Stopped(code));
+        }
         if s.send.fin != Fin::Open {
             return Err(LocalError::Finished(stream).into());
         }
         if data.is_empty() {
             return Ok(0);
         }
-        let n = s.send_capacity().min(data.len());
+        let room = s.send_room(cap);
+        let n = room.min(connection).min(data.len());
         if n == 0 {
             s.send.blocked = true;
+            if room > 0 {
+                self.wait_for_connection_room(stream);
+            }
             return Err(WriteError::Blocked);
         }
         s.send.buf.extend_from_slice(&data[..n]);
+        self.send_buffered += n;
         self.schedule(stream);
         Ok(n)
     }
@@ -468,20 +495,6 @@ impl Session {
         } else {
             Some(out.unwrap_or_default())
         })
-    }
-
-    /// Stops reading: buffered and future data is discarded, with credit
-    /// returned so the peer is never blocked by us.
-    pub fn stop(&mut self, stream: StreamId) -> Result<(), LocalError> {
-        let s = self.live_accepted(stream)?;
-        let discarded = s.recv.buffered;
-        s.recv.buf.clear();
-        s.recv.buffered = 0;
-        s.recv.stopped = true;
-        s.recv.done = true;
-        self.consume(stream, discarded);
-        self.maybe_forget(stream);
-        Ok(())
     }
 
     /// Sets a stream's send priority. Streams with data take turns, and a
@@ -564,7 +577,7 @@ impl Session {
     ) -> Result<bool, ReadError> {
         let s = self.live_accepted(stream)?;
         s.recv.notified = false;
-        if s.recv.buffered == 0 {
+        if s.recv.buf.is_empty() {
             if s.recv.fin || s.recv.stopped {
                 s.recv.done = true;
                 self.maybe_forget(stream);
@@ -582,22 +595,14 @@ impl Session {
         }
         let mut taken = 0;
         while taken < max {
-            let Some(front) = s.recv.buf.front_mut() else {
+            let Some(chunk) = s.recv.buf.pop(max - taken) else {
                 break;
-            };
-            let n = front.len().min(max - taken);
-            let chunk = if n == front.len() {
-                // The front exists: checked just above.
-                s.recv.buf.pop_front().unwrap_or_default()
-            } else {
-                front.split_to(n)
             };
             taken += chunk.len();
             if !sink(chunk) {
                 break;
             }
         }
-        s.recv.buffered -= taken;
         self.consume(stream, taken);
         Ok(false)
     }
@@ -678,7 +683,8 @@ impl Session {
             }
         }
         self.stats.streams_closed += 1;
-        self.consume_connection(s.recv.buffered as u32);
+        self.consume_connection(s.recv.buf.len() as u32);
+        self.release_send_buffer(stream, s.send.buf.len());
         self.check_drained();
     }
 

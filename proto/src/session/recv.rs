@@ -10,10 +10,14 @@ use crate::error::{CloseReason, Flood, ProtocolError, ResetReason};
 use crate::event::Event;
 use crate::frame::{Frame, FrameType, SettingsFrame, FLAG_ACK, MAX_WINDOW};
 use crate::id::{ErrorCode, StreamId};
-use crate::stream::{Fin, Pairing};
+use crate::stream::Pairing;
+
+/// DATA on a closed stream at least this long is not charged to the
+/// ignored-frames budget.
+const IGNORED_DATA_FREE: u32 = 1024;
 
 /// What we know of a stream id that is not live.
-enum Known {
+pub(super) enum Known {
     Live,
     /// Opened before and gone since: late frames are ignored.
     Closed,
@@ -161,15 +165,16 @@ impl Session {
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
+            Frame::StopSending { stream, code } => self.on_stop_sending(stream, code),
             // Unknown frame types are ignored, for extensibility.
-            Frame::Unknown { .. } => Ok(()),
+            Frame::Unknown { .. } => self.ignore(),
         }
     }
 
     /// A stream kept only for its unread data (END_STREAM crossed both
     /// ways) is closed on the wire: frames for it are ignored however soon
     /// the application reads (§4).
-    fn classify(&self, stream: StreamId) -> Known {
+    pub(super) fn classify(&self, stream: StreamId) -> Known {
         if let Some(s) = self.streams.get(&stream) {
             match s.wire_closed() {
                 true => Known::Closed,
@@ -207,7 +212,7 @@ impl Session {
                 // Late data for a closed stream: counted as consumed at once;
                 // the credit returns with the usual batching (§4, §8).
                 self.consume_connection(len);
-                return Ok(());
+                return self.ignore_small(len);
             }
             Known::Live => {}
         }
@@ -232,10 +237,10 @@ impl Session {
         s.recv.fin = end;
         let accepted = s.is_accepted();
         if s.recv.stopped {
-            self.consume(id, len as usize);
+            // Stream credit is no longer granted: the peer gets one window.
+            self.consume_connection(len);
         } else if len > 0 {
-            s.recv.buf.push_back(payload);
-            s.recv.buffered += len as usize;
+            s.recv.buf.push(payload);
             if accepted && !s.recv.notified {
                 s.recv.notified = true;
                 self.events.push_back(Event::Readable { stream: id });
@@ -382,7 +387,7 @@ impl Session {
             return Ok(());
         }
         let token = u64::from_be_bytes(payload);
-        // Answers to PINGs we never sent, or not yet sent, are ignored.
+        // Answers to PINGs we never sent, or not yet sent, are ignored (budgeted).
         if let Some(pos) = self
             .pings
             .iter()
@@ -393,8 +398,26 @@ impl Session {
                 self.rtt = Some(rtt);
                 self.events.push_back(Event::Pong { rtt });
             }
+            return Ok(());
         }
-        Ok(())
+        self.ignore()
+    }
+
+    /// Charges a frame that is ignored to the budget of [`Flood::Ignored`].
+    pub(super) fn ignore(&mut self) -> Result<(), ProtocolError> {
+        match self.budgets.ignored.take(self.now) {
+            true => Ok(()),
+            false => Err(ProtocolError::Flood(Flood::Ignored)),
+        }
+    }
+
+    /// Charges ignored DATA when it is small: full frames on a stream we
+    /// reset are a legitimate burst, and cost work in proportion to bytes.
+    fn ignore_small(&mut self, len: u32) -> Result<(), ProtocolError> {
+        match len < IGNORED_DATA_FREE {
+            true => self.ignore(),
+            false => Ok(()),
+        }
     }
 
     fn on_go_away(&mut self, last_stream: StreamId, code: ErrorCode, debug: Bytes) {
@@ -453,10 +476,7 @@ impl Session {
             return Err(ProtocolError::WindowOverflow(stream));
         }
         s.send.window = window;
-        if s.send.blocked && s.send_capacity() > 0 && s.send.fin == Fin::Open {
-            s.send.blocked = false;
-            self.events.push_back(Event::Writable { stream });
-        }
+        self.unblock(stream);
         self.schedule(stream);
         Ok(())
     }

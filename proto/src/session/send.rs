@@ -3,13 +3,16 @@
 //! Order: the preface, then control frames (bounded queue), then window
 //! updates, then DATA. Streams with data take turns by deficit round-robin,
 //! each turn worth a quantum proportional to the stream's priority.
+//!
+//! Written data waits in per-stream buffers, capped per stream and per
+//! connection; as frames leave, blocked writers are told `Writable`.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::Session;
-use crate::event::Transmit;
+use crate::event::{Event, Transmit};
 use crate::frame::{Frame, FrameHeader, FrameType, FLAG_END_STREAM, HEADER_LEN, PREFACE};
 use crate::id::StreamId;
 use crate::stream::Fin;
@@ -99,7 +102,7 @@ impl Session {
                 continue;
             };
             s.recv.update_queued = false;
-            if s.recv.fin {
+            if s.recv.fin || s.recv.stopped {
                 continue;
             }
             let increment =
@@ -147,6 +150,7 @@ impl Session {
             }
             let end = s.send.fin == Fin::Queued && n == pending;
             let payload = s.send.buf.split_to(n).freeze();
+            self.send_buffered -= n;
             s.send.window -= n as i64;
             s.send.deficit -= cost;
             self.send_window -= n as i64;
@@ -168,6 +172,8 @@ impl Session {
             self.scratch.reserve(HEADER_LEN);
             header.encode(&mut self.scratch);
             let head = self.scratch.split().freeze();
+            self.unblock(stream);
+            self.wake_send_waiters();
             if end {
                 self.maybe_forget(stream);
             }
@@ -202,5 +208,77 @@ impl Session {
             head,
             payload: Bytes::new(),
         })
+    }
+}
+
+impl Session {
+    /// Room the connection's send-buffer cap leaves for writes.
+    pub(super) fn connection_room(&self) -> usize {
+        self.config
+            .connection_send_buffer
+            .saturating_sub(self.send_buffered)
+    }
+
+    /// Queues a stream whose write found the connection's buffer full.
+    pub(super) fn wait_for_connection_room(&mut self, stream: StreamId) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            if !s.send.waiting_connection {
+                s.send.waiting_connection = true;
+                self.send_waiters.push_back(stream);
+            }
+        }
+    }
+
+    /// Tells a blocked stream's writer that room returned, or queues it for
+    /// the connection's buffer if only the stream has room.
+    pub(super) fn unblock(&mut self, stream: StreamId) {
+        let (cap, connection) = (self.config.stream_send_buffer, self.connection_room());
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if !s.send.blocked || s.send.fin != Fin::Open || s.send_room(cap) == 0 {
+            return;
+        }
+        if connection == 0 {
+            self.wait_for_connection_room(stream);
+            return;
+        }
+        s.send.blocked = false;
+        self.events.push_back(Event::Writable { stream });
+    }
+
+    /// Unsent bytes of `stream` were dropped: give their room back.
+    pub(super) fn release_send_buffer(&mut self, stream: StreamId, n: usize) {
+        self.send_buffered -= n;
+        self.unblock(stream);
+        self.wake_send_waiters();
+    }
+
+    /// Wakes streams waiting for the connection's buffer, in the order they
+    /// blocked, while the room that returned could serve them. When nothing
+    /// is left to send, every waiter is woken: no frame will leave to wake
+    /// them later.
+    fn wake_send_waiters(&mut self) {
+        let cap = self.config.stream_send_buffer;
+        let mut room = self.connection_room();
+        let everyone = self.ready.is_empty();
+        while room > 0 {
+            let Some(stream) = self.send_waiters.pop_front() else {
+                break;
+            };
+            let Some(s) = self.streams.get_mut(&stream) else {
+                continue;
+            };
+            s.send.waiting_connection = false;
+            let wants = s.send_room(cap);
+            // A stream without room of its own is woken by its window.
+            if s.send.blocked && s.send.fin == Fin::Open && wants > 0 {
+                s.send.blocked = false;
+                self.events.push_back(Event::Writable { stream });
+                if !everyone {
+                    room = room.saturating_sub(wants);
+                }
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! [`check`]. Invariants:
 //! - no window is exceeded: a correct sender never triggers a flow-control
 //!   (or any other) violation, and no send window goes negative;
-//! - every byte arrives once and in order, or the stream reports a reset;
+//! - every byte arrives once and in order, or the stream reports a reset,
+//!   or its reader stopped reading (and then the writer is told `Stopped`);
 //! - every event is consistent with what the other side did (`RemoteOpen`
 //!   once per stream per side, `Finished` only after the peer finished);
 //! - once both sides have finished and read everything, no stream is left;
@@ -65,6 +66,13 @@ pub enum Op {
     },
     /// Finish our side of a stream.
     Finish {
+        /// Acting side.
+        side: Role,
+        /// Which stream.
+        pick: u8,
+    },
+    /// Stop reading a stream (STOP_SENDING with CANCEL).
+    Stop {
         /// Acting side.
         side: Role,
         /// Which stream.
@@ -173,6 +181,8 @@ struct Track {
     pending: [bool; 2],
     /// Per side: the side reset it, or was told of a reset.
     reset: [bool; 2],
+    /// Per side: the side stopped reading it.
+    stopped: [bool; 2],
     /// Per side: `RemoteOpen` events seen.
     remote_opens: [u32; 2],
 }
@@ -220,7 +230,7 @@ impl Model {
         (0..self.tracks.len())
             .filter(|&i| {
                 let t = &self.tracks[i];
-                let forgotten = t.dirs[s].finished && t.dirs[1 - s].eof;
+                let forgotten = t.dirs[s].finished && (t.dirs[1 - s].eof || t.stopped[s]);
                 t.usable[s] && !t.reset[s] && !forgotten
             })
             .collect()
@@ -246,6 +256,7 @@ impl Model {
             | Op::Refuse { side, .. }
             | Op::Write { side, .. }
             | Op::Finish { side, .. }
+            | Op::Stop { side, .. }
             | Op::Reset { side, .. } => Some(side),
             _ => None,
         };
@@ -286,9 +297,21 @@ impl Model {
                 max,
                 chunk,
             } => match self.pick(side, pick) {
-                Some(i) => self.read(side, i, usize::from(max), chunk).map(|_| ()),
-                None => Ok(()),
+                Some(i) if !self.tracks[i].stopped[idx(side)] => {
+                    self.read(side, i, usize::from(max), chunk).map(|_| ())
+                }
+                _ => Ok(()),
             },
+            Op::Stop { side, pick } => {
+                if let Some(i) = self.pick(side, pick) {
+                    let id = self.tracks[i].id;
+                    self.session(side)
+                        .stop(id, ErrorCode::CANCEL)
+                        .map_err(|e| format!("stop {id}: {e}"))?;
+                    self.tracks[i].stopped[idx(side)] = true;
+                }
+                Ok(())
+            }
             Op::Finish { side, pick } => match self.pick(side, pick) {
                 Some(i) => self.finish(side, i),
                 None => Ok(()),
@@ -358,6 +381,7 @@ impl Model {
                     usable,
                     pending: [false; 2],
                     reset: [false; 2],
+                    stopped: [false; 2],
                     remote_opens: [0; 2],
                 });
                 self.summary.streams += 1;
@@ -397,6 +421,10 @@ impl Model {
                 Ok(())
             }
             Err(WriteError::Blocked) => Ok(()),
+            Err(WriteError::Stopped(_)) if self.tracks[i].stopped[idx(side.peer())] => {
+                self.tracks[i].dirs[idx(side)].finished = true;
+                Ok(())
+            }
             Err(WriteError::Local(LocalError::Finished(_))) if finished => Ok(()),
             Err(WriteError::Local(LocalError::Closed)) if self.closed[idx(side)] => Ok(()),
             Err(e) => Err(format!("write {id}: {e}")),
@@ -412,6 +440,11 @@ impl Model {
                 Ok(())
             }
             Err(LocalError::Finished(_)) if finished => Ok(()),
+            // The peer's STOP_SENDING ended our side already.
+            Err(LocalError::Finished(_)) if self.tracks[i].stopped[idx(side.peer())] => {
+                self.tracks[i].dirs[idx(side)].finished = true;
+                Ok(())
+            }
             Err(LocalError::Closed) if self.closed[idx(side)] => Ok(()),
             other => Err(format!(
                 "finish {id} (finished before: {finished}): {other:?}"
@@ -533,7 +566,8 @@ impl Model {
             }
             Event::Finished { stream } => {
                 let i = find(&self.tracks, *stream)?;
-                if !self.tracks[i].dirs[1 - s].finished {
+                // After our STOP_SENDING the peer's session ends its side.
+                if !self.tracks[i].dirs[1 - s].finished && !self.tracks[i].stopped[s] {
                     return Err(format!(
                         "{side:?}: Finished for {stream} before the peer finished"
                     ));
@@ -541,6 +575,13 @@ impl Model {
             }
             Event::Readable { stream } | Event::Writable { stream } => {
                 find(&self.tracks, *stream)?;
+            }
+            Event::Stopped { stream, .. } => {
+                let i = find(&self.tracks, *stream)?;
+                if !self.tracks[i].stopped[1 - s] {
+                    return Err(format!("{side:?}: Stopped for {stream}, never stopped"));
+                }
+                self.tracks[i].dirs[s].finished = true;
             }
             Event::Reset { stream, reason } => {
                 if let ResetReason::Violation(e) = reason {
@@ -585,7 +626,10 @@ impl Model {
                         changed = true;
                     }
                     let from = idx(side.peer());
-                    while !self.tracks[i].dirs[from].eof && self.read(side, i, 64 << 10, false)? {
+                    while !self.tracks[i].dirs[from].eof
+                        && !self.tracks[i].stopped[idx(side)]
+                        && self.read(side, i, 64 << 10, false)?
+                    {
                         changed = true;
                     }
                 }
@@ -604,7 +648,7 @@ impl Model {
             for from in [Role::Client, Role::Server] {
                 let to = idx(from.peer());
                 let d = &t.dirs[idx(from)];
-                let reported = t.reset[to] || self.closed[to];
+                let reported = t.reset[to] || self.closed[to] || t.stopped[to];
                 let complete = d.eof && d.read == d.written;
                 let never_paired = !t.usable[to] && !t.usable[idx(from)];
                 if !complete && !reported && !never_paired && t.usable[to] {

@@ -4,8 +4,11 @@ mod closing;
 mod flow;
 mod hostile;
 mod liveness;
+mod memory;
 mod props;
+mod send_buffer;
 mod spec;
+mod stop;
 mod streams;
 mod vectors;
 

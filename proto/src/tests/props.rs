@@ -60,7 +60,15 @@ fn frame() -> impl Strategy<Value = Frame> {
             stream: StreamId::new(s),
             increment,
         }),
-        (9u8..=255, stream_id()).prop_map(|(ty, stream)| Frame::Unknown { ty, stream }),
+        (stream_id(), any::<u32>()).prop_map(|(stream, c)| Frame::StopSending {
+            stream,
+            code: ErrorCode::new(c)
+        }),
+        // Types 0x0-0x8 and 0xb are defined.
+        (9u8..=255)
+            .prop_filter("a defined type", |ty| *ty != 0xb)
+            .prop_flat_map(|ty| (Just(ty), stream_id()))
+            .prop_map(|(ty, stream)| Frame::Unknown { ty, stream }),
     ]
 }
 
@@ -93,6 +101,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(side, pick, max, chunk)| Op::Read { side, pick, max, chunk }),
         2 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Finish { side, pick }),
         1 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Reset { side, pick }),
+        1 => (side.clone(), any::<u8>()).prop_map(|(side, pick)| Op::Stop { side, pick }),
         1 => (side.clone(), any::<u8>(), any::<u8>())
             .prop_map(|(side, pick, priority)| Op::Priority { side, pick, priority }),
         1 => side.prop_map(Op::GoAway),

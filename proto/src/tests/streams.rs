@@ -366,35 +366,6 @@ fn local_misuse_is_a_typed_error_and_changes_nothing() {
 }
 
 #[test]
-fn stop_discards_and_keeps_the_peer_flowing() {
-    let mut p = connected();
-    let id = open_pair(&mut p, OpenOptions::default());
-    p.client.finish(id).unwrap();
-    assert!(p.drive());
-    let mut got = Vec::new();
-    assert!(read_available(&mut p.server, id, &mut got));
-    p.client.stop(id).unwrap();
-    // Far more than any window: it only completes if credit keeps coming back.
-    let mut sent = 0;
-    while sent < 4 << 20 {
-        match p.server.write(id, &[3; 65_536]) {
-            Ok(n) => sent += n,
-            Err(crate::WriteError::Blocked) => assert!(p.drive()),
-            Err(e) => panic!("{e}"),
-        }
-    }
-    p.server.finish(id).unwrap();
-    assert!(p.drive());
-    assert_eq!(
-        (
-            p.client.stats().active_streams,
-            p.server.stats().active_streams
-        ),
-        (0, 0)
-    );
-}
-
-#[test]
 fn stats_count_streams_frames_and_bytes() {
     let mut p = connected();
     let id = open_pair(&mut p, OpenOptions::default());
