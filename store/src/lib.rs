@@ -40,6 +40,7 @@ mod notify;
 mod pool;
 mod recover;
 mod ring;
+mod space;
 mod walk;
 
 pub use cursor::{Cursor, Start};

@@ -137,8 +137,9 @@ impl Info {
 ///
 /// A `Pool` is `Send + Sync`: share it between threads by reference or `Arc`.
 /// Appends are serialised across threads and processes; reads take no lock.
-/// Truncating or shrinking the file while it is mapped is outside the
-/// contract (the OS raises `SIGBUS`, as for every mmap-based store).
+/// Truncating or shrinking the file, or punching holes in it, while it is
+/// mapped is outside the contract (the OS may raise `SIGBUS`, as for every
+/// mmap-based store).
 #[derive(Debug)]
 pub struct Pool {
     pub(crate) path: PathBuf,
@@ -163,6 +164,9 @@ impl Pool {
     ///
     /// The file appears atomically: it is prepared under a temporary name
     /// and linked into place, so no opener ever sees a half-written header.
+    /// Every block of it is allocated first (`fallocate`): when the
+    /// filesystem cannot hold it, this fails with [`Error::Io`] and leaves
+    /// no file behind, and appends never need disk space later.
     pub fn create(path: impl AsRef<Path>, size: u64, options: Options) -> Result<Pool> {
         let path = path.as_ref();
         let geo = Geometry::plan(size, options.index_slots, now_ns())
@@ -189,6 +193,11 @@ impl Pool {
     /// Opens an existing pool for appending and reading: validates the
     /// header, takes the writer lock, and recovers the published state
     /// (`FORMAT.md` §6). What recovery found is in [`Pool::recovery`].
+    ///
+    /// Allocates any hole in the file first (a file created sparse by an
+    /// older build), failing with [`Error::Io`] if the filesystem is full.
+    /// Blocks punched out of the file while it is open are outside the
+    /// contract, like truncation: a store into them may raise `SIGBUS`.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Pool> {
         let path = path.as_ref().to_path_buf();
         let file = OpenOptions::new()
@@ -197,6 +206,10 @@ impl Pool {
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         let mut pool = Pool::map(path, file, true, options)?;
+        // A file created sparse by an older build, or punched while closed,
+        // would fault on a full filesystem at the first store into a hole.
+        crate::space::reserve_existing(&pool.file, pool.geo.file_len)
+            .map_err(|e| Error::io(&pool.path, e))?;
         let report = {
             let guard = pool.lock()?;
             pool.repair(&guard)?
@@ -643,7 +656,8 @@ fn prepare(tmp: &Path, geo: &Geometry) -> std::io::Result<()> {
         .write(true)
         .create_new(true)
         .open(tmp)?;
-    file.set_len(geo.file_len)?;
+    // Allocated, not sparse: a store into the mapping never needs a block.
+    crate::space::reserve_new(&file, geo.file_len)?;
     file.write_all_at(&geo.encode(), 0)?;
     // Empty pool: next seq 1, oldest 1, newest 0, head = tail = 0.
     file.write_all_at(&1u64.to_le_bytes(), header::OLDEST)?;
