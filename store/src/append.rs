@@ -133,9 +133,11 @@ impl Pool {
                 let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
                 self.store_ring(pos + 8 * i as u64, w);
             }
-            let slot = self.slot(seq);
-            self.store(slot + 8, pos, Ordering::Relaxed);
-            self.store(slot, seq, Ordering::Relaxed);
+            if seq % self.geo.stride() == 0 {
+                let slot = self.slot(seq);
+                self.store(slot + 8, pos, Ordering::Relaxed);
+                self.store(slot, seq, Ordering::Relaxed);
+            }
             st.head = pos + len;
             st.newest = seq;
             debug_assert!(ring.len() >= st.head);

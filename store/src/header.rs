@@ -15,6 +15,9 @@ pub(crate) const STATIC_LEN: usize = 124;
 pub(crate) const SLOT_LEN: u64 = 16;
 /// The smallest ring accepted.
 pub(crate) const MIN_RING: u64 = 4096;
+/// The message size (data and tags) the default index is sized for: one
+/// slot per 512 bytes of ring.
+pub(crate) const DEFAULT_MESSAGE_SIZE: u64 = 480;
 /// Rings are page-aligned in the file.
 const PAGE: u64 = 4096;
 
@@ -105,8 +108,26 @@ impl HeaderError {
 }
 
 impl Geometry {
-    /// Lays out a pool of `file_len` bytes; `index_slots` defaults to one
-    /// slot per 512 ring bytes.
+    /// Index slots for a pool of `file_len` bytes whose messages (data and
+    /// tags) are typically `message_size` bytes: one slot, and its 16
+    /// bytes, per such frame.
+    pub(crate) fn slots_for(file_len: u64, message_size: u64) -> u64 {
+        let per_slot = crate::frame::pad8(crate::frame::FRAME_HEADER.saturating_add(message_size))
+            .saturating_add(SLOT_LEN);
+        (file_len.saturating_sub(HEADER_LEN) / per_slot).max(1)
+    }
+
+    /// Seqs per index slot (`FORMAT.md` §3): the index covers the most
+    /// frames the ring can hold (one per 32 bytes) when only every
+    /// `stride`-th seq is indexed.
+    pub(crate) fn stride(&self) -> u64 {
+        self.ring_len
+            .div_ceil(crate::frame::FRAME_HEADER.saturating_mul(self.index_slots))
+            .max(1)
+    }
+
+    /// Lays out a pool of `file_len` bytes; `index_slots` defaults to
+    /// [`Geometry::slots_for`] messages of [`DEFAULT_MESSAGE_SIZE`] bytes.
     pub(crate) fn plan(
         file_len: u64,
         index_slots: Option<u64>,
@@ -115,13 +136,13 @@ impl Geometry {
         if file_len % PAGE != 0 {
             return Err("pool size must be a multiple of 4096");
         }
-        let avail = file_len
-            .checked_sub(HEADER_LEN)
-            .ok_or("pool size too small")?;
+        if file_len <= HEADER_LEN {
+            return Err("pool size too small");
+        }
         let slots = match index_slots {
             Some(0) => return Err("index needs at least one slot"),
             Some(n) => n,
-            None => (avail / 528).max(1),
+            None => Geometry::slots_for(file_len, DEFAULT_MESSAGE_SIZE),
         };
         let index_len = slots
             .checked_mul(SLOT_LEN)

@@ -27,6 +27,8 @@
 #![cfg(unix)]
 
 mod append;
+#[cfg(test)]
+mod cost_tests;
 mod cursor;
 mod durability;
 mod error;

@@ -37,8 +37,16 @@ pub enum Durability {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
-    /// Index slots; `None` picks one per 512 bytes of ring. Ignored by open.
+    /// Index slots; `None` sizes the index from [`Options::message_size`].
+    /// Ignored by open.
     pub index_slots: Option<u64>,
+    /// The typical size of a message's data and tags, in bytes, which sizes
+    /// the index at create unless [`Options::index_slots`] is set: one slot
+    /// per frame of that size (`FORMAT.md` §3). A read by seq then finds
+    /// its frame through one slot and at most a few frame headers, however
+    /// full the ring. `None` means 480 bytes (one slot per 512 bytes of
+    /// ring, 3% of the file). Ignored by open.
+    pub message_size: Option<u64>,
     /// When appends through this handle are acknowledged.
     pub durability: Durability,
     /// The longest a follower sleeps between checks when no wake-up arrives.
@@ -51,6 +59,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             index_slots: None,
+            message_size: None,
             durability: Durability::Fast,
             poll_interval: Duration::from_millis(100),
         }
@@ -58,7 +67,8 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The defaults: automatic index size, [`Durability::Fast`], 100 ms poll.
+    /// The defaults: an index sized for 480-byte messages,
+    /// [`Durability::Fast`], 100 ms poll.
     pub fn new() -> Options {
         Options::default()
     }
@@ -66,6 +76,12 @@ impl Options {
     /// Sets the number of index slots.
     pub fn index_slots(mut self, slots: u64) -> Options {
         self.index_slots = Some(slots);
+        self
+    }
+
+    /// Sets the typical message size (data and tags) the index is sized for.
+    pub fn message_size(mut self, bytes: u64) -> Options {
+        self.message_size = Some(bytes);
         self
     }
 
@@ -169,7 +185,12 @@ impl Pool {
     /// no file behind, and appends never need disk space later.
     pub fn create(path: impl AsRef<Path>, size: u64, options: Options) -> Result<Pool> {
         let path = path.as_ref();
-        let geo = Geometry::plan(size, options.index_slots, now_ns())
+        let slots = options.index_slots.or_else(|| {
+            options
+                .message_size
+                .map(|bytes| Geometry::slots_for(size, bytes))
+        });
+        let geo = Geometry::plan(size, slots, now_ns())
             .map_err(|why| Error::Usage(format!("cannot create a pool of {size} bytes: {why}")))?;
         let tmp = temp_path(path);
         let prepared = prepare(&tmp, &geo).and_then(|()| {
@@ -316,8 +337,10 @@ impl Pool {
         }
     }
 
-    /// Reads message `seq` in O(1) through the index, falling back to a
-    /// validated scan when the slot is stale or damaged.
+    /// Reads message `seq` through the index: one slot and at most a few
+    /// frame headers (see [`Options::message_size`]), falling back to a
+    /// walk over frame headers from the oldest message when the slot is
+    /// stale or damaged. Copies and validates only the frame of `seq`.
     ///
     /// Fails with [`Error::SeqNotFound`] if `seq` is not yet written or was
     /// overwritten, and [`Error::Corrupt`] at [`Location::Seq`] if its frame
@@ -410,10 +433,8 @@ impl Pool {
                 });
             }
             // Hints first: a failure there only means the hint is stale.
-            let slot = self.slot(seq);
-            let slot_pos = (self.load(slot, Ordering::Relaxed) == seq)
-                .then(|| self.load(slot + 8, Ordering::Relaxed));
-            for pos in [hint, slot_pos].into_iter().flatten() {
+            let indexed = self.indexed(&ring, seq, &snap);
+            for pos in [hint, indexed].into_iter().flatten() {
                 match ring::fetch(&ring, pos, seq, max, buf) {
                     Ok(found) => return Ok(found),
                     Err(Fetch::Gone) => {
@@ -440,6 +461,24 @@ impl Pool {
         Err(ReadError::Gone {
             oldest: ring.generation().oldest,
         })
+    }
+
+    /// The logical position of `seq` through the index: the slot of the
+    /// indexed seq at or below it, then at most `stride - 1` frame headers
+    /// (`FORMAT.md` §3). `None` when the slot is stale or the seq before it
+    /// was evicted; the walk from the tail, at most `stride` frames long in
+    /// that case, takes over.
+    fn indexed(&self, ring: &MapRing<'_>, seq: u64, snap: &State) -> Option<u64> {
+        let base = seq - seq % self.geo.stride();
+        if base < snap.oldest {
+            return None;
+        }
+        let slot = self.slot(base);
+        if self.load(slot, Ordering::Relaxed) != base {
+            return None;
+        }
+        let pos = self.load(slot + 8, Ordering::Relaxed);
+        ring::seek(ring, pos, base, seq, self.geo.max_frame())
     }
 
     /// Walks from the tail of `snap` to `seq`. Fails with `None` when the
@@ -550,9 +589,11 @@ impl Pool {
         }
     }
 
-    /// File offset of the index slot for `seq`.
+    /// File offset of the index slot for `seq`, which is indexed only if
+    /// it is a multiple of the stride (`FORMAT.md` §3).
     pub(crate) fn slot(&self, seq: u64) -> u64 {
-        self.geo.index_off + (seq % self.geo.index_slots) * header::SLOT_LEN
+        let i = (seq / self.geo.stride()) % self.geo.index_slots;
+        self.geo.index_off + i * header::SLOT_LEN
     }
 
     /// Loads a header or index word.
