@@ -236,15 +236,7 @@ impl Pool {
 
     /// Refuses to write through a published state that is out of bounds.
     fn check_state(&self, st: &State) -> Result<()> {
-        let len = self.geo.ring_len;
-        let ok = st.head % 8 == 0
-            && st.head <= len
-            && st.tail % 8 == 0
-            && st.tail <= len
-            && st.oldest >= 1
-            && st.newest < u64::MAX - (1 << 32)
-            && st.oldest <= st.newest + 1;
-        if ok {
+        if st.in_bounds(self.geo.ring_len) {
             Ok(())
         } else {
             Err(self.corrupt_state("published state out of bounds"))

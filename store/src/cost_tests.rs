@@ -2,7 +2,9 @@
 //! [`crate::ring::WORDS_READ`]), to check the work is bounded as promised
 //! rather than timing it.
 
-use crate::header::{Geometry, HEADER_LEN};
+use std::sync::atomic::Ordering;
+
+use crate::header::{self, Geometry, HEADER_LEN};
 use crate::ring::WORDS_READ;
 use crate::{Options, Pool, Seq};
 
@@ -77,4 +79,52 @@ fn the_index_is_sized_from_the_message_size() {
     )
     .unwrap();
     assert_eq!(other.info().index_slots, 100);
+}
+
+#[test]
+fn a_clean_reopen_reads_no_frame_and_a_restart_reads_headers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.pool");
+    let pool = small_messages(dir.path(), Options::new());
+    let held = pool.info().len();
+    let newest = pool.info().newest.0;
+    // As if every frame had been synced (`Durability::Flush`).
+    pool.store(header::SYNCED, newest, Ordering::Relaxed);
+    drop(pool);
+
+    // The last writer left the state consistent, in this boot: no walk.
+    let (pool, words) = words_read(|| Pool::open(&path).unwrap());
+    assert_eq!(words, 0, "a clean reopen loaded ring words");
+    assert!(!pool.recovery().unwrap().walked);
+    assert_eq!(pool.get(Seq(newest)).unwrap().data, [newest as u8 - 1; 32]);
+
+    // Checked in another boot (the machine restarted: power may have been
+    // lost): the full walk, frame headers only up to SYNCED (their four
+    // words, and the first again to look for a wrap marker).
+    pool.store(header::CHECKED, 12345, Ordering::Relaxed);
+    drop(pool);
+    let (pool, words) = words_read(|| Pool::open(&path).unwrap());
+    let rec = pool.recovery().unwrap();
+    assert!(rec.walked && rec.is_clean(), "{rec:?}");
+    assert!(words >= 4 * held, "{words} words for {held} frames");
+    assert!(words <= 5 * held + 64, "{words} words for {held} frames");
+
+    // Above SYNCED every frame is read whole for its checksum.
+    pool.store(header::SYNCED, 0, Ordering::Relaxed);
+    pool.store(header::CHECKED, 0, Ordering::Relaxed);
+    drop(pool);
+    let (pool, words) = words_read(|| Pool::open(&path).unwrap());
+    assert!(pool.recovery().unwrap().walked);
+    assert!(words >= 8 * held, "{words} words for {held} frames");
+
+    // That walk recorded this boot: the next open trusts the state again,
+    // unless a writer died mid-append.
+    drop(pool);
+    let (pool, words) = words_read(|| Pool::open(&path).unwrap());
+    assert_eq!(words, 0);
+    pool.store(header::DIRTY, 1, Ordering::Relaxed);
+    drop(pool);
+    let pool = Pool::open(&path).unwrap();
+    assert!(pool.recovery().unwrap().walked);
+    assert_eq!(pool.load(header::DIRTY, Ordering::Relaxed), 0);
 }

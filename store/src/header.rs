@@ -6,7 +6,7 @@ pub(crate) const HEADER_LEN: u64 = 4096;
 /// Magic at offset 0.
 pub(crate) const MAGIC: [u8; 8] = *b"PLEXPOOL";
 /// The only format version this build reads and writes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Written little-endian; reads back unchanged only if the writer used LE.
 pub(crate) const ENDIAN_MARKER: u64 = 0x0102_0304_0506_0708;
 /// Bytes covered by the static checksum (the checksum itself follows).
@@ -34,6 +34,10 @@ pub(crate) const NEWEST: u64 = 152;
 pub(crate) const DIRTY: u64 = 160;
 /// Every seq up to this one is on stable storage.
 pub(crate) const SYNCED: u64 = 168;
+/// The boot of the machine in which a writer last ran the full recovery
+/// (a tag of the kernel's boot id; 0 for none): while it matches and
+/// `DIRTY` is clear, the published state is consistent with the ring.
+pub(crate) const CHECKED: u64 = 176;
 // Coordination words (host-order u32, meaningless across restarts).
 /// Futex word bumped by a writer that saw waiters.
 pub(crate) const NOTIFY: u64 = 256;

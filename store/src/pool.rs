@@ -13,7 +13,7 @@ use crate::frame::FrameError;
 use crate::header::{self, Geometry, HeaderError};
 use crate::map::Mapping;
 use crate::message::{now_ns, Message};
-use crate::recover::{self, Recovery, State};
+use crate::recover::{Recovery, State};
 use crate::ring::{self, Fetch, MapRing, Ring};
 use crate::walk::{Step, Walk};
 use crate::Seq;
@@ -213,7 +213,10 @@ impl Pool {
 
     /// Opens an existing pool for appending and reading: validates the
     /// header, takes the writer lock, and recovers the published state
-    /// (`FORMAT.md` §6). What recovery found is in [`Pool::recovery`].
+    /// (`FORMAT.md` §6) if a writer died mid-append or the machine
+    /// restarted since a writer last checked the pool; otherwise it trusts
+    /// the published state and reads no frame. What recovery found is in
+    /// [`Pool::recovery`].
     ///
     /// Allocates any hole in the file first (a file created sparse by an
     /// older build), failing with [`Error::Io`] if the filesystem is full.
@@ -233,7 +236,7 @@ impl Pool {
             .map_err(|e| Error::io(&pool.path, e))?;
         let report = {
             let guard = pool.lock()?;
-            pool.repair(&guard)?
+            pool.recover_at_open(&guard)?
         };
         pool.recovery = Some(report);
         Ok(pool)
@@ -532,52 +535,6 @@ impl Pool {
             }
         }
         Ok(WriterGuard { pool: self, buf })
-    }
-
-    /// Under the writer lock: validates the published state against the
-    /// ring, invalidates frames that were never published, and stores the
-    /// repaired state (`FORMAT.md` §6).
-    pub(crate) fn repair(&self, _guard: &WriterGuard<'_>) -> Result<Recovery> {
-        let st = self.state(Ordering::Relaxed);
-        let synced = self.load(header::SYNCED, Ordering::Relaxed);
-        let rec = recover::recover(&self.ring(), st, synced, self.geo.max_frame()).map_err(
-            |(at, why)| Error::Corrupt {
-                path: self.path.clone(),
-                at,
-                reason: why,
-            },
-        )?;
-        let new = rec.state;
-        // Seqs above NEWEST will be reused: no frame or slot may still name
-        // them, or a reader could be pointed at the old bytes.
-        for &at in &rec.discarded_at {
-            self.map
-                .u64_mut(self.geo.ring_off + at)
-                .store(0, Ordering::Relaxed);
-        }
-        for i in 0..self.geo.index_slots {
-            let slot = self.geo.index_off + i * header::SLOT_LEN;
-            if self.load(slot, Ordering::Relaxed) > new.newest {
-                self.store(slot, 0, Ordering::Relaxed);
-            }
-        }
-        let repaired = new != st;
-        if repaired {
-            self.store(header::OLDEST, new.oldest, Ordering::Relaxed);
-            self.store(header::TAIL, new.tail, Ordering::Relaxed);
-            self.store(header::HEAD, new.head, Ordering::Relaxed);
-            self.store(header::NEWEST, new.newest, Ordering::Release);
-        }
-        self.store(header::DIRTY, 0, Ordering::Release);
-        Ok(Recovery {
-            damaged: rec
-                .damaged
-                .iter()
-                .map(|r| Seq(r.start)..Seq(r.end))
-                .collect(),
-            discarded: Seq(rec.discarded.start)..Seq(rec.discarded.end),
-            repaired,
-        })
     }
 
     /// The ring of this pool's mapping.

@@ -28,6 +28,10 @@ const TESTS: &[Test] = &[
         follower_in_other_process_is_woken,
     ),
     (
+        "killed_writer_makes_the_next_open_walk",
+        killed_writer_makes_the_next_open_walk,
+    ),
+    (
         "full_filesystem_is_an_error_never_a_fault",
         full_filesystem_is_an_error_never_a_fault,
     ),
@@ -314,6 +318,45 @@ fn follower_in_other_process_is_woken() {
     assert_eq!(lines.next().unwrap().unwrap(), "got 1 wake up");
     assert!(child.wait().unwrap().success());
     assert_eq!(pool.info().waiters, 0);
+}
+
+/// A clean reopen trusts the published state without reading the ring;
+/// a writer SIGKILLed mid-append (here: its frame written, not yet
+/// published) must still make the next open run the full recovery, which
+/// finds and discards the unpublished frame.
+fn killed_writer_makes_the_next_open_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.pool");
+    let pool = Pool::create(&path, 1 << 16, Options::new()).unwrap();
+    for i in 0..3u8 {
+        pool.append(&[], &[i; 10]).unwrap();
+    }
+    drop(pool);
+    let pool = Pool::open(&path).unwrap();
+    assert!(!pool.recovery().unwrap().walked, "a clean reopen walked");
+    drop(pool);
+
+    let mut child = spawn(
+        "append",
+        &path,
+        &[
+            ("PLEX_STORE_WRITER", "1".into()),
+            ("PLEX_STORE_COUNT", "5".into()),
+            ("PLEX_STORE_DURABILITY", "fast".into()),
+            ("PLEX_STORE_FAILPOINT", "before_publish:2".into()),
+        ],
+    );
+    let mut acked = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut acked).unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    assert_eq!(acked, "4 1 0\n");
+
+    let pool = Pool::open(&path).unwrap();
+    let rec = pool.recovery().unwrap();
+    assert!(rec.walked, "{rec:?}");
+    assert_eq!(rec.discarded, Seq(5)..Seq(6));
+    assert_eq!(pool.info().newest, Seq(4));
+    assert_eq!(pool.append(&[], b"next").unwrap(), Seq(5));
 }
 
 /// Pools on a full filesystem: a 256 KiB tmpfs mounted in a private mount
