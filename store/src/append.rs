@@ -58,8 +58,7 @@ impl Pool {
         for (tags, data) in batch {
             self.check_message(tags, data.len())?;
         }
-        if self.options.durability == Durability::Flush && self.sync_failed.load(Ordering::Acquire)
-        {
+        if self.options.durability == Durability::Flush && self.sync_failed() {
             return Err(self.sync_poisoned());
         }
         let time_ns = now_ns();

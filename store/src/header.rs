@@ -38,6 +38,8 @@ pub(crate) const SYNCED: u64 = 168;
 /// (a tag of the kernel's boot id; 0 for none): while it matches and
 /// `DIRTY` is clear, the published state is consistent with the ring.
 pub(crate) const CHECKED: u64 = 176;
+/// Non-zero once a sync of the pool failed: `SYNCED` never rises again.
+pub(crate) const SYNC_FAILED: u64 = 184;
 // Coordination words (host-order u32, meaningless across restarts).
 /// Futex word bumped by a writer that saw waiters.
 pub(crate) const NOTIFY: u64 = 256;

@@ -126,17 +126,21 @@ impl Mapping {
         }
     }
 
-    /// Wakes every waiter on the 4-byte word at `off`, in any process.
-    /// `FUTEX_WAKE` writes nothing, so read-only mappings may use it.
-    pub(crate) fn wake(&self, off: u64) {
+    /// Wakes every waiter on the 4-byte word at `off`, in any process, and
+    /// returns how many there were. `FUTEX_WAKE` writes nothing, so
+    /// read-only mappings may use it.
+    pub(crate) fn wake(&self, off: u64) -> usize {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             use rustix::thread::futex;
             // Errors only mean nobody could be woken.
-            let _ = futex::wake(self.u32_view(off), futex::Flags::empty(), i32::MAX as u32);
+            futex::wake(self.u32_view(off), futex::Flags::empty(), i32::MAX as u32).unwrap_or(0)
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let _ = off;
+        {
+            let _ = off;
+            0
+        }
     }
 
     /// Writes every dirty page of the mapping to stable storage (`msync(MS_SYNC)`).

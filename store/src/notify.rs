@@ -17,7 +17,7 @@ pub(crate) fn wake_followers(map: &Mapping) {
         return;
     }
     map.u32_mut(header::NOTIFY).fetch_add(1, Ordering::SeqCst);
-    map.wake(header::NOTIFY);
+    let _ = map.wake(header::NOTIFY);
 }
 
 /// Follower side: blocks until NEWEST reaches `seq` or `deadline` passes,
@@ -67,7 +67,7 @@ pub(crate) fn poke(map: &Mapping) {
     if map.is_writable() {
         map.u32_mut(header::NOTIFY).fetch_add(1, Ordering::SeqCst);
     }
-    map.wake(header::NOTIFY);
+    let _ = map.wake(header::NOTIFY);
 }
 
 /// The newest published seq; callers order it with their own fences.

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -124,6 +124,9 @@ pub struct Info {
     pub tail: u64,
     /// Followers currently registered for wake-ups, across processes.
     pub waiters: u32,
+    /// A sync of the pool failed once, in some process: appends with
+    /// [`Durability::Flush`] fail with [`Error::SyncFailed`] for good.
+    pub sync_failed: bool,
 }
 
 impl Info {
@@ -166,9 +169,6 @@ pub struct Pool {
     /// In-process writer serialisation (flock is per open file description)
     /// and the frame scratch buffer.
     pub(crate) writer: Mutex<Vec<u8>>,
-    /// Set once a sync failed: the kernel may have dropped the dirty pages,
-    /// so no later `Flush` append can be acknowledged through this handle.
-    pub(crate) sync_failed: AtomicBool,
     /// Opened with [`Pool::open_read_only`]: appends are refused.
     pub(crate) read_only: bool,
     /// What recovery found at open; `None` for read-only handles.
@@ -298,7 +298,6 @@ impl Pool {
             geo,
             options,
             writer: Mutex::new(Vec::new()),
-            sync_failed: AtomicBool::new(false),
             read_only: false,
             recovery: None,
         })
@@ -337,6 +336,7 @@ impl Pool {
             head: st.head,
             tail: st.tail,
             waiters: self.map.load_u32(header::WAITERS),
+            sync_failed: self.sync_failed(),
         }
     }
 

@@ -303,6 +303,9 @@ pub struct CheckReport {
     pub discarded: u64,
     /// True if recovery would change the published state or discard frames.
     pub needs_repair: bool,
+    /// A sync of the pool failed once (`SYNC_FAILED`): appends with
+    /// [`crate::Durability::Flush`] are refused for good.
+    pub sync_failed: bool,
 }
 
 /// Validates a whole pool file image held in memory, without a file.
@@ -348,5 +351,6 @@ pub fn check_bytes(bytes: &[u8]) -> Result<CheckReport> {
         damaged,
         discarded: rec.discarded.end - rec.discarded.start,
         needs_repair: rec.state != st || !rec.discarded.is_empty(),
+        sync_failed: word(header::SYNC_FAILED) != 0,
     })
 }
