@@ -67,7 +67,7 @@ impl Pool {
             self.append_locked(&mut guard, batch, time_ns)?
         };
         if !seqs.is_empty() {
-            notify::wake_followers(&self.map);
+            notify::wake_followers(self);
         }
         if self.options.durability == Durability::Flush && !seqs.is_empty() {
             self.sync_through(seqs.end.0 - 1)?;

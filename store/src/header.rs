@@ -43,8 +43,14 @@ pub(crate) const SYNC_FAILED: u64 = 184;
 // Coordination words (host-order u32, meaningless across restarts).
 /// Futex word bumped by a writer that saw waiters.
 pub(crate) const NOTIFY: u64 = 256;
-/// Followers currently blocked (or about to block) on `NOTIFY`.
-pub(crate) const WAITERS: u64 = 260;
+/// The waiter bitmap: [`WAITER_SLOTS`] bits in eight u64 words, bit `i`
+/// set while the owner of waiter slot `i` is registered on `NOTIFY`.
+pub(crate) const WAITER_BITS: u64 = 384;
+/// Waiter slots: one bit each in [`WAITER_BITS`].
+pub(crate) const WAITER_SLOTS: u64 = 512;
+/// File offset of the lock byte of waiter slot 0 (slot `i` at `+ i`): an
+/// open-file-description lock on it owns the slot.
+pub(crate) const WAITER_LOCKS: u64 = 1024;
 /// Group-commit futex word: odd while a sync leader runs.
 pub(crate) const SYNC_STATE: u64 = 320;
 /// Appenders blocked on `SYNC_STATE`.

@@ -43,6 +43,7 @@ mod pool;
 mod recover;
 mod ring;
 mod space;
+mod waiters;
 mod walk;
 
 pub use cursor::{Cursor, Start};

@@ -15,6 +15,7 @@ use crate::map::Mapping;
 use crate::message::{now_ns, Message};
 use crate::recover::{Recovery, State};
 use crate::ring::{self, Fetch, MapRing, Ring};
+use crate::waiters::Registry;
 use crate::walk::{Step, Walk};
 use crate::Seq;
 
@@ -122,7 +123,8 @@ pub struct Info {
     pub head: u64,
     /// Ring offset of the oldest frame.
     pub tail: u64,
-    /// Followers currently registered for wake-ups, across processes.
+    /// Followers registered for wake-ups right now, across processes: a
+    /// follower killed while registered is not counted (`FORMAT.md` §7).
     pub waiters: u32,
     /// A sync of the pool failed once, in some process: appends with
     /// [`Durability::Flush`] fail with [`Error::SyncFailed`] for good.
@@ -169,6 +171,8 @@ pub struct Pool {
     /// In-process writer serialisation (flock is per open file description)
     /// and the frame scratch buffer.
     pub(crate) writer: Mutex<Vec<u8>>,
+    /// This handle's follower registration (`FORMAT.md` §7).
+    pub(crate) waiters: Registry,
     /// Opened with [`Pool::open_read_only`]: appends are refused.
     pub(crate) read_only: bool,
     /// What recovery found at open; `None` for read-only handles.
@@ -229,7 +233,7 @@ impl Pool {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let mut pool = Pool::map(path, file, true, options)?;
+        let mut pool = Pool::map(path, file, Access::Write, options)?;
         // A file created sparse by an older build, or punched while closed,
         // would fault on a full filesystem at the first store into a hole.
         crate::space::reserve_existing(&pool.file, pool.geo.file_len)
@@ -238,6 +242,7 @@ impl Pool {
             let guard = pool.lock()?;
             pool.recover_at_open(&guard)?
         };
+        pool.reap_waiters();
         pool.recovery = Some(report);
         Ok(pool)
     }
@@ -255,11 +260,12 @@ impl Pool {
     /// it reads; frames a crashed writer left unpublished stay invisible
     /// until a writer opens the pool. Appends fail with [`Error::ReadOnly`].
     ///
-    /// Followers need to register in the mapping to be woken by writers
-    /// (`FORMAT.md` §7). When the file is writable, the handle maps it
-    /// read-write for that purpose only; otherwise it maps it read-only and
-    /// its followers are woken only alongside registered ones, and
-    /// otherwise notice appends within [`Options::poll_interval`].
+    /// The file is mapped read-only. Followers need to register in the
+    /// header to be woken by writers (`FORMAT.md` §7): when the file is
+    /// writable, the handle also maps its first page read-write for that
+    /// purpose only; otherwise its followers are woken only alongside
+    /// registered ones, and otherwise notice appends within
+    /// [`Options::poll_interval`].
     pub fn open_read_only_with(path: impl AsRef<Path>, options: Options) -> Result<Pool> {
         let path = path.as_ref().to_path_buf();
         let writable = OpenOptions::new().read(true).write(true).open(&path);
@@ -276,18 +282,24 @@ impl Pool {
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let mut pool = Pool::map(path, file, writable, options)?;
+        // The ring is mapped read-only either way; the header page is
+        // mapped writable too when the file is, for follower registration.
+        let mut pool = Pool::map(path, file, Access::ReadOnly { register: writable }, options)?;
         pool.read_only = true;
         Ok(pool)
     }
 
     /// Validates the header of an open pool file and maps it.
-    fn map(path: PathBuf, file: File, writable: bool, options: Options) -> Result<Pool> {
+    fn map(path: PathBuf, file: File, access: Access, options: Options) -> Result<Pool> {
         let actual = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let mut head = [0u8; 128];
         let got = read_prefix(&file, &mut head).map_err(|e| Error::io(&path, e))?;
         let geo = Geometry::decode(&head[..got], actual).map_err(|e| header_error(&path, e))?;
-        let map = Mapping::new(&file, writable).map_err(|e| Error::io(&path, e))?;
+        let map = match access {
+            Access::Write => Mapping::new(&file, true, false),
+            Access::ReadOnly { register } => Mapping::new(&file, false, register),
+        }
+        .map_err(|e| Error::io(&path, e))?;
         if map.len() != geo.file_len {
             return Err(header_error(&path, HeaderError::Length));
         }
@@ -298,6 +310,7 @@ impl Pool {
             geo,
             options,
             writer: Mutex::new(Vec::new()),
+            waiters: Registry::default(),
             read_only: false,
             recovery: None,
         })
@@ -335,7 +348,7 @@ impl Pool {
             synced: Seq(self.load(header::SYNCED, Ordering::Acquire)),
             head: st.head,
             tail: st.tail,
-            waiters: self.map.load_u32(header::WAITERS),
+            waiters: self.live_waiters(),
             sync_failed: self.sync_failed(),
         }
     }
@@ -595,6 +608,19 @@ impl Pool {
     }
 }
 
+/// How a handle maps its pool file.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    /// All of it read-write: a writable handle.
+    Write,
+    /// All of it read-only; with `register`, the header page read-write too.
+    ReadOnly {
+        /// Whether the file is open for writing, so that followers of this
+        /// handle can register.
+        register: bool,
+    },
+}
+
 /// Attempts of a read racing with writers before giving up on the seq.
 const READ_ATTEMPTS: usize = 10_000;
 
@@ -755,9 +781,10 @@ mod tests {
         writer.append(&["a"], b"one").unwrap();
         let file = File::open(&path).unwrap();
         let options = Options::new().poll_interval(Duration::from_millis(1));
-        let mut pool = Pool::map(path, file, false, options).unwrap();
+        let mut pool =
+            Pool::map(path, file, Access::ReadOnly { register: false }, options).unwrap();
         pool.read_only = true;
-        assert!(!pool.map.is_writable());
+        assert!(!pool.map.is_writable() && !pool.map.coordination_writable());
         assert_eq!(pool.get(Seq(1)).unwrap().data, b"one");
         assert!(!pool.wait_for(Seq(2), Duration::from_millis(5)));
         assert_eq!(pool.info().waiters, 0);

@@ -28,6 +28,10 @@ const TESTS: &[Test] = &[
         follower_in_other_process_is_woken,
     ),
     (
+        "killed_followers_leave_no_registration",
+        killed_followers_leave_no_registration,
+    ),
+    (
         "killed_writer_makes_the_next_open_walk",
         killed_writer_makes_the_next_open_walk,
     ),
@@ -316,6 +320,45 @@ fn follower_in_other_process_is_woken() {
     }
     assert_eq!(pool.append(&[], b"wake up").unwrap(), Seq(1));
     assert_eq!(lines.next().unwrap().unwrap(), "got 1 wake up");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(pool.info().waiters, 0);
+}
+
+/// Three followers in other processes register, then are SIGKILLed while
+/// asleep: their registrations die with them. They used to leave
+/// `waiters: 3` behind forever (and every writer paying a futex wake).
+fn killed_followers_leave_no_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed-followers.pool");
+    let pool = Pool::create(&path, 1 << 16, Options::new()).unwrap();
+    let mut children: Vec<Child> = (0..3).map(|_| spawn("follow", &path, &[])).collect();
+    for child in &mut children {
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready 1\n");
+    }
+    while pool.info().waiters < 3 {
+        std::thread::yield_now();
+    }
+    assert_eq!(pool.info().waiters, 3);
+    for mut child in children {
+        child.kill().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+    }
+    assert_eq!(pool.info().waiters, 0, "registrations of dead followers");
+    // Another handle sees the same, and a new follower counts and wakes.
+    assert_eq!(Pool::open_read_only(&path).unwrap().info().waiters, 0);
+    let mut child = spawn("follow", &path, &[]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready 1");
+    while pool.info().waiters == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(pool.info().waiters, 1);
+    assert_eq!(pool.append(&[], b"hello").unwrap(), Seq(1));
+    assert_eq!(lines.next().unwrap().unwrap(), "got 1 hello");
     assert!(child.wait().unwrap().success());
     assert_eq!(pool.info().waiters, 0);
 }
