@@ -132,10 +132,13 @@ impl Pool {
                 let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
                 self.store_ring(pos + 8 * i as u64, w);
             }
-            if seq % self.geo.stride() == 0 {
-                let slot = self.slot(seq);
-                self.store(slot + 8, pos, Ordering::Relaxed);
-                self.store(slot, seq, Ordering::Relaxed);
+            let fine = self.geo.fine_slot(seq);
+            self.store(fine + 8, pos, Ordering::Relaxed);
+            self.store(fine, seq, Ordering::Relaxed);
+            if seq % header::COARSE_STRIDE == 0 {
+                let coarse = self.geo.coarse_slot(seq);
+                self.store(coarse + 8, pos, Ordering::Relaxed);
+                self.store(coarse, seq, Ordering::Relaxed);
             }
             st.head = pos + len;
             st.newest = seq;

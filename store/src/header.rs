@@ -18,6 +18,9 @@ pub(crate) const MIN_RING: u64 = 4096;
 /// The message size (data and tags) the default index is sized for: one
 /// slot per 512 bytes of ring.
 pub(crate) const DEFAULT_MESSAGE_SIZE: u64 = 480;
+/// Seqs per coarse index slot (`FORMAT.md` §3): the most frame headers a
+/// read walks when the fine index misses.
+pub(crate) const COARSE_STRIDE: u64 = 16;
 /// Rings are page-aligned in the file.
 const PAGE: u64 = 4096;
 
@@ -129,13 +132,32 @@ impl Geometry {
         (file_len.saturating_sub(HEADER_LEN) / per_slot).max(1)
     }
 
-    /// Seqs per index slot (`FORMAT.md` §3): the index covers the most
-    /// frames the ring can hold (one per 32 bytes) when only every
-    /// `stride`-th seq is indexed.
-    pub(crate) fn stride(&self) -> u64 {
-        self.ring_len
-            .div_ceil(crate::frame::FRAME_HEADER.saturating_mul(self.index_slots))
+    /// Slots of the coarse index (`FORMAT.md` §3), after the `index_slots`
+    /// slots of the fine one: one per [`COARSE_STRIDE`] seqs of the most
+    /// frames the ring can hold (one per 32 bytes of the file after the
+    /// header, an upper bound of the ring).
+    pub(crate) fn coarse_slots(file_len: u64) -> u64 {
+        file_len
+            .saturating_sub(HEADER_LEN)
+            .div_ceil(crate::frame::FRAME_HEADER * COARSE_STRIDE)
             .max(1)
+    }
+
+    /// File offset of the fine index slot of `seq`.
+    pub(crate) fn fine_slot(&self, seq: u64) -> u64 {
+        self.index_off + (seq % self.index_slots) * SLOT_LEN
+    }
+
+    /// File offset of the coarse index slot of `seq`, which holds it only
+    /// if `seq` is a multiple of [`COARSE_STRIDE`].
+    pub(crate) fn coarse_slot(&self, seq: u64) -> u64 {
+        let i = (seq / COARSE_STRIDE) % Geometry::coarse_slots(self.file_len);
+        self.index_off + (self.index_slots + i) * SLOT_LEN
+    }
+
+    /// Slots of both indexes.
+    pub(crate) fn all_slots(&self) -> u64 {
+        self.index_slots + Geometry::coarse_slots(self.file_len)
     }
 
     /// Lays out a pool of `file_len` bytes; `index_slots` defaults to
@@ -157,7 +179,8 @@ impl Geometry {
             None => Geometry::slots_for(file_len, DEFAULT_MESSAGE_SIZE),
         };
         let index_len = slots
-            .checked_mul(SLOT_LEN)
+            .checked_add(Geometry::coarse_slots(file_len))
+            .and_then(|n| n.checked_mul(SLOT_LEN))
             .and_then(|l| l.checked_next_multiple_of(PAGE))
             .ok_or("index too large")?;
         let ring_off = HEADER_LEN.checked_add(index_len).ok_or("index too large")?;
@@ -260,7 +283,7 @@ mod tests {
         assert_eq!(geo.index_off, HEADER_LEN);
         assert_eq!(geo.ring_off % PAGE, 0);
         assert_eq!(geo.ring_off + geo.ring_len, 1 << 20);
-        assert!(geo.ring_off >= geo.index_off + geo.index_slots * SLOT_LEN);
+        assert!(geo.ring_off >= geo.index_off + geo.all_slots() * SLOT_LEN);
         let bytes = geo.encode();
         assert_eq!(Geometry::decode(&bytes, 1 << 20), Ok(geo));
     }

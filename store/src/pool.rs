@@ -38,15 +38,18 @@ pub enum Durability {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
-    /// Index slots; `None` sizes the index from [`Options::message_size`].
-    /// Ignored by open.
+    /// Slots of the fine index (one per seq, `FORMAT.md` §3); `None` sizes
+    /// it from [`Options::message_size`]. Ignored by open.
     pub index_slots: Option<u64>,
     /// The typical size of a message's data and tags, in bytes, which sizes
-    /// the index at create unless [`Options::index_slots`] is set: one slot
-    /// per frame of that size (`FORMAT.md` §3). A read by seq then finds
-    /// its frame through one slot and at most a few frame headers, however
-    /// full the ring. `None` means 480 bytes (one slot per 512 bytes of
-    /// ring, 3% of the file). Ignored by open.
+    /// the fine index at create unless [`Options::index_slots`] is set: one
+    /// slot per frame of that size (`FORMAT.md` §3), so that a read by seq
+    /// finds every held message through its own slot while messages are
+    /// at least that large. Smaller messages are found through the coarse
+    /// index (a slot per 16 seqs, always sized for the smallest frames,
+    /// about 3% of the file) and at most 15 frame headers. `None` means
+    /// 480 bytes (one slot per 512 bytes of ring, another 3%). Ignored by
+    /// open.
     pub message_size: Option<u64>,
     /// When appends through this handle are acknowledged.
     pub durability: Durability,
@@ -109,7 +112,7 @@ pub struct Info {
     pub file_len: u64,
     /// Ring length in bytes.
     pub ring_len: u64,
-    /// Number of index slots.
+    /// Slots of the fine index (one seq each).
     pub index_slots: u64,
     /// The largest encoded message (32-byte frame header, tags, data).
     pub max_frame: u64,
@@ -448,9 +451,17 @@ impl Pool {
                     oldest: snap.oldest,
                 });
             }
-            // Hints first: a failure there only means the hint is stale.
-            let indexed = self.indexed(&ring, seq, &snap);
-            for pos in [hint, indexed].into_iter().flatten() {
+            // Hints first, cheapest first: a failure there only means the
+            // hint is stale.
+            let fine = self.geo.fine_slot(seq);
+            for source in 0..3 {
+                let pos = match source {
+                    0 => hint,
+                    1 => (self.load(fine, Ordering::Relaxed) == seq)
+                        .then(|| self.load(fine + 8, Ordering::Relaxed)),
+                    _ => self.coarse(&ring, seq, &snap),
+                };
+                let Some(pos) = pos else { continue };
                 match ring::fetch(&ring, pos, seq, max, buf) {
                     Ok(found) => return Ok(found),
                     Err(Fetch::Gone) => {
@@ -479,17 +490,17 @@ impl Pool {
         })
     }
 
-    /// The logical position of `seq` through the index: the slot of the
-    /// indexed seq at or below it, then at most `stride - 1` frame headers
-    /// (`FORMAT.md` §3). `None` when the slot is stale or the seq before it
-    /// was evicted; the walk from the tail, at most `stride` frames long in
-    /// that case, takes over.
-    fn indexed(&self, ring: &MapRing<'_>, seq: u64, snap: &State) -> Option<u64> {
-        let base = seq - seq % self.geo.stride();
+    /// The logical position of `seq` through the coarse index: the slot of
+    /// the indexed seq at or below it, then at most `COARSE_STRIDE - 1`
+    /// frame headers (`FORMAT.md` §3). `None` when the slot is stale or the
+    /// seq before it was evicted; the walk from the tail, at most
+    /// `COARSE_STRIDE` frames long in that case, takes over.
+    fn coarse(&self, ring: &MapRing<'_>, seq: u64, snap: &State) -> Option<u64> {
+        let base = seq - seq % header::COARSE_STRIDE;
         if base < snap.oldest {
             return None;
         }
-        let slot = self.slot(base);
+        let slot = self.geo.coarse_slot(base);
         if self.load(slot, Ordering::Relaxed) != base {
             return None;
         }
@@ -557,13 +568,6 @@ impl Pool {
             off: self.geo.ring_off,
             len: self.geo.ring_len,
         }
-    }
-
-    /// File offset of the index slot for `seq`, which is indexed only if
-    /// it is a multiple of the stride (`FORMAT.md` §3).
-    pub(crate) fn slot(&self, seq: u64) -> u64 {
-        let i = (seq / self.geo.stride()) % self.geo.index_slots;
-        self.geo.index_off + i * header::SLOT_LEN
     }
 
     /// Loads a header or index word.

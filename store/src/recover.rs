@@ -121,7 +121,7 @@ impl Pool {
                 .u64_mut(self.geo.ring_off + at)
                 .store(0, Ordering::Relaxed);
         }
-        for i in 0..self.geo.index_slots {
+        for i in 0..self.geo.all_slots() {
             let slot = self.geo.index_off + i * header::SLOT_LEN;
             if self.load(slot, Ordering::Relaxed) > new.newest {
                 self.store(slot, 0, Ordering::Relaxed);

@@ -115,14 +115,23 @@ pub(crate) fn resolve<R: Ring>(ring: &R, pos: u64) -> Result<u64, FrameError> {
 /// words) and checks its magic and lengths, including that the frame lies
 /// inside the ring.
 pub(crate) fn head<R: Ring>(ring: &R, pos: u64, max_frame: u64) -> Result<FrameHead, FrameError> {
+    head_bytes(ring, pos, max_frame, &mut [0; frame::FRAME_HEADER as usize])
+}
+
+/// [`head`], leaving the header's bytes in `first`.
+fn head_bytes<R: Ring>(
+    ring: &R,
+    pos: u64,
+    max_frame: u64,
+    first: &mut [u8; frame::FRAME_HEADER as usize],
+) -> Result<FrameHead, FrameError> {
     if pos % 8 != 0 || pos + frame::FRAME_HEADER > ring.len() {
         return Err(FrameError::Length);
     }
-    let mut first = [0u8; frame::FRAME_HEADER as usize];
     for (i, word) in first.chunks_exact_mut(8).enumerate() {
         word.copy_from_slice(&ring.word(pos + 8 * i as u64).to_le_bytes());
     }
-    let head = frame::parse_head(&first, max_frame)?;
+    let head = frame::parse_head(first, max_frame)?;
     if pos + head.padded_len() > ring.len() {
         return Err(FrameError::Length);
     }
@@ -141,14 +150,16 @@ pub(crate) fn load<R: Ring>(
     buf: &mut Vec<u8>,
 ) -> Result<FrameHead, FrameError> {
     buf.clear();
-    let head = head(ring, pos, max_frame)?;
+    let mut first = [0; frame::FRAME_HEADER as usize];
+    let head = head_bytes(ring, pos, max_frame, &mut first)?;
     if head.seq <= trusted_upto {
         return Ok(head);
     }
     let padded = head.padded_len();
     // One allocation for the whole frame, not one per doubling.
     buf.reserve(padded as usize);
-    for i in 0..padded / 8 {
+    buf.extend_from_slice(&first);
+    for i in frame::FRAME_HEADER / 8..padded / 8 {
         buf.extend_from_slice(&ring.word(pos + 8 * i).to_le_bytes());
     }
     frame::verify(buf, &head)?;
