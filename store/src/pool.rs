@@ -331,8 +331,10 @@ impl Pool {
 
     /// What recovery found when this handle opened the pool: damaged
     /// published frames, discarded unpublished ones, a repaired state.
-    /// `None` for read-only handles, which run no recovery (see
-    /// [`Pool::damaged`]).
+    /// An open that found the last writer's state consistent reads no
+    /// frame and reports nothing ([`Recovery::walked`] is false; reads
+    /// still validate every frame, and [`Pool::damaged`] checks them all).
+    /// `None` for read-only handles, which run no recovery.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
     }
