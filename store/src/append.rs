@@ -58,8 +58,7 @@ impl Pool {
         for (tags, data) in batch {
             self.check_message(tags, data.len())?;
         }
-        if self.options.durability == Durability::Flush && self.sync_failed.load(Ordering::Acquire)
-        {
+        if self.options.durability == Durability::Flush && self.sync_failed() {
             return Err(self.sync_poisoned());
         }
         let time_ns = now_ns();
@@ -68,7 +67,7 @@ impl Pool {
             self.append_locked(&mut guard, batch, time_ns)?
         };
         if !seqs.is_empty() {
-            notify::wake_followers(&self.map);
+            notify::wake_followers(self);
         }
         if self.options.durability == Durability::Flush && !seqs.is_empty() {
             self.sync_through(seqs.end.0 - 1)?;
@@ -133,9 +132,14 @@ impl Pool {
                 let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
                 self.store_ring(pos + 8 * i as u64, w);
             }
-            let slot = self.slot(seq);
-            self.store(slot + 8, pos, Ordering::Relaxed);
-            self.store(slot, seq, Ordering::Relaxed);
+            let fine = self.geo.fine_slot(seq);
+            self.store(fine + 8, pos, Ordering::Relaxed);
+            self.store(fine, seq, Ordering::Relaxed);
+            if seq % header::COARSE_STRIDE == 0 {
+                let coarse = self.geo.coarse_slot(seq);
+                self.store(coarse + 8, pos, Ordering::Relaxed);
+                self.store(coarse, seq, Ordering::Relaxed);
+            }
             st.head = pos + len;
             st.newest = seq;
             debug_assert!(ring.len() >= st.head);
@@ -234,15 +238,7 @@ impl Pool {
 
     /// Refuses to write through a published state that is out of bounds.
     fn check_state(&self, st: &State) -> Result<()> {
-        let len = self.geo.ring_len;
-        let ok = st.head % 8 == 0
-            && st.head <= len
-            && st.tail % 8 == 0
-            && st.tail <= len
-            && st.oldest >= 1
-            && st.newest < u64::MAX - (1 << 32)
-            && st.oldest <= st.newest + 1;
-        if ok {
+        if st.in_bounds(self.geo.ring_len) {
             Ok(())
         } else {
             Err(self.corrupt_state("published state out of bounds"))

@@ -67,7 +67,7 @@ impl Pool {
     pub fn wait_for(&self, seq: Seq, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
-        notify::wait_until(&self.map, seq.0, deadline, self.options.poll_interval)
+        notify::wait_until(self, seq.0, deadline, self.options.poll_interval)
     }
 }
 

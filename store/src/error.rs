@@ -111,6 +111,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A sync of the pool failed earlier, in this or another process, so
+    /// appends with [`crate::Durability::Flush`] can no longer be
+    /// acknowledged: after a failed `fsync` the kernel may have dropped
+    /// pages, and a later sync would claim them. The mark is kept in the
+    /// file ([`crate::Info::sync_failed`]); recreate the pool (and check the
+    /// storage) to sync again. Kind [`ErrorKind::Io`].
+    #[error(
+        "an earlier sync of pool {} failed: appends with Flush can no longer be \
+         acknowledged; check the storage and recreate the pool",
+        path.display()
+    )]
+    SyncFailed {
+        /// The pool's path.
+        path: PathBuf,
+    },
     /// A reader fell behind and these seqs were overwritten before it read them.
     ///
     /// The cursor that reported it has moved past the gap and can continue.
@@ -158,7 +173,7 @@ impl Error {
             Error::Busy { .. } => ErrorKind::Busy,
             Error::Permission { .. } => ErrorKind::Permission,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::SyncFailed { .. } => ErrorKind::Io,
             Error::RetentionGap { .. } => ErrorKind::RetentionGap,
         }
     }

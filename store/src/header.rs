@@ -6,7 +6,7 @@ pub(crate) const HEADER_LEN: u64 = 4096;
 /// Magic at offset 0.
 pub(crate) const MAGIC: [u8; 8] = *b"PLEXPOOL";
 /// The only format version this build reads and writes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Written little-endian; reads back unchanged only if the writer used LE.
 pub(crate) const ENDIAN_MARKER: u64 = 0x0102_0304_0506_0708;
 /// Bytes covered by the static checksum (the checksum itself follows).
@@ -15,6 +15,12 @@ pub(crate) const STATIC_LEN: usize = 124;
 pub(crate) const SLOT_LEN: u64 = 16;
 /// The smallest ring accepted.
 pub(crate) const MIN_RING: u64 = 4096;
+/// The message size (data and tags) the default index is sized for: one
+/// slot per 512 bytes of ring.
+pub(crate) const DEFAULT_MESSAGE_SIZE: u64 = 480;
+/// Seqs per coarse index slot (`FORMAT.md` §3): the most frame headers a
+/// read walks when the fine index misses.
+pub(crate) const COARSE_STRIDE: u64 = 16;
 /// Rings are page-aligned in the file.
 const PAGE: u64 = 4096;
 
@@ -31,11 +37,23 @@ pub(crate) const NEWEST: u64 = 152;
 pub(crate) const DIRTY: u64 = 160;
 /// Every seq up to this one is on stable storage.
 pub(crate) const SYNCED: u64 = 168;
+/// The boot of the machine in which a writer last ran the full recovery
+/// (a tag of the kernel's boot id; 0 for none): while it matches and
+/// `DIRTY` is clear, the published state is consistent with the ring.
+pub(crate) const CHECKED: u64 = 176;
+/// Non-zero once a sync of the pool failed: `SYNCED` never rises again.
+pub(crate) const SYNC_FAILED: u64 = 184;
 // Coordination words (host-order u32, meaningless across restarts).
 /// Futex word bumped by a writer that saw waiters.
 pub(crate) const NOTIFY: u64 = 256;
-/// Followers currently blocked (or about to block) on `NOTIFY`.
-pub(crate) const WAITERS: u64 = 260;
+/// The waiter bitmap: [`WAITER_SLOTS`] bits in eight u64 words, bit `i`
+/// set while the owner of waiter slot `i` is registered on `NOTIFY`.
+pub(crate) const WAITER_BITS: u64 = 384;
+/// Waiter slots: one bit each in [`WAITER_BITS`].
+pub(crate) const WAITER_SLOTS: u64 = 512;
+/// File offset of the lock byte of waiter slot 0 (slot `i` at `+ i`): an
+/// open-file-description lock on it owns the slot.
+pub(crate) const WAITER_LOCKS: u64 = 1024;
 /// Group-commit futex word: odd while a sync leader runs.
 pub(crate) const SYNC_STATE: u64 = 320;
 /// Appenders blocked on `SYNC_STATE`.
@@ -105,8 +123,45 @@ impl HeaderError {
 }
 
 impl Geometry {
-    /// Lays out a pool of `file_len` bytes; `index_slots` defaults to one
-    /// slot per 512 ring bytes.
+    /// Index slots for a pool of `file_len` bytes whose messages (data and
+    /// tags) are typically `message_size` bytes: one slot, and its 16
+    /// bytes, per such frame.
+    pub(crate) fn slots_for(file_len: u64, message_size: u64) -> u64 {
+        let per_slot = crate::frame::pad8(crate::frame::FRAME_HEADER.saturating_add(message_size))
+            .saturating_add(SLOT_LEN);
+        (file_len.saturating_sub(HEADER_LEN) / per_slot).max(1)
+    }
+
+    /// Slots of the coarse index (`FORMAT.md` §3), after the `index_slots`
+    /// slots of the fine one: one per [`COARSE_STRIDE`] seqs of the most
+    /// frames the ring can hold (one per 32 bytes of the file after the
+    /// header, an upper bound of the ring).
+    pub(crate) fn coarse_slots(file_len: u64) -> u64 {
+        file_len
+            .saturating_sub(HEADER_LEN)
+            .div_ceil(crate::frame::FRAME_HEADER * COARSE_STRIDE)
+            .max(1)
+    }
+
+    /// File offset of the fine index slot of `seq`.
+    pub(crate) fn fine_slot(&self, seq: u64) -> u64 {
+        self.index_off + (seq % self.index_slots) * SLOT_LEN
+    }
+
+    /// File offset of the coarse index slot of `seq`, which holds it only
+    /// if `seq` is a multiple of [`COARSE_STRIDE`].
+    pub(crate) fn coarse_slot(&self, seq: u64) -> u64 {
+        let i = (seq / COARSE_STRIDE) % Geometry::coarse_slots(self.file_len);
+        self.index_off + (self.index_slots + i) * SLOT_LEN
+    }
+
+    /// Slots of both indexes.
+    pub(crate) fn all_slots(&self) -> u64 {
+        self.index_slots + Geometry::coarse_slots(self.file_len)
+    }
+
+    /// Lays out a pool of `file_len` bytes; `index_slots` defaults to
+    /// [`Geometry::slots_for`] messages of [`DEFAULT_MESSAGE_SIZE`] bytes.
     pub(crate) fn plan(
         file_len: u64,
         index_slots: Option<u64>,
@@ -115,16 +170,17 @@ impl Geometry {
         if file_len % PAGE != 0 {
             return Err("pool size must be a multiple of 4096");
         }
-        let avail = file_len
-            .checked_sub(HEADER_LEN)
-            .ok_or("pool size too small")?;
+        if file_len <= HEADER_LEN {
+            return Err("pool size too small");
+        }
         let slots = match index_slots {
             Some(0) => return Err("index needs at least one slot"),
             Some(n) => n,
-            None => (avail / 528).max(1),
+            None => Geometry::slots_for(file_len, DEFAULT_MESSAGE_SIZE),
         };
         let index_len = slots
-            .checked_mul(SLOT_LEN)
+            .checked_add(Geometry::coarse_slots(file_len))
+            .and_then(|n| n.checked_mul(SLOT_LEN))
             .and_then(|l| l.checked_next_multiple_of(PAGE))
             .ok_or("index too large")?;
         let ring_off = HEADER_LEN.checked_add(index_len).ok_or("index too large")?;
@@ -227,7 +283,7 @@ mod tests {
         assert_eq!(geo.index_off, HEADER_LEN);
         assert_eq!(geo.ring_off % PAGE, 0);
         assert_eq!(geo.ring_off + geo.ring_len, 1 << 20);
-        assert!(geo.ring_off >= geo.index_off + geo.index_slots * SLOT_LEN);
+        assert!(geo.ring_off >= geo.index_off + geo.all_slots() * SLOT_LEN);
         let bytes = geo.encode();
         assert_eq!(Geometry::decode(&bytes, 1 << 20), Ok(geo));
     }

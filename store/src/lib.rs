@@ -27,6 +27,8 @@
 #![cfg(unix)]
 
 mod append;
+#[cfg(test)]
+mod cost_tests;
 mod cursor;
 mod durability;
 mod error;
@@ -40,6 +42,8 @@ mod notify;
 mod pool;
 mod recover;
 mod ring;
+mod space;
+mod waiters;
 mod walk;
 
 pub use cursor::{Cursor, Start};

@@ -10,9 +10,16 @@
 //! loads of at most pointer width, with fences for stronger orderings: the
 //! only atomic operations Rust guarantees to work on read-only memory. Every
 //! write goes through a `*_mut` accessor that refuses a read-only mapping.
+//! A read-only mapping may come with a small read-write mapping of the
+//! header page, through which every header word is then accessed and only
+//! the coordination words (`FORMAT.md` §2.3) are written.
+//!
+//! It also holds the other system call that needs `unsafe`: byte-range
+//! locks owned by an open file description ([`lock_byte`]).
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -25,22 +32,38 @@ const _: () = assert!(
     "plex-store needs a 64-bit target: it loads 64-bit words from read-only mappings"
 );
 
+/// Bytes of the header page, which a read-only mapping may map read-write.
+const HEADER_PAGE: u64 = 4096;
+/// The first coordination word: the only ones written through the header
+/// page of a read-only mapping.
+const COORD_START: u64 = 256;
+
 /// A `MAP_SHARED` mapping of a whole pool file.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     raw: MmapRaw,
     writable: bool,
+    /// With a read-only `raw`: the header page mapped read-write, so that a
+    /// read-only handle can register as a follower.
+    header: Option<MmapRaw>,
 }
 
 impl Mapping {
     /// Maps all of `file`, which must be non-empty and a multiple of 8
     /// bytes, read-write if `writable` (the file must then be open for
-    /// writing), else read-only.
-    pub(crate) fn new(file: &File, writable: bool) -> io::Result<Mapping> {
+    /// writing), else read-only. A read-only mapping with
+    /// `writable_header` also maps the first 4096 bytes read-write (the
+    /// file must then be open for writing).
+    pub(crate) fn new(file: &File, writable: bool, writable_header: bool) -> io::Result<Mapping> {
         let raw = if writable {
             MmapOptions::new().map_raw(file)?
         } else {
             MmapOptions::new().map_raw_read_only(file)?
+        };
+        let header = if writable_header && !writable && raw.len() as u64 >= HEADER_PAGE {
+            Some(MmapOptions::new().len(HEADER_PAGE as usize).map_raw(file)?)
+        } else {
+            None
         };
         if raw.len() == 0 || raw.len() % 8 != 0 {
             return Err(io::Error::new(
@@ -53,7 +76,11 @@ impl Mapping {
         if raw.as_ptr().align_offset(8) != 0 {
             return Err(io::Error::other("mapping is not 8-byte aligned"));
         }
-        Ok(Mapping { raw, writable })
+        Ok(Mapping {
+            raw,
+            writable,
+            header,
+        })
     }
 
     /// Length of the mapping in bytes.
@@ -62,8 +89,15 @@ impl Mapping {
     }
 
     /// Whether the mapping may be written.
+    #[cfg(test)]
     pub(crate) fn is_writable(&self) -> bool {
         self.writable
+    }
+
+    /// Whether the coordination words may be written (the whole mapping,
+    /// or its header page, is writable).
+    pub(crate) fn coordination_writable(&self) -> bool {
+        self.writable || self.header.is_some()
     }
 
     /// Loads the little-endian 8-byte word at `off`. `Acquire` and `SeqCst`
@@ -88,7 +122,7 @@ impl Mapping {
     /// If the mapping is read-only: the pool refuses writes through a
     /// read-only handle before reaching the mapping, so this is a bug.
     pub(crate) fn u64_mut(&self, off: u64) -> &AtomicU64 {
-        assert!(self.writable, "write through a read-only mapping");
+        assert!(self.may_write(off), "write through a read-only mapping");
         self.u64_view(off)
     }
 
@@ -97,8 +131,24 @@ impl Mapping {
     /// # Panics
     /// If the mapping is read-only (a bug, see [`Mapping::u64_mut`]).
     pub(crate) fn u32_mut(&self, off: u64) -> &AtomicU32 {
-        assert!(self.writable, "write through a read-only mapping");
+        assert!(self.may_write(off), "write through a read-only mapping");
         self.u32_view(off)
+    }
+
+    /// Whether the word at `off` may be written: anywhere in a writable
+    /// mapping, only coordination words through a writable header page.
+    fn may_write(&self, off: u64) -> bool {
+        self.writable || (self.header.is_some() && (COORD_START..HEADER_PAGE).contains(&off))
+    }
+
+    /// The base of the mapping that serves the word at `off..off + size`:
+    /// the writable header page when there is one and the word lies in it,
+    /// so that each word is accessed through one address only.
+    fn base(&self, off: u64, size: u64) -> *mut u8 {
+        match &self.header {
+            Some(page) if off + size <= HEADER_PAGE => page.as_mut_ptr(),
+            _ => self.raw.as_mut_ptr(),
+        }
     }
 
     /// Sleeps while the 4-byte word at `off` equals `expected`, for at most
@@ -126,17 +176,21 @@ impl Mapping {
         }
     }
 
-    /// Wakes every waiter on the 4-byte word at `off`, in any process.
-    /// `FUTEX_WAKE` writes nothing, so read-only mappings may use it.
-    pub(crate) fn wake(&self, off: u64) {
+    /// Wakes every waiter on the 4-byte word at `off`, in any process, and
+    /// returns how many there were. `FUTEX_WAKE` writes nothing, so
+    /// read-only mappings may use it.
+    pub(crate) fn wake(&self, off: u64) -> usize {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             use rustix::thread::futex;
             // Errors only mean nobody could be woken.
-            let _ = futex::wake(self.u32_view(off), futex::Flags::empty(), i32::MAX as u32);
+            futex::wake(self.u32_view(off), futex::Flags::empty(), i32::MAX as u32).unwrap_or(0)
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let _ = off;
+        {
+            let _ = off;
+            0
+        }
     }
 
     /// Writes every dirty page of the mapping to stable storage (`msync(MS_SYNC)`).
@@ -158,7 +212,8 @@ impl Mapping {
             "word offset {off} outside the mapping of {} bytes",
             self.len()
         );
-        // SAFETY: `off + 8 <= len` keeps the pointer inside the live mapping,
+        // SAFETY: `off + 8 <= len` keeps the pointer inside the live mapping
+        // (`base` picks the header page only when `off + 8` lies within it),
         // which outlives `&self` (it is unmapped only when `self` drops). The
         // base is page-aligned and `off % 8 == 0`, so the pointer is aligned
         // for `AtomicU64`. Every access to mapped memory in this process goes
@@ -168,8 +223,10 @@ impl Mapping {
         // arbitrary values, which every caller validates. A read-only
         // mapping is only ever loaded from, with relaxed loads of a
         // pointer-sized word (asserted above), which Rust allows on
-        // read-only memory; writes require `u64_mut`, which refuses it.
-        unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off as usize).cast::<u64>()) }
+        // read-only memory; writes require `u64_mut`, which refuses it
+        // (through a writable header page, it allows coordination words
+        // only, which lie in that page).
+        unsafe { AtomicU64::from_ptr(self.base(off, 8).add(off as usize).cast::<u64>()) }
     }
 
     /// The 4-byte word at `off` (futex and counter words only).
@@ -188,6 +245,68 @@ impl Mapping {
         // mapping the view is only loaded from (relaxed) or handed to the
         // kernel's `FUTEX_WAIT` / `FUTEX_WAKE`, which only read it; writes
         // require `u32_mut`, which refuses it.
-        unsafe { AtomicU32::from_ptr(self.raw.as_mut_ptr().add(off as usize).cast::<u32>()) }
+        unsafe { AtomicU32::from_ptr(self.base(off, 4).add(off as usize).cast::<u32>()) }
     }
+}
+
+/// What [`lock_byte`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByteLock {
+    /// Takes an exclusive lock without waiting; `Ok(false)` if another open
+    /// file description holds one.
+    Try,
+    /// Releases this open file description's lock.
+    Release,
+    /// Tests, without locking, whether another open file description holds
+    /// a lock (`Ok(true)`); this one's own lock does not count.
+    Probe,
+}
+
+/// An open-file-description lock (`F_OFD_SETLK`, Linux ≥ 3.15) on the one
+/// byte at `off` of `file`: owned by the open file description, released
+/// when it closes, so by the kernel when its process dies. It neither reads
+/// nor writes the byte, and is independent of `flock(2)`. `Try` and
+/// `Release` need `file` open for writing.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn lock_byte(file: &File, off: u64, op: ByteLock) -> io::Result<bool> {
+    let (cmd, l_type) = match op {
+        ByteLock::Try => (libc::F_OFD_SETLK, libc::F_WRLCK),
+        ByteLock::Release => (libc::F_OFD_SETLK, libc::F_UNLCK),
+        ByteLock::Probe => (libc::F_OFD_GETLK, libc::F_WRLCK),
+    };
+    let mut lock = libc::flock {
+        l_type: l_type as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: libc::off_t::try_from(off).map_err(|_| io::Error::other("lock offset"))?,
+        l_len: 1,
+        // Must be 0 for OFD locks.
+        l_pid: 0,
+    };
+    loop {
+        // SAFETY: `fcntl` with `F_OFD_SETLK`/`F_OFD_GETLK` takes a pointer
+        // to a `struct flock`, which `lock` is (libc's definition for this
+        // target), valid and exclusively borrowed for the duration of the
+        // call; the kernel reads it, and for `F_OFD_GETLK` writes it back in
+        // place. The descriptor is borrowed from `file`, open throughout.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut lock as *mut libc::flock) };
+        if r != -1 {
+            return Ok(match op {
+                ByteLock::Probe => lock.l_type != libc::F_UNLCK as libc::c_short,
+                ByteLock::Try | ByteLock::Release => true,
+            });
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN | libc::EACCES) if op == ByteLock::Try => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Without OFD locks there is no lock a dead process releases: `Try`
+/// always fails, so followers wait unregistered (`FORMAT.md` §7).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn lock_byte(_file: &File, _off: u64, op: ByteLock) -> io::Result<bool> {
+    Ok(op == ByteLock::Release)
 }

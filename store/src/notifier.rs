@@ -168,7 +168,7 @@ impl Shared {
             }
             drop(inner);
             let newest = self.newest();
-            notify::wait_once(&self.pool.map, newest + 1, self.pool.options.poll_interval);
+            notify::wait_once(&self.pool, newest + 1, self.pool.options.poll_interval);
             let newest = self.newest();
             let mut ready = Vec::new();
             self.lock().wakers.retain(|_, (seq, waker)| {

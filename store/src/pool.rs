@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -13,8 +13,9 @@ use crate::frame::FrameError;
 use crate::header::{self, Geometry, HeaderError};
 use crate::map::Mapping;
 use crate::message::{now_ns, Message};
-use crate::recover::{self, Recovery, State};
+use crate::recover::{Recovery, State};
 use crate::ring::{self, Fetch, MapRing, Ring};
+use crate::waiters::Registry;
 use crate::walk::{Step, Walk};
 use crate::Seq;
 
@@ -37,8 +38,19 @@ pub enum Durability {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
-    /// Index slots; `None` picks one per 512 bytes of ring. Ignored by open.
+    /// Slots of the fine index (one per seq, `FORMAT.md` §3); `None` sizes
+    /// it from [`Options::message_size`]. Ignored by open.
     pub index_slots: Option<u64>,
+    /// The typical size of a message's data and tags, in bytes, which sizes
+    /// the fine index at create unless [`Options::index_slots`] is set: one
+    /// slot per frame of that size (`FORMAT.md` §3), so that a read by seq
+    /// finds every held message through its own slot while messages are
+    /// at least that large. Smaller messages are found through the coarse
+    /// index (a slot per 16 seqs, always sized for the smallest frames,
+    /// about 3% of the file) and at most 15 frame headers. `None` means
+    /// 480 bytes (one slot per 512 bytes of ring, another 3%). Ignored by
+    /// open.
+    pub message_size: Option<u64>,
     /// When appends through this handle are acknowledged.
     pub durability: Durability,
     /// The longest a follower sleeps between checks when no wake-up arrives.
@@ -51,6 +63,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             index_slots: None,
+            message_size: None,
             durability: Durability::Fast,
             poll_interval: Duration::from_millis(100),
         }
@@ -58,7 +71,8 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The defaults: automatic index size, [`Durability::Fast`], 100 ms poll.
+    /// The defaults: an index sized for 480-byte messages,
+    /// [`Durability::Fast`], 100 ms poll.
     pub fn new() -> Options {
         Options::default()
     }
@@ -66,6 +80,12 @@ impl Options {
     /// Sets the number of index slots.
     pub fn index_slots(mut self, slots: u64) -> Options {
         self.index_slots = Some(slots);
+        self
+    }
+
+    /// Sets the typical message size (data and tags) the index is sized for.
+    pub fn message_size(mut self, bytes: u64) -> Options {
+        self.message_size = Some(bytes);
         self
     }
 
@@ -92,7 +112,7 @@ pub struct Info {
     pub file_len: u64,
     /// Ring length in bytes.
     pub ring_len: u64,
-    /// Number of index slots.
+    /// Slots of the fine index (one seq each).
     pub index_slots: u64,
     /// The largest encoded message (32-byte frame header, tags, data).
     pub max_frame: u64,
@@ -106,8 +126,12 @@ pub struct Info {
     pub head: u64,
     /// Ring offset of the oldest frame.
     pub tail: u64,
-    /// Followers currently registered for wake-ups, across processes.
+    /// Followers registered for wake-ups right now, across processes: a
+    /// follower killed while registered is not counted (`FORMAT.md` §7).
     pub waiters: u32,
+    /// A sync of the pool failed once, in some process: appends with
+    /// [`Durability::Flush`] fail with [`Error::SyncFailed`] for good.
+    pub sync_failed: bool,
 }
 
 impl Info {
@@ -137,8 +161,9 @@ impl Info {
 ///
 /// A `Pool` is `Send + Sync`: share it between threads by reference or `Arc`.
 /// Appends are serialised across threads and processes; reads take no lock.
-/// Truncating or shrinking the file while it is mapped is outside the
-/// contract (the OS raises `SIGBUS`, as for every mmap-based store).
+/// Truncating or shrinking the file, or punching holes in it, while it is
+/// mapped is outside the contract (the OS may raise `SIGBUS`, as for every
+/// mmap-based store).
 #[derive(Debug)]
 pub struct Pool {
     pub(crate) path: PathBuf,
@@ -149,9 +174,8 @@ pub struct Pool {
     /// In-process writer serialisation (flock is per open file description)
     /// and the frame scratch buffer.
     pub(crate) writer: Mutex<Vec<u8>>,
-    /// Set once a sync failed: the kernel may have dropped the dirty pages,
-    /// so no later `Flush` append can be acknowledged through this handle.
-    pub(crate) sync_failed: AtomicBool,
+    /// This handle's follower registration (`FORMAT.md` §7).
+    pub(crate) waiters: Registry,
     /// Opened with [`Pool::open_read_only`]: appends are refused.
     pub(crate) read_only: bool,
     /// What recovery found at open; `None` for read-only handles.
@@ -163,9 +187,17 @@ impl Pool {
     ///
     /// The file appears atomically: it is prepared under a temporary name
     /// and linked into place, so no opener ever sees a half-written header.
+    /// Every block of it is allocated first (`fallocate`): when the
+    /// filesystem cannot hold it, this fails with [`Error::Io`] and leaves
+    /// no file behind, and appends never need disk space later.
     pub fn create(path: impl AsRef<Path>, size: u64, options: Options) -> Result<Pool> {
         let path = path.as_ref();
-        let geo = Geometry::plan(size, options.index_slots, now_ns())
+        let slots = options.index_slots.or_else(|| {
+            options
+                .message_size
+                .map(|bytes| Geometry::slots_for(size, bytes))
+        });
+        let geo = Geometry::plan(size, slots, now_ns())
             .map_err(|why| Error::Usage(format!("cannot create a pool of {size} bytes: {why}")))?;
         let tmp = temp_path(path);
         let prepared = prepare(&tmp, &geo).and_then(|()| {
@@ -188,7 +220,15 @@ impl Pool {
 
     /// Opens an existing pool for appending and reading: validates the
     /// header, takes the writer lock, and recovers the published state
-    /// (`FORMAT.md` §6). What recovery found is in [`Pool::recovery`].
+    /// (`FORMAT.md` §6) if a writer died mid-append or the machine
+    /// restarted since a writer last checked the pool; otherwise it trusts
+    /// the published state and reads no frame. What recovery found is in
+    /// [`Pool::recovery`].
+    ///
+    /// Allocates any hole in the file first (a file created sparse by an
+    /// older build), failing with [`Error::Io`] if the filesystem is full.
+    /// Blocks punched out of the file while it is open are outside the
+    /// contract, like truncation: a store into them may raise `SIGBUS`.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Pool> {
         let path = path.as_ref().to_path_buf();
         let file = OpenOptions::new()
@@ -196,11 +236,16 @@ impl Pool {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let mut pool = Pool::map(path, file, true, options)?;
+        let mut pool = Pool::map(path, file, Access::Write, options)?;
+        // A file created sparse by an older build, or punched while closed,
+        // would fault on a full filesystem at the first store into a hole.
+        crate::space::reserve_existing(&pool.file, pool.geo.file_len)
+            .map_err(|e| Error::io(&pool.path, e))?;
         let report = {
             let guard = pool.lock()?;
-            pool.repair(&guard)?
+            pool.recover_at_open(&guard)?
         };
+        pool.reap_waiters();
         pool.recovery = Some(report);
         Ok(pool)
     }
@@ -218,11 +263,12 @@ impl Pool {
     /// it reads; frames a crashed writer left unpublished stay invisible
     /// until a writer opens the pool. Appends fail with [`Error::ReadOnly`].
     ///
-    /// Followers need to register in the mapping to be woken by writers
-    /// (`FORMAT.md` §7). When the file is writable, the handle maps it
-    /// read-write for that purpose only; otherwise it maps it read-only and
-    /// its followers are woken only alongside registered ones, and
-    /// otherwise notice appends within [`Options::poll_interval`].
+    /// The file is mapped read-only. Followers need to register in the
+    /// header to be woken by writers (`FORMAT.md` §7): when the file is
+    /// writable, the handle also maps its first page read-write for that
+    /// purpose only; otherwise its followers are woken only alongside
+    /// registered ones, and otherwise notice appends within
+    /// [`Options::poll_interval`].
     pub fn open_read_only_with(path: impl AsRef<Path>, options: Options) -> Result<Pool> {
         let path = path.as_ref().to_path_buf();
         let writable = OpenOptions::new().read(true).write(true).open(&path);
@@ -239,18 +285,24 @@ impl Pool {
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let mut pool = Pool::map(path, file, writable, options)?;
+        // The ring is mapped read-only either way; the header page is
+        // mapped writable too when the file is, for follower registration.
+        let mut pool = Pool::map(path, file, Access::ReadOnly { register: writable }, options)?;
         pool.read_only = true;
         Ok(pool)
     }
 
     /// Validates the header of an open pool file and maps it.
-    fn map(path: PathBuf, file: File, writable: bool, options: Options) -> Result<Pool> {
+    fn map(path: PathBuf, file: File, access: Access, options: Options) -> Result<Pool> {
         let actual = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let mut head = [0u8; 128];
         let got = read_prefix(&file, &mut head).map_err(|e| Error::io(&path, e))?;
         let geo = Geometry::decode(&head[..got], actual).map_err(|e| header_error(&path, e))?;
-        let map = Mapping::new(&file, writable).map_err(|e| Error::io(&path, e))?;
+        let map = match access {
+            Access::Write => Mapping::new(&file, true, false),
+            Access::ReadOnly { register } => Mapping::new(&file, false, register),
+        }
+        .map_err(|e| Error::io(&path, e))?;
         if map.len() != geo.file_len {
             return Err(header_error(&path, HeaderError::Length));
         }
@@ -261,7 +313,7 @@ impl Pool {
             geo,
             options,
             writer: Mutex::new(Vec::new()),
-            sync_failed: AtomicBool::new(false),
+            waiters: Registry::default(),
             read_only: false,
             recovery: None,
         })
@@ -279,8 +331,10 @@ impl Pool {
 
     /// What recovery found when this handle opened the pool: damaged
     /// published frames, discarded unpublished ones, a repaired state.
-    /// `None` for read-only handles, which run no recovery (see
-    /// [`Pool::damaged`]).
+    /// An open that found the last writer's state consistent reads no
+    /// frame and reports nothing ([`Recovery::walked`] is false; reads
+    /// still validate every frame, and [`Pool::damaged`] checks them all).
+    /// `None` for read-only handles, which run no recovery.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
     }
@@ -299,12 +353,15 @@ impl Pool {
             synced: Seq(self.load(header::SYNCED, Ordering::Acquire)),
             head: st.head,
             tail: st.tail,
-            waiters: self.map.load_u32(header::WAITERS),
+            waiters: self.live_waiters(),
+            sync_failed: self.sync_failed(),
         }
     }
 
-    /// Reads message `seq` in O(1) through the index, falling back to a
-    /// validated scan when the slot is stale or damaged.
+    /// Reads message `seq` through the index: one slot and at most a few
+    /// frame headers (see [`Options::message_size`]), falling back to a
+    /// walk over frame headers from the oldest message when the slot is
+    /// stale or damaged. Copies and validates only the frame of `seq`.
     ///
     /// Fails with [`Error::SeqNotFound`] if `seq` is not yet written or was
     /// overwritten, and [`Error::Corrupt`] at [`Location::Seq`] if its frame
@@ -396,11 +453,17 @@ impl Pool {
                     oldest: snap.oldest,
                 });
             }
-            // Hints first: a failure there only means the hint is stale.
-            let slot = self.slot(seq);
-            let slot_pos = (self.load(slot, Ordering::Relaxed) == seq)
-                .then(|| self.load(slot + 8, Ordering::Relaxed));
-            for pos in [hint, slot_pos].into_iter().flatten() {
+            // Hints first, cheapest first: a failure there only means the
+            // hint is stale.
+            let fine = self.geo.fine_slot(seq);
+            for source in 0..3 {
+                let pos = match source {
+                    0 => hint,
+                    1 => (self.load(fine, Ordering::Relaxed) == seq)
+                        .then(|| self.load(fine + 8, Ordering::Relaxed)),
+                    _ => self.coarse(&ring, seq, &snap),
+                };
+                let Some(pos) = pos else { continue };
                 match ring::fetch(&ring, pos, seq, max, buf) {
                     Ok(found) => return Ok(found),
                     Err(Fetch::Gone) => {
@@ -427,6 +490,24 @@ impl Pool {
         Err(ReadError::Gone {
             oldest: ring.generation().oldest,
         })
+    }
+
+    /// The logical position of `seq` through the coarse index: the slot of
+    /// the indexed seq at or below it, then at most `COARSE_STRIDE - 1`
+    /// frame headers (`FORMAT.md` §3). `None` when the slot is stale or the
+    /// seq before it was evicted; the walk from the tail, at most
+    /// `COARSE_STRIDE` frames long in that case, takes over.
+    fn coarse(&self, ring: &MapRing<'_>, seq: u64, snap: &State) -> Option<u64> {
+        let base = seq - seq % header::COARSE_STRIDE;
+        if base < snap.oldest {
+            return None;
+        }
+        let slot = self.geo.coarse_slot(base);
+        if self.load(slot, Ordering::Relaxed) != base {
+            return None;
+        }
+        let pos = self.load(slot + 8, Ordering::Relaxed);
+        ring::seek(ring, pos, base, seq, self.geo.max_frame())
     }
 
     /// Walks from the tail of `snap` to `seq`. Fails with `None` when the
@@ -482,52 +563,6 @@ impl Pool {
         Ok(WriterGuard { pool: self, buf })
     }
 
-    /// Under the writer lock: validates the published state against the
-    /// ring, invalidates frames that were never published, and stores the
-    /// repaired state (`FORMAT.md` §6).
-    pub(crate) fn repair(&self, _guard: &WriterGuard<'_>) -> Result<Recovery> {
-        let st = self.state(Ordering::Relaxed);
-        let synced = self.load(header::SYNCED, Ordering::Relaxed);
-        let rec = recover::recover(&self.ring(), st, synced, self.geo.max_frame()).map_err(
-            |(at, why)| Error::Corrupt {
-                path: self.path.clone(),
-                at,
-                reason: why,
-            },
-        )?;
-        let new = rec.state;
-        // Seqs above NEWEST will be reused: no frame or slot may still name
-        // them, or a reader could be pointed at the old bytes.
-        for &at in &rec.discarded_at {
-            self.map
-                .u64_mut(self.geo.ring_off + at)
-                .store(0, Ordering::Relaxed);
-        }
-        for i in 0..self.geo.index_slots {
-            let slot = self.geo.index_off + i * header::SLOT_LEN;
-            if self.load(slot, Ordering::Relaxed) > new.newest {
-                self.store(slot, 0, Ordering::Relaxed);
-            }
-        }
-        let repaired = new != st;
-        if repaired {
-            self.store(header::OLDEST, new.oldest, Ordering::Relaxed);
-            self.store(header::TAIL, new.tail, Ordering::Relaxed);
-            self.store(header::HEAD, new.head, Ordering::Relaxed);
-            self.store(header::NEWEST, new.newest, Ordering::Release);
-        }
-        self.store(header::DIRTY, 0, Ordering::Release);
-        Ok(Recovery {
-            damaged: rec
-                .damaged
-                .iter()
-                .map(|r| Seq(r.start)..Seq(r.end))
-                .collect(),
-            discarded: Seq(rec.discarded.start)..Seq(rec.discarded.end),
-            repaired,
-        })
-    }
-
     /// The ring of this pool's mapping.
     pub(crate) fn ring(&self) -> MapRing<'_> {
         MapRing {
@@ -535,11 +570,6 @@ impl Pool {
             off: self.geo.ring_off,
             len: self.geo.ring_len,
         }
-    }
-
-    /// File offset of the index slot for `seq`.
-    pub(crate) fn slot(&self, seq: u64) -> u64 {
-        self.geo.index_off + (seq % self.geo.index_slots) * header::SLOT_LEN
     }
 
     /// Loads a header or index word.
@@ -582,6 +612,19 @@ impl Pool {
             reason: e.reason(),
         }
     }
+}
+
+/// How a handle maps its pool file.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    /// All of it read-write: a writable handle.
+    Write,
+    /// All of it read-only; with `register`, the header page read-write too.
+    ReadOnly {
+        /// Whether the file is open for writing, so that followers of this
+        /// handle can register.
+        register: bool,
+    },
 }
 
 /// Attempts of a read racing with writers before giving up on the seq.
@@ -643,7 +686,8 @@ fn prepare(tmp: &Path, geo: &Geometry) -> std::io::Result<()> {
         .write(true)
         .create_new(true)
         .open(tmp)?;
-    file.set_len(geo.file_len)?;
+    // Allocated, not sparse: a store into the mapping never needs a block.
+    crate::space::reserve_new(&file, geo.file_len)?;
     file.write_all_at(&geo.encode(), 0)?;
     // Empty pool: next seq 1, oldest 1, newest 0, head = tail = 0.
     file.write_all_at(&1u64.to_le_bytes(), header::OLDEST)?;
@@ -743,9 +787,10 @@ mod tests {
         writer.append(&["a"], b"one").unwrap();
         let file = File::open(&path).unwrap();
         let options = Options::new().poll_interval(Duration::from_millis(1));
-        let mut pool = Pool::map(path, file, false, options).unwrap();
+        let mut pool =
+            Pool::map(path, file, Access::ReadOnly { register: false }, options).unwrap();
         pool.read_only = true;
-        assert!(!pool.map.is_writable());
+        assert!(!pool.map.is_writable() && !pool.map.coordination_writable());
         assert_eq!(pool.get(Seq(1)).unwrap().data, b"one");
         assert!(!pool.wait_for(Seq(2), Duration::from_millis(5)));
         assert_eq!(pool.info().waiters, 0);

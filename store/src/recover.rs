@@ -3,8 +3,12 @@
 
 use std::ops::Range;
 
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
 use crate::error::{Error, Location, Result};
 use crate::header::{self, Geometry};
+use crate::pool::{Pool, WriterGuard};
 use crate::ring::{self, Ring, SliceRing};
 use crate::walk::{Step, Walk};
 use crate::Seq;
@@ -27,6 +31,18 @@ impl State {
     pub(crate) fn is_empty(&self) -> bool {
         self.oldest > self.newest
     }
+
+    /// The bounds recovery checks first (`FORMAT.md` §6 step 1), which
+    /// writers check before every append.
+    pub(crate) fn in_bounds(&self, ring_len: u64) -> bool {
+        self.head % 8 == 0
+            && self.head <= ring_len
+            && self.tail % 8 == 0
+            && self.tail <= ring_len
+            && self.oldest >= 1
+            && self.newest < u64::MAX - (1 << 32)
+            && self.oldest <= self.newest + 1
+    }
 }
 
 /// What recovery found when a writer opened a pool; see [`crate::Pool::recovery`].
@@ -46,6 +62,11 @@ pub struct Recovery {
     /// Whether the published state was rewritten (a writer died
     /// mid-append, or the words disagreed with the ring).
     pub repaired: bool,
+    /// Whether the ring was walked. An open walks it only when a writer
+    /// died mid-append (or mid-recovery), or when the machine restarted
+    /// since a writer last checked the pool (power may have been lost);
+    /// otherwise the published state is consistent and no frame is read.
+    pub walked: bool,
 }
 
 impl Recovery {
@@ -59,6 +80,88 @@ impl Recovery {
     pub fn damaged_count(&self) -> u64 {
         self.damaged.iter().map(|r| r.end.0 - r.start.0).sum()
     }
+}
+
+impl Pool {
+    /// Under the writer lock, at a writable open: the full recovery of
+    /// [`Pool::repair`] if a writer died mid-append (`DIRTY`), or if
+    /// `CHECKED` does not name this boot of the machine (`FORMAT.md` §6);
+    /// otherwise only the bounds of the published state are checked.
+    pub(crate) fn recover_at_open(&self, guard: &WriterGuard<'_>) -> Result<Recovery> {
+        let clean = self.load(header::DIRTY, Ordering::Relaxed) == 0;
+        let checked = self.load(header::CHECKED, Ordering::Relaxed);
+        let in_bounds = self.state(Ordering::Relaxed).in_bounds(self.geo.ring_len);
+        if clean && boot_tag().is_some_and(|boot| boot == checked) && in_bounds {
+            return Ok(Recovery::default());
+        }
+        self.repair(guard)
+    }
+
+    /// Under the writer lock: validates the published state against the
+    /// ring, invalidates frames that were never published, and stores the
+    /// repaired state (`FORMAT.md` §6). `DIRTY` stays set until it is done,
+    /// so a writer killed during it leaves the next one to start over.
+    pub(crate) fn repair(&self, _guard: &WriterGuard<'_>) -> Result<Recovery> {
+        let st = self.state(Ordering::Relaxed);
+        let synced = self.load(header::SYNCED, Ordering::Relaxed);
+        let rec =
+            recover(&self.ring(), st, synced, self.geo.max_frame()).map_err(|(at, why)| {
+                Error::Corrupt {
+                    path: self.path.clone(),
+                    at,
+                    reason: why,
+                }
+            })?;
+        self.store(header::DIRTY, 1, Ordering::Relaxed);
+        let new = rec.state;
+        // Seqs above NEWEST will be reused: no frame or slot may still name
+        // them, or a reader could be pointed at the old bytes.
+        for &at in &rec.discarded_at {
+            self.map
+                .u64_mut(self.geo.ring_off + at)
+                .store(0, Ordering::Relaxed);
+        }
+        for i in 0..self.geo.all_slots() {
+            let slot = self.geo.index_off + i * header::SLOT_LEN;
+            if self.load(slot, Ordering::Relaxed) > new.newest {
+                self.store(slot, 0, Ordering::Relaxed);
+            }
+        }
+        let repaired = new != st;
+        if repaired {
+            self.store(header::OLDEST, new.oldest, Ordering::Relaxed);
+            self.store(header::TAIL, new.tail, Ordering::Relaxed);
+            self.store(header::HEAD, new.head, Ordering::Relaxed);
+            self.store(header::NEWEST, new.newest, Ordering::Release);
+        }
+        // From here on, a writable open in this boot may trust the state.
+        self.store(header::CHECKED, boot_tag().unwrap_or(0), Ordering::Relaxed);
+        self.store(header::DIRTY, 0, Ordering::Release);
+        Ok(Recovery {
+            damaged: rec
+                .damaged
+                .iter()
+                .map(|r| Seq(r.start)..Seq(r.end))
+                .collect(),
+            discarded: Seq(rec.discarded.start)..Seq(rec.discarded.end),
+            repaired,
+            walked: true,
+        })
+    }
+}
+
+/// A non-zero tag of this boot of the machine (`CHECKED`, `FORMAT.md`
+/// §6): the kernel's random boot id folded to 64 bits. `None` where there
+/// is none, and then every writable open runs the full recovery.
+pub(crate) fn boot_tag() -> Option<u64> {
+    static TAG: OnceLock<Option<u64>> = OnceLock::new();
+    *TAG.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+        let id = u128::from_str_radix(&hex, 16).ok()?;
+        let tag = (id as u64) ^ ((id >> 64) as u64);
+        Some(tag.max(1))
+    })
 }
 
 /// The outcome of a successful recovery.
@@ -200,6 +303,9 @@ pub struct CheckReport {
     pub discarded: u64,
     /// True if recovery would change the published state or discard frames.
     pub needs_repair: bool,
+    /// A sync of the pool failed once (`SYNC_FAILED`): appends with
+    /// [`crate::Durability::Flush`] are refused for good.
+    pub sync_failed: bool,
 }
 
 /// Validates a whole pool file image held in memory, without a file.
@@ -245,5 +351,6 @@ pub fn check_bytes(bytes: &[u8]) -> Result<CheckReport> {
         damaged,
         discarded: rec.discarded.end - rec.discarded.start,
         needs_repair: rec.state != st || !rec.discarded.is_empty(),
+        sync_failed: word(header::SYNC_FAILED) != 0,
     })
 }

@@ -52,6 +52,8 @@ impl Ring for MapRing<'_> {
     }
 
     fn word(&self, off: u64) -> u64 {
+        #[cfg(test)]
+        WORDS_READ.with(|n| n.set(n.get() + 1));
         self.map.load(self.off + off, Ordering::Relaxed)
     }
 
@@ -64,6 +66,13 @@ impl Ring for MapRing<'_> {
             tail: self.map.load(header::TAIL, Ordering::Relaxed),
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Ring words this thread loaded from live mappings: what tests count
+    /// to check that a read or an open does bounded work.
+    pub(crate) static WORDS_READ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// A ring inside an immutable byte slice (fuzzing, offline checks).
@@ -102,8 +111,37 @@ pub(crate) fn resolve<R: Ring>(ring: &R, pos: u64) -> Result<u64, FrameError> {
     Ok(pos)
 }
 
-/// Copies the frame at resolved offset `pos` into `buf` and validates its
-/// lengths, and its checksum when its seq is above `trusted_upto`.
+/// Reads the fixed header of the frame at resolved offset `pos` (four
+/// words) and checks its magic and lengths, including that the frame lies
+/// inside the ring.
+pub(crate) fn head<R: Ring>(ring: &R, pos: u64, max_frame: u64) -> Result<FrameHead, FrameError> {
+    head_bytes(ring, pos, max_frame, &mut [0; frame::FRAME_HEADER as usize])
+}
+
+/// [`head`], leaving the header's bytes in `first`.
+fn head_bytes<R: Ring>(
+    ring: &R,
+    pos: u64,
+    max_frame: u64,
+    first: &mut [u8; frame::FRAME_HEADER as usize],
+) -> Result<FrameHead, FrameError> {
+    if pos % 8 != 0 || pos + frame::FRAME_HEADER > ring.len() {
+        return Err(FrameError::Length);
+    }
+    for (i, word) in first.chunks_exact_mut(8).enumerate() {
+        word.copy_from_slice(&ring.word(pos + 8 * i as u64).to_le_bytes());
+    }
+    let head = frame::parse_head(first, max_frame)?;
+    if pos + head.padded_len() > ring.len() {
+        return Err(FrameError::Length);
+    }
+    Ok(head)
+}
+
+/// Validates the frame at resolved offset `pos`: its header and lengths
+/// always; when its seq is above `trusted_upto`, also its checksum and
+/// tags, for which it copies the whole frame into `buf`. A trusted frame
+/// costs four word loads and leaves `buf` empty.
 pub(crate) fn load<R: Ring>(
     ring: &R,
     pos: u64,
@@ -111,30 +149,45 @@ pub(crate) fn load<R: Ring>(
     trusted_upto: u64,
     buf: &mut Vec<u8>,
 ) -> Result<FrameHead, FrameError> {
-    if pos % 8 != 0 || pos + frame::FRAME_HEADER > ring.len() {
-        return Err(FrameError::Length);
-    }
     buf.clear();
-    buf.reserve(frame::FRAME_HEADER as usize);
-    for i in 0..frame::FRAME_HEADER / 8 {
-        buf.extend_from_slice(&ring.word(pos + 8 * i).to_le_bytes());
+    let mut first = [0; frame::FRAME_HEADER as usize];
+    let head = head_bytes(ring, pos, max_frame, &mut first)?;
+    if head.seq <= trusted_upto {
+        return Ok(head);
     }
-    let first: &[u8; 32] = buf[..32].try_into().map_err(|_| FrameError::Length)?;
-    let head = frame::parse_head(first, max_frame)?;
     let padded = head.padded_len();
-    if pos + padded > ring.len() {
-        return Err(FrameError::Length);
-    }
     // One allocation for the whole frame, not one per doubling.
-    buf.reserve(padded as usize - buf.len());
+    buf.reserve(padded as usize);
+    buf.extend_from_slice(&first);
     for i in frame::FRAME_HEADER / 8..padded / 8 {
         buf.extend_from_slice(&ring.word(pos + 8 * i).to_le_bytes());
     }
-    if head.seq > trusted_upto {
-        frame::verify(buf, &head)?;
-        frame::check_tags(buf, &head)?;
-    }
+    frame::verify(buf, &head)?;
+    frame::check_tags(buf, &head)?;
     Ok(head)
+}
+
+/// From the frame of seq `from` at logical position `pos`, follows frame
+/// lengths (headers only) to the logical position of seq `to >= from`.
+/// `None` if a header on the way does not check or names another seq: the
+/// start was stale, or writers reused the bytes. Costs `to - from` header
+/// reads; the caller validates frame `to` completely.
+pub(crate) fn seek<R: Ring>(
+    ring: &R,
+    mut pos: u64,
+    from: u64,
+    to: u64,
+    max_frame: u64,
+) -> Option<u64> {
+    for seq in from..to {
+        let at = resolve(ring, pos).ok()?;
+        let head = head(ring, at, max_frame).ok()?;
+        if head.seq != seq {
+            return None;
+        }
+        pos = at + head.padded_len();
+    }
+    Some(pos)
 }
 
 /// Reads message `expect` from logical position `pos`, seqlock-style: the

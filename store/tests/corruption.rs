@@ -50,10 +50,25 @@ fn fixture(durability: Durability) -> Fixture {
     }
 }
 
+/// Writes a damaged image to `path` as a restart would leave it: bytes
+/// changed outside the page cache come back only after the machine
+/// restarted (power loss, bad storage), and then `CHECKED` no longer names
+/// the running boot, so the next writable open recovers (FORMAT.md §6).
+fn write_after_restart(path: &Path, bytes: &[u8]) {
+    let mut bytes = bytes.to_vec();
+    if let Some(checked) = bytes.get_mut(CHECKED) {
+        checked.fill(0);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Offsets of the `CHECKED` word in the header.
+const CHECKED: std::ops::Range<usize> = 176..184;
+
 /// Opens `bytes` as a pool; if that works, every read must be either the
 /// original message or an error, never different data.
 fn open_and_check(path: &Path, bytes: &[u8], originals: &[Message]) -> Result<Pool, ErrorKind> {
-    std::fs::write(path, bytes).unwrap();
+    write_after_restart(path, bytes);
     // The byte-slice checker must agree that it is at least not a panic.
     let _ = check_bytes(bytes);
     let pool = Pool::open(path).map_err(|e| e.kind())?;
@@ -115,7 +130,7 @@ fn damaged_middle_message_is_reported_and_the_rest_stay_readable() {
         let ring_off = (info.file_len - info.ring_len) as usize;
         let second = ring_off + (32 + 3 + 40usize).next_multiple_of(8);
         bytes[second + 50] ^= 0x01;
-        std::fs::write(&path, &bytes).unwrap();
+        write_after_restart(&path, &bytes);
 
         for read_only in [true, false] {
             let pool = if read_only {
@@ -172,7 +187,7 @@ fn unpublished_frames_are_discarded_and_reported() {
     // Roll NEWEST back to 10, as if 11 and 12 were never published.
     let newest = 152;
     bad[newest..newest + 8].copy_from_slice(&10u64.to_le_bytes());
-    std::fs::write(&f.path, &bad).unwrap();
+    write_after_restart(&f.path, &bad);
     assert_eq!(check_bytes(&bad).unwrap().discarded, 2);
     let pool = Pool::open(&f.path).unwrap();
     let recovery = pool.recovery().unwrap();
@@ -250,15 +265,21 @@ fn every_static_header_byte_is_checked() {
 fn unknown_version_is_refused_clearly() {
     let f = fixture(Durability::Fast);
     let mut bad = f.bytes.clone();
-    bad[8..12].copy_from_slice(&2u32.to_le_bytes());
-    std::fs::write(&f.path, &bad).unwrap();
-    let err = Pool::open(&f.path).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Usage);
-    assert!(err.to_string().contains("version 2"), "{err}");
-    assert!(matches!(
-        check_bytes(&bad),
-        Err(plex_store::Error::UnsupportedVersion { found: 2, .. })
-    ));
+    // Version 1 (before the CHECKED, SYNC_FAILED and waiter words) and a
+    // future version 3 alike.
+    for version in [1u32, 3] {
+        bad[8..12].copy_from_slice(&version.to_le_bytes());
+        std::fs::write(&f.path, &bad).unwrap();
+        let err = Pool::open(&f.path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        let text = err.to_string();
+        assert!(text.contains(&format!("version {version}")), "{err}");
+        assert!(text.contains("reads version 2"), "{err}");
+        assert!(matches!(
+            check_bytes(&bad),
+            Err(plex_store::Error::UnsupportedVersion { found, supported: 2, .. }) if found == version
+        ));
+    }
 }
 
 #[test]

@@ -27,6 +27,18 @@ const TESTS: &[Test] = &[
         "follower_in_other_process_is_woken",
         follower_in_other_process_is_woken,
     ),
+    (
+        "killed_followers_leave_no_registration",
+        killed_followers_leave_no_registration,
+    ),
+    (
+        "killed_writer_makes_the_next_open_walk",
+        killed_writer_makes_the_next_open_walk,
+    ),
+    (
+        "full_filesystem_is_an_error_never_a_fault",
+        full_filesystem_is_an_error_never_a_fault,
+    ),
 ];
 
 fn main() {
@@ -109,6 +121,7 @@ fn child(role: &str) {
                 None => println!("timeout"),
             }
         }
+        "fullfs" => full_filesystem_child(&path),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -309,4 +322,192 @@ fn follower_in_other_process_is_woken() {
     assert_eq!(lines.next().unwrap().unwrap(), "got 1 wake up");
     assert!(child.wait().unwrap().success());
     assert_eq!(pool.info().waiters, 0);
+}
+
+/// Three followers in other processes register, then are SIGKILLed while
+/// asleep: their registrations die with them. They used to leave
+/// `waiters: 3` behind forever (and every writer paying a futex wake).
+fn killed_followers_leave_no_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed-followers.pool");
+    let pool = Pool::create(&path, 1 << 16, Options::new()).unwrap();
+    let mut children: Vec<Child> = (0..3).map(|_| spawn("follow", &path, &[])).collect();
+    for child in &mut children {
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready 1\n");
+    }
+    while pool.info().waiters < 3 {
+        std::thread::yield_now();
+    }
+    assert_eq!(pool.info().waiters, 3);
+    for mut child in children {
+        child.kill().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+    }
+    assert_eq!(pool.info().waiters, 0, "registrations of dead followers");
+    // Another handle sees the same, and a new follower counts and wakes.
+    assert_eq!(Pool::open_read_only(&path).unwrap().info().waiters, 0);
+    let mut child = spawn("follow", &path, &[]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready 1");
+    while pool.info().waiters == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(pool.info().waiters, 1);
+    assert_eq!(pool.append(&[], b"hello").unwrap(), Seq(1));
+    assert_eq!(lines.next().unwrap().unwrap(), "got 1 hello");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(pool.info().waiters, 0);
+}
+
+/// A clean reopen trusts the published state without reading the ring;
+/// a writer SIGKILLed mid-append (here: its frame written, not yet
+/// published) must still make the next open run the full recovery, which
+/// finds and discards the unpublished frame.
+fn killed_writer_makes_the_next_open_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.pool");
+    let pool = Pool::create(&path, 1 << 16, Options::new()).unwrap();
+    for i in 0..3u8 {
+        pool.append(&[], &[i; 10]).unwrap();
+    }
+    drop(pool);
+    let pool = Pool::open(&path).unwrap();
+    assert!(!pool.recovery().unwrap().walked, "a clean reopen walked");
+    drop(pool);
+
+    let mut child = spawn(
+        "append",
+        &path,
+        &[
+            ("PLEX_STORE_WRITER", "1".into()),
+            ("PLEX_STORE_COUNT", "5".into()),
+            ("PLEX_STORE_DURABILITY", "fast".into()),
+            ("PLEX_STORE_FAILPOINT", "before_publish:2".into()),
+        ],
+    );
+    let mut acked = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut acked).unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    assert_eq!(acked, "4 1 0\n");
+
+    let pool = Pool::open(&path).unwrap();
+    let rec = pool.recovery().unwrap();
+    assert!(rec.walked, "{rec:?}");
+    assert_eq!(rec.discarded, Seq(5)..Seq(6));
+    assert_eq!(pool.info().newest, Seq(4));
+    assert_eq!(pool.append(&[], b"next").unwrap(), Seq(5));
+}
+
+/// Pools on a full filesystem: a 256 KiB tmpfs mounted in a private mount
+/// namespace (`unshare -m`, as root; CI runs as root), so nothing outside
+/// the child sees it and it vanishes with the child. A sparse pool file
+/// would kill the appender with SIGBUS there; a reserved one never faults,
+/// and a create or open that cannot get the space fails with `Io`.
+fn full_filesystem_is_an_error_never_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .env("PLEX_STORE_CHILD", "fullfs")
+        .env("PLEX_STORE_PATH", dir.path())
+        .env_remove("PLEX_STORE_FAILPOINT")
+        .output()
+        .expect("this test needs unshare(1) from util-linux");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child failed: {} (signal {:?}; SIGBUS is 7)\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status,
+        out.status.signal(),
+    );
+    assert_eq!(stdout.trim(), "fullfs ok", "stderr:\n{stderr}");
+}
+
+/// The child of [`full_filesystem_is_an_error_never_a_fault`], inside its
+/// own mount namespace; mounts a small tmpfs over `dir`.
+fn full_filesystem_child(dir: &Path) {
+    let mount = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "plex-full",
+            dir.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        mount.success(),
+        "mounting a tmpfs failed ({mount}): this test needs root (CAP_SYS_ADMIN)"
+    );
+    let entries = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Larger than the filesystem: refused with Io, and no file left behind.
+    let err = Pool::create(dir.join("big.pool"), 1 << 20, Options::new()).unwrap_err();
+    assert_eq!(err.kind(), plex_store::ErrorKind::Io, "{err}");
+    assert!(entries().is_empty(), "left behind: {:?}", entries());
+
+    // A pool that fits, then a filler that takes every remaining block.
+    let path = dir.join("p.pool");
+    let pool = Pool::create(&path, 128 << 10, Options::new().index_slots(16)).unwrap();
+    let filler = dir.join("filler");
+    fill(&filler);
+    // Around the ring twice: every page of the ring is stored into.
+    let data = [7u8; 1000];
+    for _ in 0..300 {
+        pool.append(&["full"], &data).unwrap();
+    }
+    let last = pool.info().newest;
+    assert_eq!(pool.get(last).unwrap().data, data);
+    drop(pool);
+
+    // Blocks punched out of a closed pool (as in a file made sparse by an
+    // older build): a writable open must get them back or fail cleanly.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    rustix::fs::fallocate(
+        &file,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        8192,
+        64 << 10,
+    )
+    .unwrap();
+    drop(file);
+    fill(&dir.join("filler2"));
+    let err = Pool::open(&path).unwrap_err();
+    assert_eq!(err.kind(), plex_store::ErrorKind::Io, "{err}");
+    std::fs::remove_file(dir.join("filler2")).unwrap();
+    let pool = Pool::open(&path).unwrap();
+    fill(&dir.join("filler2"));
+    for _ in 0..300 {
+        pool.append(&["full"], &data).unwrap();
+    }
+    drop(pool);
+    std::fs::remove_file(&filler).unwrap();
+    println!("fullfs ok");
+}
+
+/// Writes `path` until the filesystem is full.
+fn fill(path: &Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = [0xAAu8; 4096];
+    loop {
+        match file.write_all(&block) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
 }

@@ -88,6 +88,53 @@ fn read_only_follower_sees_appends_from_a_writer() {
     });
 }
 
+/// The permissions of this process's mappings of `path`, with their sizes
+/// (from `/proc/self/maps`).
+fn mappings_of(path: &std::path::Path) -> Vec<(String, u64)> {
+    let path = path.canonicalize().unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter(|l| l.ends_with(path.to_str().unwrap()))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let (start, end) = f.next().unwrap().split_once('-').unwrap();
+            let size =
+                u64::from_str_radix(end, 16).unwrap() - u64::from_str_radix(start, 16).unwrap();
+            (f.next().unwrap().to_owned(), size)
+        })
+        .collect()
+}
+
+/// A read-only handle maps the pool read-only, even when the file is
+/// writable: only the header page, where followers register, is mapped
+/// writable. It used to map the whole file writable.
+#[test]
+fn read_only_open_maps_the_ring_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("maps.pool");
+    let writer = Pool::create(&path, 1 << 20, Options::new()).unwrap();
+    writer.append(&[], b"one").unwrap();
+    drop(writer);
+    let reader = Pool::open_read_only(&path).unwrap();
+    let mut maps = mappings_of(&path);
+    maps.sort();
+    assert_eq!(
+        maps,
+        [("r--s".to_owned(), 1 << 20), ("rw-s".to_owned(), 4096)]
+    );
+    // The writable header page is what lets its followers register.
+    let options = Options::new().poll_interval(Duration::from_secs(60));
+    let follower = Pool::open_read_only_with(&path, options).unwrap();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| follower.wait_for(Seq(2), Duration::from_secs(60)));
+        while reader.info().waiters == 0 {
+            std::thread::yield_now();
+        }
+        Pool::open(&path).unwrap().append(&[], b"two").unwrap();
+        assert!(waiting.join().unwrap());
+    });
+}
+
 #[test]
 fn is_pool_checks_the_magic() {
     let dir = tempfile::tempdir().unwrap();
