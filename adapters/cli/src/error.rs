@@ -194,8 +194,15 @@ impl From<plex_store::Error> for Error {
             | E::Busy { path }
             | E::Permission { path, .. }
             | E::Io { path, .. }
-            | E::ReadOnly { path }
-            | E::UnsupportedVersion { path, .. } => err.path = Some(path.clone()),
+            | E::ReadOnly { path } => err.path = Some(path.clone()),
+            E::UnsupportedVersion { path, .. } => {
+                err.path = Some(path.clone());
+                err.hint = Some(
+                    "another plex build made this pool; read it with that build, or \
+                     delete it (`plex pool delete`) and create it anew"
+                        .into(),
+                );
+            }
             E::Corrupt { path, at, .. } => {
                 // `check_bytes` reports corruption without a file.
                 if !path.as_os_str().is_empty() {

@@ -83,6 +83,9 @@ pub(crate) struct PoolRecord {
     pub(crate) synced: u64,
     /// Followers waiting for wake-ups, across processes.
     pub(crate) waiters: u32,
+    /// A sync of this pool failed once: `synced` no longer rises, and
+    /// appends with `--durability flush` fail with Io.
+    pub(crate) sync_failed: bool,
     /// Messages held whose stored frames fail validation (reads of them
     /// fail with Corrupt); only `plex pool info` validates them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +107,7 @@ impl PoolRecord {
             newest: info.newest.get(),
             synced: info.synced.get(),
             waiters: info.waiters,
+            sync_failed: info.sync_failed,
             damaged: None,
         }
     }

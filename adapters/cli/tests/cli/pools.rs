@@ -284,3 +284,51 @@ fn usage_errors_from_parsing_are_json() {
     assert!(help.stderr.is_empty());
     assert!(env.ok(&["--version"]).stdout.starts_with("plex "));
 }
+
+#[test]
+fn a_failed_sync_is_shown_and_refuses_flush_feeds() {
+    let env = Env::new();
+    env.create("p", "64K");
+    env.feed("p", "{\"a\":1}\n");
+    let info = env.ok(&["pool", "info", "p"]).records();
+    assert_eq!(info[0]["sync_failed"], false);
+
+    // What a process whose fdatasync failed leaves in the header: the
+    // sticky SYNC_FAILED word (store/FORMAT.md §2, byte 184).
+    let path = env.pools().join("p.plex");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[184..192].copy_from_slice(&1u64.to_le_bytes());
+    fs::write(&path, bytes).unwrap();
+
+    let info = env.ok(&["pool", "info", "p"]).records();
+    assert_eq!(info[0]["sync_failed"], true);
+    let err = env
+        .run(&["feed", "p", "{\"a\":2}", "--durability", "flush"])
+        .fails(8, "Io");
+    assert!(err["message"].as_str().unwrap().contains("sync"), "{err}");
+    // Fast appends do not promise stable storage, so they still work.
+    env.ok(&["feed", "p", "{\"a\":3}"]);
+}
+
+#[test]
+fn a_pool_of_another_format_version_names_both_and_says_what_to_do() {
+    let env = Env::new();
+    env.create("old", "64K");
+    let path = env.pools().join("old.plex");
+    let mut bytes = fs::read(&path).unwrap();
+    // The version word (store/FORMAT.md §2.1, byte 8), as version-1 builds wrote it.
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    fs::write(&path, bytes).unwrap();
+    for args in [&["feed", "old", "{}"][..], &["pool", "info", "old"]] {
+        let err = env.run(args).fails(2, "Usage");
+        let message = err["message"].as_str().unwrap();
+        assert!(
+            message.contains("version 1") && message.contains("version 2"),
+            "{err}"
+        );
+        assert!(
+            err["hint"].as_str().unwrap().contains("plex pool delete"),
+            "{err}"
+        );
+    }
+}
