@@ -3,6 +3,27 @@
 //! proxy that can fail, for peers that vanish.
 #![deny(missing_docs)]
 
+mod alloc;
+
+pub use alloc::{live_bytes, Counting};
+
+/// Runs each named test function (taking an [`Rt`]) on every runtime, as
+/// `tokio_runtime::NAME`, `smol_runtime::NAME` and `async_std_runtime::NAME`.
+#[macro_export]
+macro_rules! on_every_runtime {
+    ($($test:ident),* $(,)?) => {
+        mod tokio_runtime {
+            $(#[test] fn $test() { super::$test($crate::Rt::Tokio) })*
+        }
+        mod smol_runtime {
+            $(#[test] fn $test() { super::$test($crate::Rt::Smol) })*
+        }
+        mod async_std_runtime {
+            $(#[test] fn $test() { super::$test($crate::Rt::AsyncStd) })*
+        }
+    };
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;

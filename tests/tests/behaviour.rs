@@ -13,22 +13,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 /// Bounds every wait: a hang is a failure, not a stuck CI run.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Runs each named test on every runtime.
-macro_rules! on_every_runtime {
-    ($($test:ident),* $(,)?) => {
-        mod tokio_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::Tokio) })*
-        }
-        mod smol_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::Smol) })*
-        }
-        mod async_std_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::AsyncStd) })*
-        }
-    };
-}
-
-on_every_runtime!(
+plex_tests::on_every_runtime!(
     both_sides_writing_large_amounts_before_reading_do_not_deadlock,
     pending_read_fails_as_soon_as_the_connection_dies,
     a_vanished_peer_is_detected_by_the_idle_timeout,

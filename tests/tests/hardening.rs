@@ -14,22 +14,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 /// PINGs (every 30 s) must not be what ends a wait.
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// Runs each named test on every runtime.
-macro_rules! on_every_runtime {
-    ($($test:ident),* $(,)?) => {
-        mod tokio_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::Tokio) })*
-        }
-        mod smol_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::Smol) })*
-        }
-        mod async_std_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::AsyncStd) })*
-        }
-    };
-}
-
-on_every_runtime!(
+plex_tests::on_every_runtime!(
     dropping_every_handle_refuses_streams_waiting_to_be_accepted,
     close_refuses_streams_waiting_to_be_accepted,
     a_peer_that_stops_reading_cannot_hold_a_closed_connection,

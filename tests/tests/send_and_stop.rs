@@ -10,22 +10,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 /// Bounds every wait: a hang is a failure, not a stuck CI run.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Runs each named test on every runtime.
-macro_rules! on_every_runtime {
-    ($($test:ident),* $(,)?) => {
-        mod tokio_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::Tokio) })*
-        }
-        mod smol_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::Smol) })*
-        }
-        mod async_std_runtime {
-            $(#[test] fn $test() { super::$test(plex_tests::Rt::AsyncStd) })*
-        }
-    };
-}
-
-on_every_runtime!(
+plex_tests::on_every_runtime!(
     a_writer_parks_when_the_peer_does_not_read,
     dropping_a_stream_stops_the_peer_and_frees_the_slot,
 );

@@ -3,46 +3,13 @@
 //! A DATA payload can be a zero-copy slice of the caller's read buffer; if
 //! tiny frames each kept their whole buffer alive, 2,000 one-byte frames
 //! (2,000 bytes of credit) would hold 128 MiB. This binary counts live heap
-//! bytes with its own global allocator, so it holds this one test only.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+//! bytes with the counting global allocator, so it holds this one test only.
 
 use bytes::{Bytes, BytesMut};
 use plex_proto::{Config, Event, Frame, Session, SettingsFrame, StreamId, PREFACE};
 
-/// The system allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`; only a counter is
-// updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller upholds `alloc`'s contract, which we pass on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: as for `dealloc`; `new_size` is the caller's valid request.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: plex_tests::Counting = plex_tests::Counting;
 
 /// The runtime's read buffer (`READ_CHUNK` in plex-runtime's driver).
 const READ_BUFFER: usize = 64 * 1024;
@@ -64,7 +31,6 @@ fn encode(frame: Frame) -> BytesMut {
 }
 
 #[test]
-#[allow(clippy::disallowed_methods)] // an origin for the session, never a measurement
 fn tiny_frames_do_not_pin_read_buffers() {
     let now = std::time::Instant::now();
     let mut server = Session::server(Config::default(), now).expect("config");
@@ -101,11 +67,11 @@ fn tiny_frames_do_not_pin_read_buffers() {
         })
         .collect();
 
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = plex_tests::live_bytes();
     for frame in &frames {
         server.handle_input(now, as_read(frame));
     }
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = plex_tests::live_bytes() - before;
 
     assert!(!server.is_closed(), "a peer within its windows is served");
     let buffered = FRAMES as isize;
