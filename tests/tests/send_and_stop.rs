@@ -13,6 +13,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 plex_tests::on_every_runtime!(
     a_writer_parks_when_the_peer_does_not_read,
     dropping_a_stream_stops_the_peer_and_frees_the_slot,
+    closing_a_stopped_stream_succeeds_even_after_the_drain,
 );
 
 async fn open(client: &Session, server: &Session) -> (Stream, Stream) {
@@ -126,5 +127,39 @@ fn dropping_a_stream_stops_the_peer_and_frees_the_slot(rt: Rt) {
             client.stats().active_streams,
             server.stats().active_streams
         );
+    });
+}
+
+/// What hyper's server does after its client went away: read the end, then
+/// shut down its write side. The peer's STOP_SENDING already ended that side,
+/// and the client's graceful close may have drained the connection since;
+/// the shutdown still succeeds.
+fn closing_a_stopped_stream_succeeds_even_after_the_drain(rt: Rt) {
+    rt.block_on(async {
+        let (client, server) = rt.pair(Config::default(), Config::default()).await;
+        let (mut request, mut handler) = open(&client, &server).await;
+        request.write_all(b"GET /").await.expect("request");
+        let mut got = [0u8; 5];
+        handler.read_exact(&mut got).await.expect("read request");
+        handler.write_all(b"200 OK").await.expect("response");
+        let mut response = [0u8; 6];
+        request
+            .read_exact(&mut response)
+            .await
+            .expect("read response");
+        drop(request);
+        let mut rest = Vec::new();
+        handler.read_to_end(&mut rest).await.expect("read the end");
+        rt.within(LIMIT, client.close())
+            .await
+            .expect("client close hung")
+            .expect("client close");
+        rt.within(LIMIT, server.closed())
+            .await
+            .expect("the server never saw the drain");
+        handler
+            .close()
+            .await
+            .expect("shutting down a stopped stream");
     });
 }

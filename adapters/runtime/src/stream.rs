@@ -124,6 +124,16 @@ impl Stream {
     /// without needing a runtime's extension trait. Finishing twice is fine.
     pub fn finish(&self) -> Result<(), Error> {
         let mut inner = self.conn.lock();
+        if inner
+            .slots
+            .get(&self.id)
+            .is_some_and(|s| s.stopped.is_some())
+        {
+            // The peer sent STOP_SENDING and the session already ended our
+            // side with END_STREAM; the stream (or the whole connection, in
+            // a drain) may be gone by now. Nothing is left to finish.
+            return Ok(());
+        }
         let result = match inner.session.finish(self.id) {
             Ok(()) | Err(LocalError::Finished(_)) => Ok(()),
             // Forgotten after a clean end, or ended abruptly.
