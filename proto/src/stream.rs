@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::flow::RecvWindow;
 use crate::id::ErrorCode;
@@ -216,6 +216,33 @@ impl RecvBuf {
             self.tail = BytesMut::new();
         }
         Some(chunk)
+    }
+
+    /// Copies up to `out.len()` bytes from the front into `out`, across
+    /// chunks, and returns how many. Unlike [`pop`](Self::pop) it never
+    /// allocates, so small messages read into a caller's buffer cost a copy
+    /// and nothing more.
+    pub(crate) fn copy_to(&mut self, out: &mut [u8]) -> usize {
+        let mut filled = 0;
+        while filled < out.len() {
+            let source = match self.chunks.front_mut() {
+                Some(front) => &mut *front as &mut dyn Buf,
+                None if self.tail.is_empty() => break,
+                None => &mut self.tail as &mut dyn Buf,
+            };
+            let n = source.remaining().min(out.len() - filled);
+            source.copy_to_slice(&mut out[filled..filled + n]);
+            filled += n;
+            if self.chunks.front().is_some_and(Bytes::is_empty) {
+                self.chunks.pop_front();
+            }
+        }
+        self.len -= filled;
+        if self.len == 0 {
+            // Release the block: an idle stream holds no memory.
+            self.tail = BytesMut::new();
+        }
+        filled
     }
 
     /// Drops everything buffered.

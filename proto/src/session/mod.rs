@@ -23,7 +23,7 @@ use crate::frame::{
     Frame, SettingsFrame, INITIAL_CONNECTION_WINDOW, MIN_INITIAL_WINDOW, MIN_MAX_FRAME_SIZE,
 };
 use crate::id::{ErrorCode, Role, StreamId};
-use crate::stream::{Fin, Pairing, Stream};
+use crate::stream::{Fin, Pairing, RecvBuf, Stream};
 use hasher::IdHasher;
 use timer::{Timer, Timers};
 
@@ -473,28 +473,18 @@ impl Session {
 
     /// Copies buffered data into `buf`. `Ok(None)` is end-of-stream.
     pub fn read(&mut self, stream: StreamId, buf: &mut [u8]) -> Result<Option<usize>, ReadError> {
-        let mut filled = 0;
-        let end = self.read_with(stream, buf.len(), |chunk| {
-            buf[filled..filled + chunk.len()].copy_from_slice(&chunk);
-            filled += chunk.len();
-            true
-        })?;
-        Ok(if end { None } else { Some(filled) })
+        self.read_with(stream, buf.len(), |data| data.copy_to(buf))
     }
 
     /// Takes up to `max` buffered bytes without copying. `Ok(None)` is
     /// end-of-stream.
     pub fn read_chunk(&mut self, stream: StreamId, max: usize) -> Result<Option<Bytes>, ReadError> {
-        let mut out = None;
-        let end = self.read_with(stream, max, |chunk| {
-            out = Some(chunk);
-            false
+        let mut out = Bytes::new();
+        let taken = self.read_with(stream, max, |data| {
+            out = data.pop(max).unwrap_or_default();
+            out.len()
         })?;
-        Ok(if end {
-            None
-        } else {
-            Some(out.unwrap_or_default())
-        })
+        Ok(taken.map(|_| out))
     }
 
     /// Sets a stream's send priority. Streams with data take turns, and a
@@ -567,44 +557,36 @@ impl Session {
         self.stats.streams_opened += 1;
     }
 
-    /// Hands up to `max` bytes to `sink` in chunks, while it asks for more;
-    /// returns true at end-of-stream.
+    /// Lets `take` remove up to `max` buffered bytes (at least one when
+    /// any is buffered and `max > 0`) and returns how many it took;
+    /// `Ok(None)` is end-of-stream.
     fn read_with(
         &mut self,
         stream: StreamId,
         max: usize,
-        mut sink: impl FnMut(Bytes) -> bool,
-    ) -> Result<bool, ReadError> {
+        take: impl FnOnce(&mut RecvBuf) -> usize,
+    ) -> Result<Option<usize>, ReadError> {
         let s = self.live_accepted(stream)?;
         s.recv.notified = false;
         if s.recv.buf.is_empty() {
             if s.recv.fin || s.recv.stopped {
                 s.recv.done = true;
                 self.maybe_forget(stream);
-                return Ok(true);
+                return Ok(None);
             }
             return if max == 0 {
-                Ok(false)
+                Ok(Some(0))
             } else {
                 Err(ReadError::Blocked)
             };
         }
         if max == 0 {
             // Room for nothing: not the end while data is buffered.
-            return Ok(false);
+            return Ok(Some(0));
         }
-        let mut taken = 0;
-        while taken < max {
-            let Some(chunk) = s.recv.buf.pop(max - taken) else {
-                break;
-            };
-            taken += chunk.len();
-            if !sink(chunk) {
-                break;
-            }
-        }
+        let taken = take(&mut s.recv.buf);
         self.consume(stream, taken);
-        Ok(false)
+        Ok(Some(taken))
     }
 
     /// Returns `n` consumed bytes of credit to the stream and the connection.
