@@ -80,6 +80,8 @@ mod event;
 mod flow;
 mod frame;
 mod id;
+/// neonplex's RPC codec: REQ/RES/CANCEL frames, envelopes, store bodies, service ids.
+pub mod rpc;
 mod session;
 pub mod sim;
 mod stream;
