@@ -32,6 +32,7 @@ fn main() -> io::Result<()> {
             "pool_bytes",
             plex_fuzz::pool_bytes::seeds(&std::env::temp_dir())?,
         ),
+        ("rpc_decode", plex_fuzz::rpc_decode::seeds()),
     ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir)?;

@@ -1,0 +1,73 @@
+//! neonplex RPC codec (`plex_proto::rpc`) on arbitrary bytes.
+//!
+//! Input: the whole input is one message. It is decoded as a [`Frame`], an
+//! [`Envelope`] and a store [`Body`] of every method id 0..=5 (5 has no
+//! body), and as a SCAN body reporting its range layout. Nothing may
+//! panic; whatever decodes must re-encode to bytes that decode to the same
+//! value, and to exactly `encoded_len` bytes.
+
+use bytes::Bytes;
+use plex_proto::rpc::{Body, DecodeError, Envelope, Frame, Method, Scan};
+
+/// Runs one input; panics if a check fails.
+pub fn run(data: &[u8]) {
+    let input = Bytes::copy_from_slice(data);
+    if let Ok(frame) = Frame::decode(input.clone()) {
+        let wire = frame.to_bytes();
+        assert_eq!(wire, input, "a decoded frame re-encodes to its own bytes");
+        assert_eq!(wire.len(), frame.encoded_len());
+    }
+    if let Ok(envelope) = Envelope::decode(input.clone()) {
+        let wire = envelope
+            .to_bytes()
+            .expect("a decoded envelope fits its length prefixes");
+        assert_eq!(wire.len(), envelope.encoded_len());
+        assert_eq!(Envelope::decode(wire), Ok(envelope));
+    }
+    for mid in 0..=5 {
+        match Body::decode(Method(mid), input.clone()) {
+            Ok(body) => {
+                assert_eq!(body.method(), Method(mid));
+                let wire = body.to_bytes();
+                assert_eq!(wire.len(), body.encoded_len());
+                assert_eq!(Body::decode(body.method(), wire), Ok(body));
+            }
+            Err(DecodeError::UnknownMethod(m)) => assert!(m == mid && mid > 4),
+            Err(_) => {}
+        }
+    }
+    if let Ok((scan, _layout)) = Scan::decode(input) {
+        assert_eq!(
+            Body::decode(Method::SCAN, Body::Scan(scan.clone()).to_bytes()),
+            Ok(Body::Scan(scan))
+        );
+    }
+}
+
+/// Seeds: neonplex's golden RPC frames, envelopes and bodies
+/// (`proto/src/rpc/vectors.txt`), whole, plus the RES envelopes alone.
+pub fn seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for line in include_str!("../../proto/src/rpc/vectors.txt").lines() {
+        let mut fields = line.split('\t');
+        let (Some(layer), Some(name), Some(hex)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if line.starts_with('#') {
+            continue;
+        }
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+            .collect();
+        let slug: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        if layer == "rpc" && bytes.first() == Some(&1) && bytes.len() > 7 {
+            out.push((format!("envelope-{slug}"), bytes[7..].to_vec()));
+        }
+        out.push((format!("{layer}-{slug}"), bytes));
+    }
+    out
+}
