@@ -33,7 +33,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use plex_runtime::{Config, DriverConfig, Error, Role, Runtime, Session, Transport};
+use plex_runtime::{
+    Config, DriverConfig, Error, OpenOptions, Role, Runtime, Session, Stream, Transport,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -218,6 +220,17 @@ impl Rt {
             Rt::AsyncStd => accept!(plex_async_std),
         }
     }
+}
+
+/// Opens an anonymous stream on `client` and accepts it on `server`:
+/// both ends of one stream.
+pub async fn open_pair(client: &Session, server: &Session) -> (Stream, Stream) {
+    let (a, b) = smol::future::zip(
+        client.open_stream(OpenOptions::default()),
+        server.accept_stream(),
+    )
+    .await;
+    (a.expect("open"), b.expect("accept"))
 }
 
 /// Echoes every stream the peer opens until the session ends.

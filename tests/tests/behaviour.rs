@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use plex_runtime::{
-    CloseReason, Config, Error, ErrorCode, OpenOptions, ResetReason, Session, Stream,
-};
-use plex_tests::{payload, Rt};
+use plex_runtime::{CloseReason, Config, Error, ErrorCode, OpenOptions, ResetReason, Stream};
+use plex_tests::{open_pair, payload, Rt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Bounds every wait: a hang is a failure, not a stuck CI run.
@@ -27,15 +25,6 @@ plex_tests::on_every_runtime!(
     ten_thousand_idle_streams_on_one_connection,
 );
 
-async fn open(client: &Session, server: &Session) -> (Stream, Stream) {
-    let (a, b) = smol::future::zip(
-        client.open_stream(OpenOptions::default()),
-        server.accept_stream(),
-    )
-    .await;
-    (a.expect("open"), b.expect("accept"))
-}
-
 /// Writes `data` and finishes while reading everything the peer sends.
 async fn exchange(stream: Stream, data: &[u8]) -> Vec<u8> {
     let (mut reader, mut writer) = smol::io::split(stream);
@@ -53,7 +42,7 @@ fn both_sides_writing_large_amounts_before_reading_do_not_deadlock(rt: Rt) {
     // rust-yamux #227: each side writes 8 MiB before reading anything.
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (a, b) = open(&client, &server).await;
+        let (a, b) = open_pair(&client, &server).await;
         let data = payload(8 << 20);
         let both = smol::future::zip(exchange(a, &data), exchange(b, &data));
         let (got_a, got_b) = rt.within(LIMIT, both).await.expect("deadlock");
@@ -67,7 +56,7 @@ fn pending_read_fails_as_soon_as_the_connection_dies(rt: Rt) {
         let (client, server, proxy) = rt
             .pair_via_proxy(Config::default(), Config::default())
             .await;
-        let (mut a, mut b) = open(&client, &server).await;
+        let (mut a, mut b) = open_pair(&client, &server).await;
         a.write_all(b"x").await.unwrap();
         b.read_exact(&mut [0; 1]).await.unwrap();
         let reads = smol::future::zip(async { a.read(&mut [0u8; 16]).await }, async {
@@ -94,7 +83,7 @@ fn a_vanished_peer_is_detected_by_the_idle_timeout(rt: Rt) {
         quick.ping_interval = Some(Duration::from_millis(100));
         quick.idle_timeout = Some(Duration::from_millis(400));
         let (client, server, proxy) = rt.pair_via_proxy(quick.clone(), quick).await;
-        let (mut a, _b) = open(&client, &server).await;
+        let (mut a, _b) = open_pair(&client, &server).await;
         proxy.blackhole();
         let read = rt
             .within(LIMIT, a.read(&mut [0u8; 4]))
@@ -132,11 +121,11 @@ fn dropping_a_stream_finishes_it_without_losing_data(rt: Rt) {
 fn a_slow_reader_does_not_stall_other_streams(rt: Rt) {
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (mut slow_w, _slow_r) = open(&client, &server).await;
+        let (mut slow_w, _slow_r) = open_pair(&client, &server).await;
         // Fill the unread stream's window (and more: this write parks).
         let big = payload(4 << 20);
         let stuck = slow_w.write_all(&big);
-        let (fast_w, fast_r) = open(&client, &server).await;
+        let (fast_w, fast_r) = open_pair(&client, &server).await;
         let data = payload(16 << 20);
         let fast = smol::future::zip(exchange(fast_w, &data), exchange(fast_r, &[]));
         let fast = async { Ok::<_, std::io::Error>(fast.await) };
@@ -157,7 +146,7 @@ fn a_slow_reader_does_not_stall_other_streams(rt: Rt) {
 fn backpressure_reaches_the_writer(rt: Rt) {
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (mut w, mut r) = open(&client, &server).await;
+        let (mut w, mut r) = open_pair(&client, &server).await;
         let chunk = vec![7u8; 64 << 10];
         let mut written = 0usize;
         // With nobody reading, a write must park after about one window
@@ -216,7 +205,7 @@ fn named_pairing_with_handshakes_and_a_refused_open(rt: Rt) {
 fn goaway_lets_active_streams_finish_and_new_opens_fail(rt: Rt) {
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (a, b) = open(&client, &server).await;
+        let (a, b) = open_pair(&client, &server).await;
         server.go_away(ErrorCode::NO_ERROR).unwrap();
         // Before the client has seen the GOAWAY the server refuses its open;
         // after, the open fails locally. Either way it never pairs.
@@ -248,7 +237,7 @@ fn goaway_lets_active_streams_finish_and_new_opens_fail(rt: Rt) {
 fn read_and_write_deadlines_time_out(rt: Rt) {
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (mut a, _b) = open(&client, &server).await;
+        let (mut a, _b) = open_pair(&client, &server).await;
         a.set_read_timeout(Some(Duration::from_millis(100)));
         let err = a.read(&mut [0; 8]).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
@@ -263,7 +252,7 @@ fn ping_stats_and_graceful_close(rt: Rt) {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
         let rtt = client.ping().await.unwrap();
         assert!(rtt < LIMIT);
-        let (a, b) = open(&client, &server).await;
+        let (a, b) = open_pair(&client, &server).await;
         let (got_b, _) = smol::future::zip(exchange(b, b""), exchange(a, &payload(100_000))).await;
         assert_eq!(got_b.len(), 100_000);
         let stats = client.stats();
@@ -289,7 +278,7 @@ fn ten_thousand_idle_streams_on_one_connection(rt: Rt) {
         let (client, server) = rt.pair(config.clone(), config).await;
         let mut pairs = Vec::with_capacity(N);
         for _ in 0..N {
-            pairs.push(open(&client, &server).await);
+            pairs.push(open_pair(&client, &server).await);
         }
         assert_eq!(client.stats().active_streams as usize, N);
         assert_eq!(server.stats().active_streams as usize, N);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use plex_runtime::{
     CloseReason, Config, DriverConfig, Error, ErrorCode, OpenOptions, ResetReason, Session, Stream,
 };
-use plex_tests::{payload, Rt};
+use plex_tests::{open_pair, payload, Rt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Bounds every wait: a hang is a failure, not a stuck CI run. Keep-alive
@@ -23,15 +23,6 @@ plex_tests::on_every_runtime!(
     a_response_that_fully_arrived_survives_an_error_goaway,
     accept_stream_skips_streams_reset_before_they_were_accepted,
 );
-
-async fn open(client: &Session, server: &Session) -> (Stream, Stream) {
-    let (a, b) = smol::future::zip(
-        client.open_stream(OpenOptions::default()),
-        server.accept_stream(),
-    )
-    .await;
-    (a.expect("open"), b.expect("accept"))
-}
 
 fn refused<T>(result: &Result<T, Error>) -> bool {
     matches!(
@@ -105,7 +96,7 @@ fn a_peer_that_stops_reading_cannot_hold_a_closed_connection(rt: Rt) {
         generous.max_connection_window = 64 << 20;
         let (client, server, proxy, dropped) =
             rt.pair_watched(Config::default(), generous, driver).await;
-        let (mut a, _b) = open(&client, &server).await;
+        let (mut a, _b) = open_pair(&client, &server).await;
         proxy.blackhole();
         // The client writes until every buffer on the way is full and its
         // last bytes cannot leave.
@@ -133,7 +124,7 @@ fn a_silent_peer_cannot_hold_an_abandoned_drain(rt: Rt) {
         let (client, server, proxy, dropped) = rt
             .pair_watched(Config::default(), Config::default(), driver)
             .await;
-        let (mut a, mut b) = open(&client, &server).await;
+        let (mut a, mut b) = open_pair(&client, &server).await;
         a.write_all(b"x").await.unwrap();
         b.read_exact(&mut [0; 1]).await.unwrap();
         proxy.blackhole();
@@ -173,7 +164,7 @@ fn a_response_that_fully_arrived_survives_an_error_goaway(rt: Rt) {
     // that followed it discarded it all.
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (mut a, mut b) = open(&client, &server).await;
+        let (mut a, mut b) = open_pair(&client, &server).await;
         a.write_all(b"request").await.unwrap();
         a.close().await.unwrap();
         let mut request = Vec::new();

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use plex_runtime::{Config, Error, ErrorCode, OpenOptions, Session, Stream};
-use plex_tests::Rt;
+use plex_runtime::{Config, Error, ErrorCode};
+use plex_tests::{open_pair, Rt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Bounds every wait: a hang is a failure, not a stuck CI run.
@@ -16,15 +16,6 @@ plex_tests::on_every_runtime!(
     closing_a_stopped_stream_succeeds_even_after_the_drain,
 );
 
-async fn open(client: &Session, server: &Session) -> (Stream, Stream) {
-    let (a, b) = smol::future::zip(
-        client.open_stream(OpenOptions::default()),
-        server.accept_stream(),
-    )
-    .await;
-    (a.expect("open"), b.expect("accept"))
-}
-
 fn a_writer_parks_when_the_peer_does_not_read(rt: Rt) {
     rt.block_on(async {
         // The server grants every stream a window far above the local caps.
@@ -35,7 +26,7 @@ fn a_writer_parks_when_the_peer_does_not_read(rt: Rt) {
         let mut writers = Vec::new();
         let mut readers = Vec::new();
         for _ in 0..6 {
-            let (w, r) = open(&client, &server).await;
+            let (w, r) = open_pair(&client, &server).await;
             writers.push(w);
             readers.push(r);
         }
@@ -80,7 +71,7 @@ fn a_writer_parks_when_the_peer_does_not_read(rt: Rt) {
 fn dropping_a_stream_stops_the_peer_and_frees_the_slot(rt: Rt) {
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (mut dropped, mut writer) = open(&client, &server).await;
+        let (mut dropped, mut writer) = open_pair(&client, &server).await;
         // The server streams without end; the client reads a little, then
         // drops its stream.
         let chunk = vec![9u8; 64 << 10];
@@ -137,7 +128,7 @@ fn dropping_a_stream_stops_the_peer_and_frees_the_slot(rt: Rt) {
 fn closing_a_stopped_stream_succeeds_even_after_the_drain(rt: Rt) {
     rt.block_on(async {
         let (client, server) = rt.pair(Config::default(), Config::default()).await;
-        let (mut request, mut handler) = open(&client, &server).await;
+        let (mut request, mut handler) = open_pair(&client, &server).await;
         request.write_all(b"GET /").await.expect("request");
         let mut got = [0u8; 5];
         handler.read_exact(&mut got).await.expect("read request");

@@ -156,7 +156,7 @@ impl Body {
 
     /// The body's bytes in a new buffer.
     pub fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(self.encoded_len());
         self.encode(&mut out);
         out.freeze()
     }
