@@ -1,5 +1,6 @@
 //! Codec tests: neonplex's golden vectors, every error path, round-trips.
 
+mod calls;
 mod errors;
 mod props;
 mod vectors;
