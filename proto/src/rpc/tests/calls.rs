@@ -28,7 +28,7 @@ impl Pair {
         Pair {
             client: Client::new(client).expect("valid client config"),
             server: Server::new(server).expect("valid server config"),
-            now: Instant::now(),
+            now: crate::sim::origin(),
             dispatched: Vec::new(),
             stopped: Vec::new(),
             sent: Vec::new(),
