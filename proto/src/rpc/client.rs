@@ -38,8 +38,10 @@ use crate::ConfigError;
 /// Both wires use it. On the shared Protomux channel, replies of all calls
 /// arrive interleaved and the per-call queue bound
 /// ([`ClientConfig::max_queued_replies`], [`ClientConfig::max_queued_bytes`])
-/// is the last resort against a caller that stops reading: the call fails
-/// with [`CallError::Overflow`]. On plex/1 each call has its own stream:
+/// is the last resort against a caller that stops reading: a scan item
+/// that would take the queue past either bound fails the call with
+/// [`CallError::Overflow`] (an empty queue takes any one item, and the
+/// final reply always fits: there is one per call). On plex/1 each call has its own stream:
 /// the adapter feeds a call's next reply only while
 /// [`wants_replies`](Self::wants_replies) holds and leaves the rest to the
 /// stream's flow control, so the bound is never hit.
@@ -216,7 +218,7 @@ impl Client {
                 return;
             }
         };
-        if !self.has_room(rid, len) {
+        if more && !self.has_room(rid, len) {
             self.stats.overflows += 1;
             self.resolve(rid, CallError::Overflow, true);
             return;
@@ -352,9 +354,10 @@ impl Client {
         now
     }
 
-    /// Whether one more reply of `len` payload bytes fits the call's queue.
-    /// An empty queue always takes one reply, so a large unary answer
-    /// passes; its size is bounded by the transport's message limit.
+    /// Whether one more item of `len` payload bytes fits the call's queue.
+    /// An empty queue always takes one, so a large item passes (its size
+    /// is bounded by the transport's message limit). The final reply is
+    /// not checked: there is one per call, and calls are bounded.
     fn has_room(&self, rid: u32, len: usize) -> bool {
         self.calls.get(&rid).is_some_and(|call| {
             call.replies.is_empty()

@@ -2,6 +2,7 @@
 
 mod calls;
 mod errors;
+mod model;
 mod props;
 mod vectors;
 
