@@ -50,6 +50,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Call semantics
+//!
+//! Two sans-IO state machines, in the style of [`Session`](crate::Session),
+//! carry the calls; `proto/RPC.md` specifies them. A [`Client`](crate::rpc::Client)
+//! numbers calls, queues their REQ and CANCEL frames, matches RES frames to
+//! them, times them out and bounds what each may queue; exactly one
+//! [`Reply::Done`](crate::rpc::Reply::Done) ends each call, and late replies are
+//! counted, never delivered. A [`Server`](crate::rpc::Server) turns each
+//! message into an [`Action`](crate::rpc::Action) (dispatch, cancel, or an
+//! immediate error reply with neonplex's codes), bounds the active calls and
+//! suppresses answers to cancelled ones. Both serve plex/1, where each call
+//! has its own stream, and a shared channel multiplexed by request id.
+//!
 //! # The range-bounds bug
 //!
 //! neonplex's SCAN encoder interleaves the bounds
@@ -70,17 +83,25 @@
 //! which layout it used.
 
 mod body;
+mod call;
+mod client;
 mod derive_id;
 mod envelope;
 mod error;
 mod frame;
+mod server;
 #[cfg(test)]
 mod tests;
 mod varint;
 
 pub use body::{Body, RangeLayout, Scan};
+pub use call::{
+    CallError, ClientConfig, ClientEvent, ClientStats, Reply, MAX_IN_FLIGHT, MAX_REQUEST_BYTES,
+};
+pub use client::Client;
 pub use derive_id::{derive_id, derive_id_parts, IdPart};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EncodeError};
 pub use frame::{Frame, Method};
+pub use server::{Action, Server, ServerConfig, ServerStats};
 pub use varint::{decode_uint, put_bytes, put_uint, uint_len};

@@ -1,6 +1,8 @@
 //! Codec tests: neonplex's golden vectors, every error path, round-trips.
 
+mod calls;
 mod errors;
+mod model;
 mod props;
 mod vectors;
 
