@@ -266,6 +266,14 @@ pub enum WriteError {
 #[error("invalid config: {0}")]
 pub struct ConfigError(pub(crate) &'static str);
 
+impl ConfigError {
+    /// A config error saying `what` is wrong, for layers above the
+    /// session that check configs of their own.
+    pub const fn new(what: &'static str) -> ConfigError {
+        ConfigError(what)
+    }
+}
+
 /// Why a stream ended abruptly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

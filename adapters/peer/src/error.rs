@@ -25,6 +25,9 @@ pub enum Error {
     /// The lane, the peer or its session closed; pending calls fail with it.
     #[error("closed: {0}")]
     Closed(CloseReason),
+    /// The lane was closed on this side ([`RpcClient::close`](crate::RpcClient::close)).
+    #[error("the lane is closed")]
+    LaneClosed,
     /// Nobody on the other side serves this lane (the stream was refused).
     #[error("nothing serves this lane on the peer")]
     Unavailable,
@@ -67,6 +70,9 @@ pub enum Error {
     /// The peer pool has no peer able to take the call.
     #[error("no peers available")]
     NoPeers,
+    /// A limit in a config is zero.
+    #[error(transparent)]
+    Config(plex_proto::ConfigError),
     /// The stream or session failed underneath.
     #[error(transparent)]
     Transport(plex_runtime::Error),
@@ -86,7 +92,8 @@ impl Error {
         match self {
             Error::MessageTooLarge { .. } | Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Error::Truncated | Error::BadReply(_) | Error::Protocol(_) => Code::CodecError,
-            Error::Closed(_) | Error::Transport(_) => Code::Closed,
+            Error::Config(_) => Code::BadArg,
+            Error::Closed(_) | Error::LaneClosed | Error::Transport(_) => Code::Closed,
             Error::Unavailable | Error::NoPeers => Code::NotAvailable,
             Error::Timeout { .. } => Code::Timeout,
             Error::NotReady { .. } => Code::NotReady,
@@ -100,6 +107,7 @@ impl Error {
     pub fn is_peer_failure(&self) -> bool {
         match self {
             Error::Closed(_)
+            | Error::LaneClosed
             | Error::Unavailable
             | Error::Timeout { .. }
             | Error::NotReady { .. }
@@ -115,7 +123,10 @@ impl Error {
                     | Code::NotAvailable
                     | Code::Timeout
             ),
-            Error::MessageTooLarge { .. } | Error::PayloadTooLarge { .. } | Error::NoPeers => false,
+            Error::MessageTooLarge { .. }
+            | Error::PayloadTooLarge { .. }
+            | Error::Config(_)
+            | Error::NoPeers => false,
         }
     }
 }

@@ -4,8 +4,17 @@
 //! runs on; the call semantics live in the sans-IO [`plex_proto::rpc`].
 #![deny(missing_docs)]
 
+pub mod channel;
 mod error;
+mod peer;
+pub mod rpc;
 pub mod store;
 
+pub use channel::{Channel, MessageChannel};
 pub use error::{Code, Error};
-pub use store::{Entries, Entry, MemoryStore, Range, StorePort};
+pub use peer::{LaneListener, Peer, PeerConfig, DEFAULT_BASE, EVENTS_LANE, RPC_LANE};
+pub use rpc::{Answer, Replies, RpcClient, RpcListener, Serving};
+pub use store::{
+    connect_store_port, expose_store_port, with_caps, Entries, Entry, MemoryStore, Range,
+    RemoteStore, StorePort, StoreServer,
+};

@@ -164,6 +164,12 @@ impl Session {
         }
     }
 
+    /// The runtime the session's connection task runs on, for the layers
+    /// above that need its timers, clock or spawner.
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        self.conn.runtime.clone()
+    }
+
     /// Counters and windows.
     pub fn stats(&self) -> SessionStats {
         self.conn.lock().session.stats()

@@ -92,6 +92,20 @@ impl Client {
         })
     }
 
+    /// A client whose first request id is `first_rid` (not 0): a lane
+    /// reopened after [`close`](Self::close) continues its predecessor's
+    /// [`next_rid`](Self::next_rid), so a server never sees an id twice.
+    pub fn starting_at(config: ClientConfig, first_rid: u32) -> Result<Client, ConfigError> {
+        let mut client = Client::new(config)?;
+        client.next_rid = Some(first_rid.max(1));
+        Ok(client)
+    }
+
+    /// The request id the next call will get; `None` once all are used.
+    pub fn next_rid(&self) -> Option<u32> {
+        self.next_rid
+    }
+
     /// Its limits.
     pub fn config(&self) -> &ClientConfig {
         &self.config

@@ -3,6 +3,7 @@
 
 mod memory;
 mod range;
+mod remote;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,6 +14,10 @@ use futures_core::Stream;
 
 pub use memory::MemoryStore;
 pub use range::{bounds_cross, Range};
+pub use remote::{
+    connect_store_port, expose_store_port, with_caps, CapsCheck, RemoteStore, StoreServer,
+    WithCaps,
+};
 
 use crate::Error;
 

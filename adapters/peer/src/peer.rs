@@ -1,0 +1,230 @@
+//! Peers and lanes: named channels over one session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use plex_proto::rpc::{ClientConfig, ServerConfig};
+use plex_runtime::{Listener, OpenOptions, Session};
+
+use crate::channel::{Channel, DEFAULT_MAX_MESSAGE};
+use crate::rpc::{RpcClient, RpcListener};
+use crate::Error;
+
+/// neonplex's default protocol base: lane `rpc` is
+/// `neonloom/protocol/v1/rpc`.
+pub const DEFAULT_BASE: &str = "neonloom/protocol/v1";
+
+/// The lane RPC uses unless told otherwise.
+pub const RPC_LANE: &str = "rpc";
+
+/// The lane of plain byte-message streams (neonplex's `connectStream`).
+pub const EVENTS_LANE: &str = "events";
+
+/// How a [`Peer`] names its lanes and bounds its channels and calls.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PeerConfig {
+    /// The protocol base: a lane's protocol is `<base>/<lane>`.
+    pub base: String,
+    /// The largest message a lane channel sends or accepts.
+    pub max_message_size: usize,
+    /// Limits and timeouts of the calls this side makes.
+    pub client: ClientConfig,
+    /// Limits of the calls this side serves.
+    pub server: ServerConfig,
+}
+
+impl Default for PeerConfig {
+    fn default() -> PeerConfig {
+        PeerConfig {
+            base: DEFAULT_BASE.to_owned(),
+            max_message_size: DEFAULT_MAX_MESSAGE,
+            client: ClientConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl PeerConfig {
+    /// Sets the protocol base.
+    pub fn base(mut self, base: impl Into<String>) -> PeerConfig {
+        self.base = base.into();
+        self
+    }
+
+    /// Sets the largest lane message.
+    pub fn max_message_size(mut self, bytes: usize) -> PeerConfig {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets the limits and timeout of outgoing calls.
+    pub fn client(mut self, client: ClientConfig) -> PeerConfig {
+        self.client = client;
+        self
+    }
+
+    /// Sets the limits of served calls.
+    pub fn server(mut self, server: ServerConfig) -> PeerConfig {
+        self.server = server;
+        self
+    }
+}
+
+/// One side of a session, speaking in lanes: named message channels, RPC
+/// and store ports. Cheap to clone; clones share the session and the
+/// cache of store-port clients.
+///
+/// The lane `<base>/<lane>` with id `id` is a `plex/1` stream opened for
+/// protocol `<base>/<lane>` and channel id `id`.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    session: Session,
+    config: PeerConfig,
+    /// RPC clients by `(protocol, id)`, so that every client of one lane
+    /// shares its request ids and limits (as neonplex's channels are shared).
+    rpc: Mutex<HashMap<(Bytes, Bytes), RpcClient>>,
+}
+
+impl Peer {
+    /// A peer over `session` with the default config.
+    pub fn new(session: Session) -> Peer {
+        Peer::from_valid(session, PeerConfig::default())
+    }
+
+    /// A peer over `session`; fails if a limit in `config` is zero.
+    pub fn with_config(session: Session, config: PeerConfig) -> Result<Peer, Error> {
+        config.client.validate().map_err(Error::Config)?;
+        config.server.validate().map_err(Error::Config)?;
+        if config.max_message_size == 0 {
+            return Err(Error::Config(plex_proto::ConfigError::new(
+                "max_message_size must not be 0",
+            )));
+        }
+        Ok(Peer::from_valid(session, config))
+    }
+
+    fn from_valid(session: Session, config: PeerConfig) -> Peer {
+        Peer {
+            inner: Arc::new(Inner {
+                session,
+                config,
+                rpc: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The session underneath.
+    pub fn session(&self) -> &Session {
+        &self.inner.session
+    }
+
+    /// The config.
+    pub fn config(&self) -> &PeerConfig {
+        &self.inner.config
+    }
+
+    /// The protocol name of `lane`: `<base>/<lane>`.
+    pub fn protocol(&self, lane: &str) -> Bytes {
+        format!("{}/{lane}", self.inner.config.base).into()
+    }
+
+    /// Opens a channel on `lane` with id `id`. Returns at once: messages
+    /// sent before the peer accepts wait in the stream's window, as
+    /// neonplex's `connect()` does; [`Channel::opened`] waits for the peer.
+    pub async fn connect_lane(&self, id: impl Into<Bytes>, lane: &str) -> Result<Channel, Error> {
+        let options = OpenOptions::new(self.protocol(lane), id.into());
+        let stream = self.inner.session.open_stream(options).await?;
+        Ok(Channel::new(stream, self.inner.config.max_message_size))
+    }
+
+    /// Accepts the channels the peer opens on `lane` with id `id`.
+    pub fn listen_lane(&self, id: impl Into<Bytes>, lane: &str) -> LaneListener {
+        LaneListener {
+            listener: self.inner.session.listen(self.protocol(lane), id.into()),
+            max_message: self.inner.config.max_message_size,
+        }
+    }
+
+    /// [`connect_lane`](Peer::connect_lane) on the `events` lane.
+    pub async fn connect_stream(&self, id: impl Into<Bytes>) -> Result<Channel, Error> {
+        self.connect_lane(id, EVENTS_LANE).await
+    }
+
+    /// [`listen_lane`](Peer::listen_lane) on the `events` lane.
+    pub fn listen_stream(&self, id: impl Into<Bytes>) -> LaneListener {
+        self.listen_lane(id, EVENTS_LANE)
+    }
+
+    /// An RPC client for the service `id` on the `rpc` lane.
+    pub fn connect_rpc(&self, id: impl Into<Bytes>) -> RpcClient {
+        self.connect_rpc_lane(id, RPC_LANE)
+    }
+
+    /// An RPC client for the service `id` on `lane`. Clients are shared
+    /// per lane and id: a second connect returns the first client, unless
+    /// it was closed.
+    pub fn connect_rpc_lane(&self, id: impl Into<Bytes>, lane: &str) -> RpcClient {
+        let key = (self.protocol(lane), id.into());
+        let mut clients = self.inner.rpc.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = clients.get(&key);
+        if let Some(client) = previous.filter(|c| !c.is_closed()) {
+            return client.clone();
+        }
+        // A closed lane's successor continues its request ids, so a server
+        // still winding down the old calls never sees an id twice.
+        let first_rid = previous.map_or(1, RpcClient::next_rid);
+        let client = RpcClient::new(self, key.0.clone(), key.1.clone(), first_rid);
+        clients.insert(key, client.clone());
+        client
+    }
+
+    /// Accepts calls to the service `id` on the `rpc` lane.
+    pub fn listen_rpc(&self, id: impl Into<Bytes>) -> RpcListener {
+        self.listen_rpc_lane(id, RPC_LANE)
+    }
+
+    /// Accepts calls to the service `id` on `lane`.
+    pub fn listen_rpc_lane(&self, id: impl Into<Bytes>, lane: &str) -> RpcListener {
+        let listener = self.inner.session.listen(self.protocol(lane), id.into());
+        RpcListener::new(self, listener)
+    }
+}
+
+/// Channels the peer opens on one lane and id. Dropping it stops
+/// listening and refuses channels not yet accepted.
+pub struct LaneListener {
+    listener: Listener,
+    max_message: usize,
+}
+
+impl LaneListener {
+    /// The next channel the peer opened, accepted with an empty handshake.
+    /// Channels the peer reset before we got to them are skipped; an error
+    /// means the session closed.
+    pub async fn accept(&self) -> Result<Channel, Error> {
+        loop {
+            let incoming = self.listener.accept().await?;
+            match incoming.accept(Bytes::new()) {
+                Ok(stream) => return Ok(Channel::new(stream, self.max_message)),
+                Err(plex_runtime::Error::Closed(reason)) => return Err(Error::Closed(reason)),
+                // Reset by the peer while it waited: skip it.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for LaneListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneListener")
+            .field("max_message", &self.max_message)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,512 @@
+//! RPC calls on `plex/1`: one stream per call, driven by the sans-IO
+//! [`plex_proto::rpc::Client`] that owns request ids, limits and deadlines.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use plex_proto::rpc::{self, CallError, ClientEvent, ClientStats, DecodeError, Envelope, Frame, Method, Reply};
+use plex_runtime::{ErrorCode, OpenOptions, Runtime, Session, Sleep};
+
+use crate::channel::{Channel, MessageChannel};
+use crate::{Code, Error, Peer};
+
+/// The result of a call: neonplex's ok envelope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The value, if the result had one.
+    pub value: Option<Bytes>,
+    /// neonplex's `meta.key`: the key an append wrote, a scan item's key.
+    pub key: Option<Bytes>,
+}
+
+/// Calls to one service on one lane of a peer. Cheap to clone; clones
+/// share request ids and limits.
+///
+/// Every call opens its own stream, so a slow call or a slow consumer of
+/// a scan never holds up another. Dropping a call's future, or its
+/// [`Replies`], cancels it at the server (RST_STREAM CANCEL). A call that
+/// outlives its timeout is cancelled and fails with [`Error::Timeout`];
+/// [`close`](RpcClient::close) or the session closing fails every pending
+/// call at once.
+#[derive(Clone, Debug)]
+pub struct RpcClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    session: Session,
+    runtime: Arc<dyn Runtime>,
+    protocol: Bytes,
+    id: Bytes,
+    max_message: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    core: rpc::Client,
+    /// The task waiting on each call.
+    wakers: HashMap<u32, Waker>,
+}
+
+impl RpcClient {
+    pub(crate) fn new(peer: &Peer, protocol: Bytes, id: Bytes, first_rid: u32) -> RpcClient {
+        // `Peer::with_config` validated the config.
+        let core = rpc::Client::starting_at(peer.config().client.clone(), first_rid)
+            .expect("a peer's client config is valid");
+        let session = peer.session().clone();
+        RpcClient {
+            inner: Arc::new(Inner {
+                runtime: session.runtime(),
+                session,
+                protocol,
+                id,
+                max_message: peer.config().max_message_size,
+                state: Mutex::new(State {
+                    core,
+                    wakers: HashMap::new(),
+                }),
+            }),
+        }
+    }
+
+    /// The request id the next call will use (ids are never reused).
+    pub(crate) fn next_rid(&self) -> u32 {
+        self.inner.lock().core.next_rid().unwrap_or(u32::MAX)
+    }
+
+    /// Calls `method` with a request `body` and waits for its one answer,
+    /// with the configured timeout. An error envelope from the server is
+    /// [`Error::Failed`].
+    pub async fn call(&self, method: Method, body: Bytes) -> Result<Answer, Error> {
+        let timeout = self.inner.lock().core.config().timeout;
+        self.call_with_timeout(method, body, timeout).await
+    }
+
+    /// [`call`](RpcClient::call) with its own timeout (`None`: none).
+    pub async fn call_with_timeout(
+        &self,
+        method: Method,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, Error> {
+        let mut call = self.start(method, body, timeout).await?;
+        match call.next_reply().await? {
+            Reply::Done(result) => call.finish(result).map(|answer| answer.unwrap_or_default()),
+            Reply::Item(_) => {
+                call.abort();
+                Err(Error::Protocol("a scan item answered a unary call"))
+            }
+            _ => Err(Error::Protocol("an unknown reply kind")),
+        }
+    }
+
+    /// Calls a streaming method (a scan): its answers arrive one by one
+    /// through [`Replies`], as fast as they are consumed. The timeout
+    /// covers the whole call.
+    pub async fn call_stream(
+        &self,
+        method: Method,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Replies, Error> {
+        let call = self.start(method, body, timeout).await?;
+        Ok(Replies { call, ended: false })
+    }
+
+    /// The configured per-call timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.lock().core.config().timeout
+    }
+
+    /// Closes the lane: every pending call fails with [`Error::Closed`] at
+    /// once, and later calls too.
+    pub fn close(&self) {
+        let mut state = self.inner.lock();
+        state.core.close();
+        state.wake_readable();
+    }
+
+    /// Whether [`close`](RpcClient::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().core.is_closed()
+    }
+
+    /// Calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().core.in_flight()
+    }
+
+    /// Counters: calls, timeouts, cancels, late replies dropped, …
+    pub fn stats(&self) -> ClientStats {
+        self.inner.lock().core.stats()
+    }
+
+    async fn start(
+        &self,
+        method: Method,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Call, Error> {
+        let inner = &self.inner;
+        let now = inner.runtime.now();
+        let (rid, request) = {
+            let mut state = inner.lock();
+            let rid = state
+                .core
+                .call_with_timeout(now, method, body, timeout)
+                .map_err(call_error)?;
+            // On plex/1 only this call's REQ can be queued (every caller
+            // drains under the lock); CANCELs are RST_STREAMs sent by each
+            // call's owner instead.
+            let mut request = None;
+            while let Some(frame) = state.core.poll_transmit() {
+                if matches!(frame, Frame::Request { rid: r, .. } if r == rid) {
+                    request = Some(frame.to_bytes());
+                }
+            }
+            (rid, request)
+        };
+        let deadline = timeout.and_then(|after| now.checked_add(after));
+        let mut call = Call {
+            inner: inner.clone(),
+            rid,
+            channel: None,
+            timer: deadline.map(|at| inner.runtime.sleep_until(at)),
+            done: false,
+        };
+        let Some(request) = request else {
+            call.abort();
+            return Err(Error::Protocol("the call core queued no request"));
+        };
+        let options = OpenOptions::new(inner.protocol.clone(), inner.id.clone());
+        let opening = inner.session.open_stream(options);
+        let stream = call.race(opening).await?.map_err(|e| call.transport_failed(e.into()))?;
+        let mut channel = Channel::new(stream, inner.max_message);
+        let sent = call
+            .race(async {
+                channel.send(request).await?;
+                channel.finish()
+            })
+            .await;
+        call.channel = Some(channel);
+        match sent {
+            Ok(Ok(())) => Ok(call),
+            Ok(Err(e)) => Err(call.transport_failed(e)),
+            Err(e) => {
+                call.reset();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The answers of a streaming call. Dropping it before the end cancels
+/// the call at the server.
+#[derive(Debug)]
+pub struct Replies {
+    call: Call,
+    ended: bool,
+}
+
+impl Replies {
+    /// The next answer; `None` after the last. A server error ends the
+    /// stream as its last item.
+    pub async fn next(&mut self) -> Option<Result<Answer, Error>> {
+        poll_fn(|cx| self.poll_answer(cx)).await
+    }
+
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Answer, Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let reply = match std::task::ready!(self.call.poll_reply(cx)) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.ended = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+        };
+        Poll::Ready(match reply {
+            Reply::Item(envelope) => match answer(envelope) {
+                Ok(answer) => Some(Ok(answer)),
+                Err(e) => {
+                    // An error item: the server meant the end.
+                    self.ended = true;
+                    self.call.abort();
+                    Some(Err(e))
+                }
+            },
+            Reply::Done(result) => {
+                self.ended = true;
+                match self.call.finish(result) {
+                    // The empty end of a scan (or a bare `ok()`).
+                    Ok(None) => None,
+                    Ok(Some(answer)) if answer == Answer::default() => None,
+                    Ok(Some(answer)) => Some(Ok(answer)),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            _ => {
+                self.ended = true;
+                self.call.abort();
+                Some(Err(Error::Protocol("an unknown reply kind")))
+            }
+        })
+    }
+}
+
+impl futures_core::Stream for Replies {
+    type Item = Result<Answer, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_answer(cx)
+    }
+}
+
+/// One call in flight: its request id, stream and deadline.
+struct Call {
+    inner: Arc<Inner>,
+    rid: u32,
+    channel: Option<Channel>,
+    timer: Option<Sleep>,
+    /// The core has delivered the call's `Done`, or it was cancelled.
+    done: bool,
+}
+
+impl Call {
+    /// The next reply: the core's, or one read from the stream when the
+    /// core wants one. Reads only when asked, so a slow consumer holds
+    /// back the server through the stream's flow control.
+    async fn next_reply(&mut self) -> Result<Reply, Error> {
+        poll_fn(|cx| self.poll_reply(cx)).await
+    }
+
+    fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Result<Reply, Error>> {
+        loop {
+            if let Poll::Ready(reply) = self.poll_core(cx) {
+                return Poll::Ready(Ok(reply));
+            }
+            let Some(channel) = self.channel.as_mut() else {
+                return Poll::Pending;
+            };
+            let message = match channel.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(Some(message))) => message,
+                Poll::Ready(Ok(None)) => {
+                    let e = Error::BadReply(DecodeError::Truncated {
+                        what: "a call stream that ended without a final reply",
+                    });
+                    return Poll::Ready(Err(self.transport_failed(e)));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.transport_failed(e))),
+            };
+            let now = self.inner.runtime.now();
+            let mut state = self.inner.lock();
+            match Frame::decode(message) {
+                Ok(frame) => state.core.handle_frame(now, frame),
+                Err(e) => {
+                    state.core.fail(self.rid, CallError::BadReply(e));
+                }
+            }
+            state.wake_readable();
+        }
+    }
+
+    /// Checks the deadline and takes a reply the core holds for the call.
+    fn poll_core(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
+        poll_core(&self.inner, self.rid, &mut self.timer, &mut self.done, cx)
+    }
+
+    /// Runs `work` (opening or writing) until it completes or the core
+    /// ends the call first (timeout, close).
+    async fn race<T>(&mut self, work: impl std::future::Future<Output = T>) -> Result<T, Error> {
+        let mut work = std::pin::pin!(work);
+        let reply = poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            self.poll_core(cx).map(Err)
+        })
+        .await;
+        match reply {
+            Ok(out) => Ok(out),
+            Err(Reply::Done(result)) => Err(self.finish(result).err().unwrap_or(Error::Protocol(
+                "the call ended before its request was sent",
+            ))),
+            Err(_) => {
+                self.abort();
+                Err(Error::Protocol("a reply arrived before the request was sent"))
+            }
+        }
+    }
+
+    /// Maps the call's final result; a failed call's stream is reset so
+    /// the server stops.
+    fn finish(&mut self, result: Result<Envelope, CallError>) -> Result<Option<Answer>, Error> {
+        self.done = true;
+        match result {
+            Ok(Envelope::Ok { value, key }) => Ok(Some(Answer { value, key })),
+            Ok(envelope @ Envelope::Err { .. }) => answer(envelope).map(Some),
+            Err(e) => {
+                if matches!(
+                    e,
+                    CallError::Timeout { .. } | CallError::Overflow | CallError::BadReply(_) | CallError::Closed
+                ) {
+                    self.reset();
+                }
+                Err(call_error(e))
+            }
+        }
+    }
+
+    /// Gives up on the call: the core forgets it, the stream is reset.
+    fn abort(&mut self) {
+        if !self.done {
+            self.done = true;
+            let mut state = self.inner.lock();
+            state.core.cancel(self.rid);
+            state.wakers.remove(&self.rid);
+        }
+        self.reset();
+    }
+
+    /// The stream failed under the call: the core fails it and forgets it.
+    fn transport_failed(&mut self, e: Error) -> Error {
+        let failure = match &e {
+            Error::Unavailable => CallError::Unavailable,
+            Error::Closed(_) => CallError::Closed,
+            Error::Transport(plex_runtime::Error::Reset(plex_proto::ResetReason::Remote(code))) => {
+                CallError::Reset(*code)
+            }
+            _ => CallError::Reset(ErrorCode::INTERNAL_ERROR),
+        };
+        let mut state = self.inner.lock();
+        state.core.fail(self.rid, failure);
+        // Pops the `Done` the failure queued, so the slot is free.
+        let _ = state.core.poll_reply(self.rid);
+        state.wakers.remove(&self.rid);
+        drop(state);
+        self.done = true;
+        if !matches!(e, Error::Unavailable | Error::Closed(_)) {
+            self.reset();
+        }
+        e
+    }
+
+    fn reset(&mut self) {
+        if let Some(channel) = self.channel.as_mut() {
+            channel.reset(ErrorCode::CANCEL);
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.done {
+            self.abort();
+        }
+    }
+}
+
+fn poll_core(
+    inner: &Inner,
+    rid: u32,
+    timer: &mut Option<Sleep>,
+    done: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Reply> {
+    let expired = timer
+        .as_mut()
+        .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+    let mut state = inner.lock();
+    if expired {
+        *timer = None;
+        state.core.handle_timeout(inner.runtime.now());
+        state.wake_readable();
+    }
+    if let Some(reply) = state.core.poll_reply(rid) {
+        state.wakers.remove(&rid);
+        if matches!(reply, Reply::Done(_)) {
+            *done = true;
+        }
+        return Poll::Ready(reply);
+    }
+    state.wakers.insert(rid, cx.waker().clone());
+    Poll::Pending
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("protocol", &self.protocol)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("rid", &self.rid)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Wakes the tasks of calls the core has something for.
+    fn wake_readable(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            let ClientEvent::Readable { rid } = event else {
+                continue;
+            };
+            if let Some(waker) = self.wakers.remove(&rid) {
+                waker.wake();
+            }
+        }
+        // CANCEL frames from timeouts: on plex/1 each call's owner resets
+        // its stream instead.
+        while self.core.poll_transmit().is_some() {}
+    }
+}
+
+/// An ok envelope as an answer; an error envelope as [`Error::Failed`].
+fn answer(envelope: Envelope) -> Result<Answer, Error> {
+    match envelope {
+        Envelope::Ok { value, key } => Ok(Answer { value, key }),
+        Envelope::Err { code, message } => Err(Error::Failed {
+            code: Code::parse(&code),
+            message,
+        }),
+    }
+}
+
+fn call_error(e: CallError) -> Error {
+    match e {
+        CallError::PayloadTooLarge { len, max } => Error::PayloadTooLarge { len, max },
+        CallError::NotReady { limit } => Error::NotReady { limit },
+        CallError::Timeout { after } => Error::Timeout { after },
+        CallError::Closed => Error::LaneClosed,
+        CallError::Overflow => Error::Protocol("too many replies queued for one call"),
+        CallError::BadReply(e) => Error::BadReply(e),
+        CallError::RidsExhausted => Error::Protocol("request ids exhausted on this lane"),
+        CallError::Unavailable => Error::Unavailable,
+        CallError::Reset(code) => Error::Transport(plex_runtime::Error::Reset(
+            plex_proto::ResetReason::Remote(code),
+        )),
+        _ => Error::Protocol("an unknown call error"),
+    }
+}

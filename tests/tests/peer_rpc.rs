@@ -1,0 +1,549 @@
+//! Peers, lanes, RPC and store ports over loopback TCP, on every runtime.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use plex_peer::rpc::Service;
+use plex_peer::store::StoreFuture;
+use plex_peer::{
+    connect_store_port, expose_store_port, with_caps, Code, Entries, Error, MemoryStore,
+    MessageChannel, Peer, PeerConfig, Range, StorePort, StoreServer,
+};
+use plex_proto::rpc::{ClientConfig, Method, ServerConfig};
+use plex_runtime::Config;
+use plex_tests::Rt;
+
+/// Bounds every wait: a hang is a failure, not a stuck CI run.
+const LIMIT: Duration = Duration::from_secs(30);
+
+plex_tests::on_every_runtime!(
+    lanes_carry_whole_messages_both_ways,
+    a_message_past_the_limit_is_a_typed_error,
+    every_store_method_works_over_the_network,
+    caps_are_checked_by_the_serving_side,
+    store_errors_arrive_as_their_codes,
+    twenty_concurrent_calls_all_answer,
+    a_timed_out_call_is_cancelled_at_the_server,
+    dropping_a_call_cancels_it_at_the_server,
+    a_scan_dropped_half_way_stops_the_server,
+    a_slow_scan_consumer_does_not_stall_other_calls,
+    large_values_and_the_request_limit_on_both_sides,
+    the_in_flight_limit_on_both_sides,
+    closing_the_lane_fails_pending_calls_at_once,
+    closing_the_session_fails_pending_calls_at_once,
+    a_lane_nobody_serves_is_unavailable,
+);
+
+async fn peers(rt: Rt, client: PeerConfig, server: PeerConfig) -> (Peer, Peer) {
+    let (a, b) = rt.pair(Config::default(), Config::default()).await;
+    (
+        Peer::with_config(a, client).expect("client config"),
+        Peer::with_config(b, server).expect("server config"),
+    )
+}
+
+async fn default_peers(rt: Rt) -> (Peer, Peer) {
+    peers(rt, PeerConfig::default(), PeerConfig::default()).await
+}
+
+fn lanes_carry_whole_messages_both_ways(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let listener = b.listen_lane("chat-1", "chat");
+        let events = b.listen_stream("feed");
+        let mut out = a.connect_lane("chat-1", "chat").await.expect("connect");
+        // Sent before the peer accepts: waits in the stream's window.
+        for size in [0usize, 1, 3, 4, 5, 70_000] {
+            out.send(Bytes::from(vec![size as u8; size])).await.expect("send");
+        }
+        out.finish().expect("finish");
+        let mut inbound = rt.within(LIMIT, listener.accept()).await.expect("accept").expect("ok");
+        for size in [0usize, 1, 3, 4, 5, 70_000] {
+            let message = inbound.recv().await.expect("recv").expect("a message");
+            assert_eq!(message.len(), size, "one send is one message");
+            assert!(message.iter().all(|&b| b == size as u8));
+            inbound.send(message).await.expect("echo");
+        }
+        assert_eq!(inbound.recv().await.expect("end"), None);
+        inbound.finish().expect("finish");
+        for size in [0usize, 1, 3, 4, 5, 70_000] {
+            let echo = out.recv().await.expect("recv").expect("echo");
+            assert_eq!(echo.len(), size);
+        }
+        assert_eq!(out.recv().await.expect("end"), None);
+        // The events lane is a lane like any other.
+        let mut feed = a.connect_stream("feed").await.expect("stream");
+        feed.send(Bytes::from_static(b"tick")).await.expect("send");
+        let mut got = events.accept().await.expect("accept");
+        assert_eq!(got.recv().await.expect("recv").as_deref(), Some(&b"tick"[..]));
+        assert_eq!(a.protocol("chat"), Bytes::from_static(b"neonloom/protocol/v1/chat"));
+    });
+}
+
+fn a_message_past_the_limit_is_a_typed_error(rt: Rt) {
+    rt.block_on(async {
+        let small = PeerConfig::default().max_message_size(1024);
+        let (a, b) = peers(rt, PeerConfig::default(), small.clone()).await;
+        let listener = b.listen_lane("x", "bulk");
+        let mut out = a.connect_lane("x", "bulk").await.expect("connect");
+        out.send(Bytes::from(vec![1; 1025])).await.expect("within the sender's limit");
+        let mut inbound = listener.accept().await.expect("accept");
+        match inbound.recv().await {
+            Err(Error::MessageTooLarge { len: 1025, max: 1024 }) => {}
+            other => panic!("expected MessageTooLarge, got {other:?}"),
+        }
+        // The sender's own limit refuses before anything is written.
+        let (c, _d) = peers(rt, small, PeerConfig::default()).await;
+        let mut out = c.connect_lane("x", "bulk").await.expect("connect");
+        match out.send(Bytes::from(vec![1; 1025])).await {
+            Err(Error::MessageTooLarge { len: 1025, max: 1024 }) => {}
+            other => panic!("expected MessageTooLarge, got {other:?}"),
+        }
+    });
+}
+
+fn every_store_method_works_over_the_network(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let _serving = expose_store_port(&b, "store-1", "rpc", MemoryStore::new());
+        let store = connect_store_port(&a, "store-1", "rpc");
+        let none = Bytes::new();
+        assert_eq!(store.get("k".into(), none.clone()).await.expect("get"), None);
+        store.put("k".into(), "v".into(), none.clone()).await.expect("put");
+        assert_eq!(store.get("k".into(), none.clone()).await.expect("get").as_deref(), Some(&b"v"[..]));
+        store.put("e".into(), Bytes::new(), none.clone()).await.expect("put empty");
+        assert_eq!(store.get("e".into(), none.clone()).await.expect("get").as_deref(), Some(&b""[..]));
+        store.del("k".into(), none.clone()).await.expect("del");
+        store.del("k".into(), none.clone()).await.expect("del of a missing key");
+        assert_eq!(store.get("k".into(), none.clone()).await.expect("get"), None);
+        let first = store.append("one".into(), none.clone()).await.expect("append");
+        let second = store.append("two".into(), none.clone()).await.expect("append");
+        assert!(first < second, "{first:?} < {second:?}");
+        assert_eq!(store.get(second.clone(), none.clone()).await.expect("get").as_deref(), Some(&b"two"[..]));
+        for key in ["p/a", "p/b", "p/c", "q/a"] {
+            store.put(key.into(), key.into(), none.clone()).await.expect("put");
+        }
+        let keys = |entries: Vec<plex_peer::Entry>| -> Vec<String> {
+            entries.iter().map(|e| String::from_utf8_lossy(&e.key).into_owned()).collect()
+        };
+        let scan = |range: Range| {
+            let store = store.clone();
+            async move { store.scan(range, Bytes::new()).await.expect("scan").collect().await.expect("entries") }
+        };
+        assert_eq!(keys(scan(Range::prefix("p/")).await), ["p/a", "p/b", "p/c"]);
+        assert_eq!(keys(scan(Range::prefix("p/").reverse()).await), ["p/c", "p/b", "p/a"]);
+        assert_eq!(keys(scan(Range::prefix("p/").gte("p/b")).await), ["p/b", "p/c"]);
+        assert_eq!(keys(scan(Range::prefix("p/").gt("p/b")).await), ["p/c"]);
+        assert_eq!(keys(scan(Range::prefix("p/").lte("p/b")).await), ["p/a", "p/b"]);
+        assert_eq!(keys(scan(Range::prefix("p/").lt("p/b")).await), ["p/a"]);
+        assert_eq!(keys(scan(Range::all().gt("p/a").lt("q/a").reverse()).await), ["p/c", "p/b"]);
+        assert!(scan(Range::all().gte("z").lt("a")).await.is_empty(), "crossed bounds");
+        let values: Vec<_> = scan(Range::prefix("log/")).await.into_iter().map(|e| e.value).collect();
+        assert_eq!(values, [Bytes::from("one"), Bytes::from("two")]);
+    });
+}
+
+fn caps_are_checked_by_the_serving_side(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let _serving = StoreServer::new(MemoryStore::new())
+            .check_caps(|method, caps| caps == b"admin" || (method == Method::GET && caps == b"reader"))
+            .expose(&b, "guarded", "rpc");
+        let store = connect_store_port(&a, "guarded", "rpc");
+        match store.put("k".into(), "v".into(), Bytes::new()).await {
+            Err(Error::Failed { code: Code::CapabilityDenied, .. }) => {}
+            other => panic!("expected CapabilityDenied, got {other:?}"),
+        }
+        let admin = with_caps(store.clone(), "admin");
+        admin.put("k".into(), "v".into(), Bytes::new()).await.expect("admin may put");
+        let reader = with_caps(store.clone(), "reader");
+        assert!(reader.get("k".into(), Bytes::new()).await.expect("reader may get").is_some());
+        assert!(matches!(
+            reader.del("k".into(), Bytes::new()).await,
+            Err(Error::Failed { code: Code::CapabilityDenied, .. })
+        ));
+        // Scans carry caps too.
+        assert!(matches!(
+            store.scan(Range::all(), Bytes::new()).await.expect("started").next().await,
+            Some(Err(Error::Failed { code: Code::CapabilityDenied, .. }))
+        ));
+        assert_eq!(admin.scan(Range::all(), Bytes::new()).await.expect("scan").collect().await.expect("ok").len(), 1);
+    });
+}
+
+/// A port that fails every call with a chosen code, or blocks until told.
+#[derive(Clone, Default)]
+struct Scripted {
+    /// Calls that have started.
+    started: Arc<AtomicUsize>,
+    /// Calls whose future was dropped before finishing (cancelled).
+    dropped: Arc<AtomicUsize>,
+    /// Scan entries produced.
+    produced: Arc<AtomicUsize>,
+    gate: Option<smol::channel::Receiver<()>>,
+}
+
+struct DropCount(Arc<AtomicUsize>, bool);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl StorePort for Scripted {
+    fn get(&self, key: Bytes, _caps: Bytes) -> StoreFuture<'_, Option<Bytes>> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let mut guard = DropCount(self.dropped.clone(), false);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                let _ = gate.recv().await;
+            }
+            guard.1 = true;
+            Ok(Some(key))
+        })
+    }
+    fn put(&self, _key: Bytes, _value: Bytes, _caps: Bytes) -> StoreFuture<'_, ()> {
+        Box::pin(async { Err(Error::failed(Code::CasFailed, "version moved")) })
+    }
+    fn del(&self, _key: Bytes, _caps: Bytes) -> StoreFuture<'_, ()> {
+        Box::pin(async { Err(Error::failed(Code::Other("Teapot".into()), "short and stout")) })
+    }
+    fn append(&self, _value: Bytes, _caps: Bytes) -> StoreFuture<'_, Bytes> {
+        Box::pin(async { Err(Error::failed(Code::NotAvailable, "append-only? no: read-only")) })
+    }
+    fn scan(&self, _range: Range, _caps: Bytes) -> StoreFuture<'_, Entries> {
+        let produced = self.produced.clone();
+        Box::pin(async move {
+            let endless = futures_lite_stream(produced);
+            Ok(Entries::new(endless))
+        })
+    }
+}
+
+/// An endless scan that counts what it produces.
+fn futures_lite_stream(
+    produced: Arc<AtomicUsize>,
+) -> impl futures_core::Stream<Item = Result<plex_peer::Entry, Error>> + Send {
+    smol::stream::repeat_with(move || {
+        let n = produced.fetch_add(1, Ordering::SeqCst);
+        Ok(plex_peer::Entry {
+            key: format!("k{n:08}").into(),
+            value: Bytes::from(vec![0u8; 1024]),
+        })
+    })
+}
+
+fn store_errors_arrive_as_their_codes(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let _serving = expose_store_port(&b, "s", "rpc", Scripted::default());
+        let store = connect_store_port(&a, "s", "rpc");
+        let err = store.put("k".into(), "v".into(), Bytes::new()).await.expect_err("put fails");
+        assert!(matches!(&err, Error::Failed { code: Code::CasFailed, message } if message == "version moved"), "{err:?}");
+        let err = store.del("k".into(), Bytes::new()).await.expect_err("del fails");
+        assert!(matches!(&err, Error::Failed { code: Code::Other(c), .. } if c == "Teapot"), "{err:?}");
+        assert_eq!(err.to_string(), "Teapot: short and stout");
+        let err = store.append("v".into(), Bytes::new()).await.expect_err("append fails");
+        assert!(matches!(err, Error::Failed { code: Code::NotAvailable, .. }), "{err:?}");
+        // An unknown method id gets neonplex's answer.
+        let client = a.connect_rpc_lane("s", "rpc");
+        let err = client.call(Method(9), Bytes::new()).await.expect_err("unknown method");
+        assert!(matches!(&err, Error::Failed { code: Code::Unknown, message } if message == "Unknown method"), "{err:?}");
+        // So does a body that does not decode.
+        let err = client.call(Method::GET, Bytes::from_static(b"\x05ab")).await.expect_err("bad body");
+        assert!(matches!(&err, Error::Failed { code: Code::Unknown, message } if message == "Bad request payload"), "{err:?}");
+    });
+}
+
+fn twenty_concurrent_calls_all_answer(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let (open, gate) = smol::channel::unbounded();
+        let port = Scripted { gate: Some(gate), ..Scripted::default() };
+        let started = port.started.clone();
+        let _serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        let calls: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                async move { store.get(format!("key-{i}").into(), Bytes::new()).await }
+            })
+            .collect();
+        let all = async {
+            let mut results = Vec::new();
+            for call in calls {
+                results.push(call.await);
+            }
+            results
+        };
+        // All twenty are in the handler at once before any is answered.
+        let release = async {
+            rt.until(LIMIT, "20 calls in the handler", || started.load(Ordering::SeqCst) == 20).await;
+            for _ in 0..20 {
+                open.send(()).await.expect("gate");
+            }
+        };
+        let (results, ()) = smol::future::zip(join_all(rt, all), release).await;
+        for (i, result) in results.into_iter().enumerate() {
+            assert_eq!(result.expect("answer").as_deref(), Some(format!("key-{i}").as_bytes()));
+        }
+    });
+}
+
+/// Runs the calls concurrently (each polled by the zip below).
+async fn join_all<F: std::future::Future>(_rt: Rt, future: F) -> F::Output {
+    future.await
+}
+
+fn a_timed_out_call_is_cancelled_at_the_server(rt: Rt) {
+    rt.block_on(async {
+        let mut client = ClientConfig::default();
+        client.timeout = Some(Duration::from_millis(100));
+        let (a, b) = peers(rt, PeerConfig::default().client(client), PeerConfig::default()).await;
+        let (open, gate) = smol::channel::unbounded();
+        let port = Scripted { gate: Some(gate), ..Scripted::default() };
+        let dropped = port.dropped.clone();
+        let serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        match rt.within(LIMIT, store.get("slow".into(), Bytes::new())).await.expect("resolves") {
+            Err(Error::Timeout { after }) => assert_eq!(after, Duration::from_millis(100)),
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+        // The server dropped the handler: its late answer is never sent.
+        rt.until(LIMIT, "the handler is cancelled", || dropped.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(serving.in_flight(), 0);
+        assert_eq!(serving.stats().cancelled, 1);
+        open.close();
+        let stats = store.client().stats();
+        assert_eq!((stats.timeouts, stats.completed), (1, 0));
+        // The lane still works.
+        drop(open);
+    });
+}
+
+fn dropping_a_call_cancels_it_at_the_server(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let (_open, gate) = smol::channel::unbounded::<()>();
+        let port = Scripted { gate: Some(gate), ..Scripted::default() };
+        let (started, dropped) = (port.started.clone(), port.dropped.clone());
+        let serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        let call = store.get("forever".into(), Bytes::new());
+        let gave_up = async {
+            rt.until(LIMIT, "the call reaches the handler", || started.load(Ordering::SeqCst) == 1).await;
+        };
+        // The call future is dropped once the handler runs.
+        let _ = smol::future::or(async { Some(call.await) }, async {
+            gave_up.await;
+            None
+        })
+        .await;
+        rt.until(LIMIT, "the handler is dropped", || dropped.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(store.client().in_flight(), 0);
+        assert_eq!(store.client().stats().cancelled, 1);
+        rt.until(LIMIT, "the server frees the slot", || serving.in_flight() == 0).await;
+    });
+}
+
+fn a_scan_dropped_half_way_stops_the_server(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let port = Scripted::default();
+        let produced = port.produced.clone();
+        let serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        let mut entries = store.scan(Range::all(), Bytes::new()).await.expect("scan");
+        for i in 0..10 {
+            let entry = entries.next().await.expect("more").expect("entry");
+            assert_eq!(entry.key, format!("k{i:08}"));
+        }
+        drop(entries);
+        rt.until(LIMIT, "the scan is cancelled", || serving.in_flight() == 0).await;
+        let stopped_at = produced.load(Ordering::SeqCst);
+        // The endless scan was held back by flow control, then stopped.
+        assert!(stopped_at < 2_000, "produced {stopped_at} entries for 10 read");
+        let later = rt.runtime();
+        later.sleep_until(later.now() + Duration::from_millis(100)).await;
+        assert_eq!(produced.load(Ordering::SeqCst), stopped_at, "nothing after the cancel");
+    });
+}
+
+fn a_slow_scan_consumer_does_not_stall_other_calls(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let port = Scripted::default();
+        let produced = port.produced.clone();
+        let _serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        let mut entries = store.scan(Range::all(), Bytes::new()).await.expect("scan");
+        entries.next().await.expect("one").expect("entry");
+        // The scan is not read further; the server fills the window and waits.
+        rt.until(LIMIT, "the server fills the window", || produced.load(Ordering::SeqCst) > 50).await;
+        for i in 0..50 {
+            let got = rt.within(LIMIT, store.get(format!("g{i}").into(), Bytes::new())).await;
+            assert!(got.expect("not stalled").expect("answer").is_some());
+        }
+        let held = produced.load(Ordering::SeqCst);
+        assert!(held < 2_000, "{held} entries produced for one read: not held back");
+        entries.next().await.expect("still going").expect("entry");
+    });
+}
+
+fn large_values_and_the_request_limit_on_both_sides(rt: Rt) {
+    rt.block_on(async {
+        // This client allows bodies the server refuses.
+        let mut generous = ClientConfig::default();
+        generous.max_request_bytes = 1 << 20;
+        let (a, b) = peers(rt, PeerConfig::default().client(generous), PeerConfig::default()).await;
+        let _serving = expose_store_port(&b, "s", "rpc", MemoryStore::new());
+        let store = connect_store_port(&a, "s", "rpc");
+        let big = Bytes::from((0..200 * 1024).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        store.put("big".into(), big.clone(), Bytes::new()).await.expect("200 KiB put");
+        assert_eq!(store.get("big".into(), Bytes::new()).await.expect("get"), Some(big));
+        let huge = Bytes::from(vec![0u8; 300 * 1024]);
+        match store.put("huge".into(), huge.clone(), Bytes::new()).await {
+            Err(Error::Failed { code: Code::PayloadTooLarge, message }) => {
+                assert_eq!(message, "Request payload exceeds limit");
+            }
+            other => panic!("expected the server's PayloadTooLarge, got {other:?}"),
+        }
+        // A default client refuses before sending.
+        let (c, d) = default_peers(rt).await;
+        let _serving = expose_store_port(&d, "s", "rpc", MemoryStore::new());
+        let store = connect_store_port(&c, "s", "rpc");
+        match store.put("huge".into(), huge, Bytes::new()).await {
+            Err(Error::PayloadTooLarge { max, .. }) => assert_eq!(max, 256 * 1024),
+            other => panic!("expected the client's PayloadTooLarge, got {other:?}"),
+        }
+        assert_eq!(store.client().stats().calls, 0, "nothing was sent");
+    });
+}
+
+fn the_in_flight_limit_on_both_sides(rt: Rt) {
+    rt.block_on(async {
+        let mut client = ClientConfig::default();
+        client.max_in_flight = 3;
+        let mut server = ServerConfig::default();
+        server.max_in_flight = 2;
+        let (a, b) = peers(
+            rt,
+            PeerConfig::default().client(client),
+            PeerConfig::default().server(server),
+        )
+        .await;
+        let (open, gate) = smol::channel::unbounded();
+        let port = Scripted { gate: Some(gate), ..Scripted::default() };
+        let started = port.started.clone();
+        let _serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        let held = async {
+            let first = store.get("1".into(), Bytes::new());
+            let second = store.get("2".into(), Bytes::new());
+            smol::future::zip(first, second).await
+        };
+        let probe = async {
+            rt.until(LIMIT, "two calls in the handler", || started.load(Ordering::SeqCst) == 2).await;
+            // The server's limit: a third call is refused by it.
+            let third = store.get("3".into(), Bytes::new()).await;
+            assert!(
+                matches!(&third, Err(Error::Failed { code: Code::NotReady, message }) if message == "Too many in-flight requests"),
+                "{third:?}"
+            );
+            // The client's limit: hold three, the fourth fails locally.
+            let third = store.get("3".into(), Bytes::new());
+            let fourth = async {
+                rt.until(LIMIT, "three held", || store.client().in_flight() == 3).await;
+                store.get("4".into(), Bytes::new()).await
+            };
+            let (third, fourth) = smol::future::zip(third, async {
+                let fourth = fourth.await;
+                for _ in 0..3 {
+                    open.send(()).await.expect("gate");
+                }
+                fourth
+            })
+            .await;
+            assert!(matches!(fourth, Err(Error::NotReady { limit: 3 })), "{fourth:?}");
+            third
+        };
+        let ((first, second), third) = smol::future::zip(held, probe).await;
+        first.expect("first");
+        second.expect("second");
+        third.expect("third, once the server had room");
+    });
+}
+
+fn closing_the_lane_fails_pending_calls_at_once(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let (_open, gate) = smol::channel::unbounded::<()>();
+        let port = Scripted { gate: Some(gate), ..Scripted::default() };
+        let started = port.started.clone();
+        let _serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        let calls = async {
+            let mut pending = Vec::new();
+            for i in 0..5 {
+                pending.push(store.get(format!("{i}").into(), Bytes::new()));
+            }
+            let mut results = Vec::new();
+            for call in pending {
+                results.push(call.await);
+            }
+            results
+        };
+        let close = async {
+            rt.until(LIMIT, "five in the handler", || started.load(Ordering::SeqCst) == 5).await;
+            store.client().close();
+        };
+        let (results, ()) = smol::future::zip(rt.within(LIMIT, calls), close).await;
+        for result in results.expect("no hang") {
+            assert!(matches!(result, Err(Error::LaneClosed)), "{result:?}");
+        }
+        // A new client for the lane works, continuing the request ids.
+        let again = connect_store_port(&a, "s", "rpc");
+        assert!(!again.client().is_closed());
+    });
+}
+
+fn closing_the_session_fails_pending_calls_at_once(rt: Rt) {
+    rt.block_on(async {
+        let (a, b) = default_peers(rt).await;
+        let (_open, gate) = smol::channel::unbounded::<()>();
+        let port = Scripted { gate: Some(gate), ..Scripted::default() };
+        let started = port.started.clone();
+        let _serving = expose_store_port(&b, "s", "rpc", port);
+        let store = connect_store_port(&a, "s", "rpc");
+        let call = store.get("k".into(), Bytes::new());
+        let kill = async {
+            rt.until(LIMIT, "in the handler", || started.load(Ordering::SeqCst) == 1).await;
+            b.session().go_away(plex_runtime::ErrorCode::NO_ERROR).ok();
+            drop(b.session().close());
+            let _ = b.session().close().await;
+        };
+        let (result, ()) = smol::future::zip(rt.within(LIMIT, call), kill).await;
+        let result = result.expect("no hang");
+        assert!(matches!(result, Err(Error::Closed(_) | Error::Transport(_))), "{result:?}");
+    });
+}
+
+fn a_lane_nobody_serves_is_unavailable(rt: Rt) {
+    rt.block_on(async {
+        let (a, _b) = default_peers(rt).await;
+        let store = connect_store_port(&a, "nobody", "rpc");
+        let result = rt.within(LIMIT, store.get("k".into(), Bytes::new())).await.expect("no hang");
+        assert!(matches!(result, Err(Error::Unavailable)), "{result:?}");
+        assert_eq!(store.client().in_flight(), 0);
+    });
+}
+
+// Keep the Service trait in view: a hand-written service is a store port's peer.
+#[allow(dead_code)]
+fn _service_is_object_safe(_: &dyn Service) {}
