@@ -4,10 +4,14 @@
 //! [`Envelope`] and a store [`Body`] of every method id 0..=5 (5 has no
 //! body), and as a SCAN body reporting its range layout. Nothing may
 //! panic; whatever decodes must re-encode to bytes that decode to the same
-//! value, and to exactly `encoded_len` bytes.
+//! value, and to exactly `encoded_len` bytes. The same message then goes
+//! to a fresh [`Server`] core, and its first 6 bytes to
+//! [`Server::handle_oversized`]: whatever it answers is a well-formed RES.
 
 use bytes::Bytes;
-use plex_proto::rpc::{Body, DecodeError, Envelope, Frame, Method, Scan};
+use plex_proto::rpc::{
+    Action, Body, DecodeError, Envelope, Frame, Method, Scan, Server, ServerConfig,
+};
 
 /// Runs one input; panics if a check fails.
 pub fn run(data: &[u8]) {
@@ -36,12 +40,50 @@ pub fn run(data: &[u8]) {
             Err(_) => {}
         }
     }
+    serve(input.clone());
     if let Ok((scan, _layout)) = Scan::decode(input) {
         assert_eq!(
             Body::decode(Method::SCAN, Body::Scan(scan.clone()).to_bytes()),
             Ok(Body::Scan(scan))
         );
     }
+}
+
+/// Feeds one message to a server core and checks what it answers.
+fn serve(input: Bytes) {
+    let mut server = Server::new(ServerConfig::default()).expect("the defaults are valid");
+    match server.handle_message(input.clone()) {
+        Ok(Some(Action::Dispatch { rid, .. })) => {
+            assert!(server.is_active(rid));
+            let end = server
+                .respond(rid, false, None)
+                .expect("an empty payload encodes");
+            assert!(end.is_some(), "an active call answers");
+            assert_eq!(server.in_flight(), 0);
+        }
+        Ok(Some(Action::Reply(reply))) => check_refusal(&reply),
+        Ok(_) => assert_eq!(server.in_flight(), 0),
+        Err(_) => assert!(Frame::decode(input.clone()).is_err()),
+    }
+    if let Some(reply) = server.handle_oversized(&input) {
+        check_refusal(&reply);
+    }
+}
+
+/// A refusal is a final RES carrying an error envelope.
+fn check_refusal(reply: &Frame) {
+    let Frame::Response {
+        more: false,
+        payload,
+        ..
+    } = reply
+    else {
+        panic!("a refusal is a final RES: {reply:?}");
+    };
+    assert!(matches!(
+        Envelope::decode(payload.clone()),
+        Ok(Envelope::Err { .. })
+    ));
 }
 
 /// Seeds: neonplex's golden RPC frames, envelopes and bodies

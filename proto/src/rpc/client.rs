@@ -48,6 +48,49 @@ use crate::ConfigError;
 ///
 /// `now` must never go backwards between calls; an earlier instant is
 /// treated as the latest one seen.
+///
+/// A GET answered by a [`Server`](super::Server), then a call that times out:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use bytes::Bytes;
+/// use plex_proto::rpc::{
+///     Action, Body, CallError, Client, ClientConfig, ClientEvent, Envelope, Method, Reply,
+///     Server, ServerConfig,
+/// };
+///
+/// let mut now = Instant::now();
+/// let mut client = Client::new(ClientConfig::default())?;
+/// let mut server = Server::new(ServerConfig::default())?;
+///
+/// let body = Body::Get { key: Bytes::from_static(b"k1"), caps: Bytes::new() };
+/// let rid = client.call(now, Method::GET, body.to_bytes())?;
+/// let request = client.poll_transmit().expect("the REQ");
+///
+/// let Some(Action::Dispatch { rid: served, .. }) = server.handle_message(request.to_bytes())?
+/// else {
+///     unreachable!("a valid GET is dispatched");
+/// };
+/// let value = Envelope::Ok { value: Some(Bytes::from_static(b"v1")), key: None };
+/// let response = server.respond(served, false, Some(&value))?.expect("the call is active");
+///
+/// client.handle_frame(now, response);
+/// assert_eq!(client.poll_event(), Some(ClientEvent::Readable { rid }));
+/// assert_eq!(client.poll_reply(rid), Some(Reply::Done(Ok(value))));
+/// assert_eq!(client.in_flight(), 0);
+///
+/// // No answer: at the deadline the call fails and a CANCEL goes out.
+/// let rid = client.call_with_timeout(now, Method::GET, body.to_bytes(), Some(Duration::from_secs(1)))?;
+/// let _request = client.poll_transmit();
+/// now = client.poll_timeout().expect("a deadline");
+/// client.handle_timeout(now);
+/// assert!(matches!(client.poll_transmit(), Some(plex_proto::rpc::Frame::Cancel { .. })));
+/// assert_eq!(
+///     client.poll_reply(rid),
+///     Some(Reply::Done(Err(CallError::Timeout { after: Duration::from_secs(1) })))
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,

@@ -3,6 +3,7 @@
 mod calls;
 mod errors;
 mod model;
+mod plex1;
 mod props;
 mod vectors;
 
