@@ -98,6 +98,12 @@ impl Channel {
         Ok(self.stream.remote_open().await?)
     }
 
+    /// Ready once the peer no longer takes our messages: it reset the
+    /// channel, stopped reading it, or the session closed.
+    pub fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        self.stream.poll_stopped(cx).map(Error::from)
+    }
+
     /// Completes a message an earlier, dropped `send` left half-written.
     pub async fn flush(&mut self) -> Result<(), Error> {
         poll_fn(|cx| self.poll_flush(cx)).await
@@ -215,7 +221,8 @@ impl Channel {
             outgoing.prefix_sent += n;
         }
         while outgoing.body.has_remaining() {
-            let n = ready!(Pin::new(&mut *stream).poll_write(cx, &outgoing.body)).map_err(from_io)?;
+            let n =
+                ready!(Pin::new(&mut *stream).poll_write(cx, &outgoing.body)).map_err(from_io)?;
             outgoing.body.advance(n);
         }
         Poll::Ready(Ok(()))
@@ -247,7 +254,9 @@ impl MessageChannel for Channel {
     fn finish(&mut self) -> Result<(), Error> {
         if self.outgoing.prefix_sent < PREFIX || self.outgoing.body.has_remaining() {
             // Ending now would cut the message a dropped `send` left.
-            return Err(Error::Protocol("finish with a half-sent message; flush first"));
+            return Err(Error::Protocol(
+                "finish with a half-sent message; flush first",
+            ));
         }
         Ok(self.stream.finish()?)
     }

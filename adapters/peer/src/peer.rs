@@ -94,6 +94,10 @@ struct Inner {
 
 impl Peer {
     /// A peer over `session` with the default config.
+    ///
+    /// The peer claims the session's incoming streams by lane: streams no
+    /// lane listener claims are refused from now on (see
+    /// [`Session::set_accept_any`] to take them with `accept_stream` too).
     pub fn new(session: Session) -> Peer {
         Peer::from_valid(session, PeerConfig::default())
     }
@@ -111,6 +115,10 @@ impl Peer {
     }
 
     fn from_valid(session: Session, config: PeerConfig) -> Peer {
+        // Lanes are claimed by listeners; a channel or call for a lane
+        // nobody serves is refused at once (`Error::Unavailable`) rather
+        // than queued for an `accept_stream` that never comes.
+        session.set_accept_any(false);
         Peer {
             inner: Arc::new(Inner {
                 session,
@@ -172,7 +180,11 @@ impl Peer {
     /// it was closed.
     pub fn connect_rpc_lane(&self, id: impl Into<Bytes>, lane: &str) -> RpcClient {
         let key = (self.protocol(lane), id.into());
-        let mut clients = self.inner.rpc.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut clients = self
+            .inner
+            .rpc
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let previous = clients.get(&key);
         if let Some(client) = previous.filter(|c| !c.is_closed()) {
             return client.clone();

@@ -164,6 +164,13 @@ impl Session {
         }
     }
 
+    /// Whether streams the peer opens that no [`Listener`] claims are
+    /// queued for [`accept_stream`](Session::accept_stream) (`true`, the
+    /// config's default) or refused at once with REFUSED_STREAM (`false`).
+    pub fn set_accept_any(&self, accept_any: bool) {
+        self.conn.lock().session.set_accept_any(accept_any);
+    }
+
     /// The runtime the session's connection task runs on, for the layers
     /// above that need its timers, clock or spawner.
     pub fn runtime(&self) -> Arc<dyn Runtime> {

@@ -163,6 +163,34 @@ impl Stream {
         driver.into_iter().for_each(Waker::wake);
     }
 
+    /// Ready once the peer no longer takes what this side writes: it
+    /// stopped reading (STOP_SENDING), reset the stream, or the connection
+    /// closed. A server polls it to notice a client that gave up while the
+    /// answer is being worked out. It shares the write waker, so poll it
+    /// from the task that writes.
+    pub fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        let mut inner = self.conn.lock();
+        let Some(slot) = inner.slots.get_mut(&self.id) else {
+            return Poll::Ready(
+                self.gone(&inner)
+                    .unwrap_or(Error::Local(LocalError::UnknownStream(self.id))),
+            );
+        };
+        if let Some(code) = slot.stopped {
+            return Poll::Ready(Error::Stopped(code));
+        }
+        if let Some(ended) = &slot.ended {
+            return Poll::Ready(ended.clone());
+        }
+        if inner.closed.is_some() {
+            return Poll::Ready(inner.closed_error());
+        }
+        if let Some(slot) = inner.slots.get_mut(&self.id) {
+            slot.writer = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Makes a read that waits longer than `timeout` fail with `TimedOut`.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;

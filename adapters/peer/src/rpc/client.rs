@@ -9,7 +9,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use plex_proto::rpc::{self, CallError, ClientEvent, ClientStats, DecodeError, Envelope, Frame, Method, Reply};
+use plex_proto::rpc::{
+    self, CallError, ClientEvent, ClientStats, DecodeError, Envelope, Frame, Method, Reply,
+};
 use plex_runtime::{ErrorCode, OpenOptions, Runtime, Session, Sleep};
 
 use crate::channel::{Channel, MessageChannel};
@@ -186,7 +188,10 @@ impl RpcClient {
         };
         let options = OpenOptions::new(inner.protocol.clone(), inner.id.clone());
         let opening = inner.session.open_stream(options);
-        let stream = call.race(opening).await?.map_err(|e| call.transport_failed(e.into()))?;
+        let stream = call
+            .race(opening)
+            .await?
+            .map_err(|e| call.transport_failed(e.into()))?;
         let mut channel = Channel::new(stream, inner.max_message);
         let sent = call
             .race(async {
@@ -197,6 +202,9 @@ impl RpcClient {
         call.channel = Some(channel);
         match sent {
             Ok(Ok(())) => Ok(call),
+            // The server stopped reading our request early (it is over
+            // its limit); its answer follows on the stream.
+            Ok(Err(Error::Transport(plex_runtime::Error::Stopped(_)))) => Ok(call),
             Ok(Err(e)) => Err(call.transport_failed(e)),
             Err(e) => {
                 call.reset();
@@ -341,7 +349,9 @@ impl Call {
             ))),
             Err(_) => {
                 self.abort();
-                Err(Error::Protocol("a reply arrived before the request was sent"))
+                Err(Error::Protocol(
+                    "a reply arrived before the request was sent",
+                ))
             }
         }
     }
@@ -356,7 +366,10 @@ impl Call {
             Err(e) => {
                 if matches!(
                     e,
-                    CallError::Timeout { .. } | CallError::Overflow | CallError::BadReply(_) | CallError::Closed
+                    CallError::Timeout { .. }
+                        | CallError::Overflow
+                        | CallError::BadReply(_)
+                        | CallError::Closed
                 ) {
                     self.reset();
                 }

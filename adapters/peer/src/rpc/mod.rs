@@ -5,4 +5,4 @@ mod client;
 mod server;
 
 pub use client::{Answer, Replies, RpcClient};
-pub use server::{Request, Response, RpcListener, Serving, Service};
+pub use server::{Request, Response, RpcListener, Service, Serving};

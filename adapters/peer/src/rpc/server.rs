@@ -261,11 +261,12 @@ impl<S: Service> CallTask<S> {
             Some(Ok(Received::Message(message))) => message,
             Some(Ok(Received::Oversized(head))) => {
                 let refusal = self.shared.core().handle_oversized(&head);
-                if let Some(frame) = refusal {
-                    self.answer_and_finish(frame, &watch).await;
+                match refusal {
+                    // Dropping the channel then stops the client's sending
+                    // (STOP_SENDING) while the answer goes out.
+                    Some(frame) => self.answer_and_finish(frame, &watch).await,
+                    None => self.channel.reset(ErrorCode::PROTOCOL_ERROR),
                 }
-                // Do not read the rest of the oversized request.
-                self.channel.reset(ErrorCode::CANCEL);
                 return;
             }
             // Stopped, reset, ended without a request.
@@ -286,7 +287,9 @@ impl<S: Service> CallTask<S> {
             watch,
             client_done: false,
         };
-        let response = call.run_handler(self.service.call(Request { method, body })).await;
+        let response = call
+            .run_handler(self.service.call(Request { method, body }))
+            .await;
         let Some(response) = response else {
             return call.cancelled();
         };
@@ -347,7 +350,7 @@ impl ActiveCall {
         }
         while !self.client_done {
             match self.channel.poll_recv(cx) {
-                Poll::Pending => break,
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(None)) => self.client_done = true,
                 Poll::Ready(Ok(Some(message))) => {
                     // On plex/1 a client cancels with RST_STREAM, but a
@@ -360,7 +363,8 @@ impl ActiveCall {
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
             }
         }
-        Poll::Pending
+        // The client has sent all it will; only a reset or a stop is left.
+        self.channel.poll_stopped(cx).map(drop)
     }
 
     /// The client gave up: free the call's slot and stop the stream.
@@ -383,7 +387,7 @@ impl ActiveCall {
             Ok(None) => return false,
             Err(e) => {
                 // A value the envelope cannot carry: fail the call instead.
-                let failure = Envelope::err("BadArg", &e.to_string());
+                let failure = Envelope::err("BadArg", e.to_string());
                 match self.shared.core().respond(self.rid, false, Some(&failure)) {
                     Ok(Some(frame)) => frame,
                     _ => return false,
@@ -458,7 +462,9 @@ async fn recv_bounded(channel: &mut Channel, max: usize) -> Result<Received, Err
     match channel.recv_limited(max).await {
         Ok(Some(message)) => Ok(Received::Message(message)),
         Ok(None) => Err(Error::Truncated),
-        Err(Error::MessageTooLarge { .. }) => Ok(Received::Oversized(channel.oversized_head(6).await?)),
+        Err(Error::MessageTooLarge { .. }) => {
+            Ok(Received::Oversized(channel.oversized_head(6).await?))
+        }
         Err(e) => Err(e),
     }
 }

@@ -15,8 +15,7 @@ use futures_core::Stream;
 pub use memory::MemoryStore;
 pub use range::{bounds_cross, Range};
 pub use remote::{
-    connect_store_port, expose_store_port, with_caps, CapsCheck, RemoteStore, StoreServer,
-    WithCaps,
+    connect_store_port, expose_store_port, with_caps, CapsCheck, RemoteStore, StoreServer, WithCaps,
 };
 
 use crate::Error;

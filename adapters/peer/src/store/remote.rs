@@ -168,16 +168,20 @@ impl<P: StorePort + 'static> Service for StoreServer<P> {
                 return Response::Unary(Envelope::err("CapabilityDenied", "capability denied"));
             }
             let unary = match request.body {
-                Body::Get { key, caps } => port.get(key, caps).await.map(|value| Envelope::Ok {
-                    value,
-                    key: None,
-                }),
-                Body::Put { key, value, caps } => port.put(key, value, caps).await.map(|()| Envelope::OK),
+                Body::Get { key, caps } => port
+                    .get(key, caps)
+                    .await
+                    .map(|value| Envelope::Ok { value, key: None }),
+                Body::Put { key, value, caps } => {
+                    port.put(key, value, caps).await.map(|()| Envelope::OK)
+                }
                 Body::Del { key, caps } => port.del(key, caps).await.map(|()| Envelope::OK),
-                Body::Append { value, caps } => port.append(value, caps).await.map(|key| Envelope::Ok {
-                    value: None,
-                    key: Some(key),
-                }),
+                Body::Append { value, caps } => {
+                    port.append(value, caps).await.map(|key| Envelope::Ok {
+                        value: None,
+                        key: Some(key),
+                    })
+                }
                 Body::Scan(scan) => {
                     let caps = scan.caps.clone();
                     return match port.scan(Range::from(scan), caps).await {
