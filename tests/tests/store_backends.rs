@@ -24,6 +24,7 @@ plex_tests::on_every_runtime!(
     redb_store_conforms_as_a_dyn_port,
     pool_store_conforms_as_an_append_only_port,
     concurrent_redb_writes_share_commits,
+    writers_beyond_the_queue_wait_for_room,
 );
 
 /// A pool large enough for every message the tests append.
@@ -86,6 +87,36 @@ fn concurrent_redb_writes_share_commits(rt: Rt) {
     let stats = store.stats();
     assert_eq!(stats.writes, 64);
     assert!(stats.commits < stats.writes, "{stats:?}");
+}
+
+/// Four queues' worth of writes at once: those that find the queue full
+/// wait (and are counted), and every one is committed.
+fn writers_beyond_the_queue_wait_for_room(rt: Rt) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path().join("kv.redb")).unwrap();
+    let writes = 4 * RedbStore::QUEUE;
+    rt.block_on(async {
+        let appends = (0..writes)
+            .map(|i| store.append(format!("{i}").into(), Bytes::new()))
+            .collect();
+        let keys: Vec<Bytes> = join_all(appends)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        // Concurrent appends get every seq once, in no particular order.
+        let mut seqs: Vec<u64> = keys.iter().filter_map(|k| parse_append_key(k)).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=writes as u64).collect::<Vec<_>>());
+        let log = store
+            .scan(Range::prefix("log/"), Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(log.collect().await.unwrap().len(), writes);
+    });
+    let stats = store.stats();
+    assert_eq!(stats.writes, writes as u64);
+    assert!(stats.waited > 0, "{stats:?}");
 }
 
 /// A child puts and appends through a `RedbStore` on several threads and

@@ -25,7 +25,11 @@ use crate::OpenError;
 /// transaction (group commit), so concurrent writers share an fsync; the
 /// queue holds [`RedbStore::QUEUE`] writes, and writers beyond that wait.
 /// Reads and scan batches run on the `blocking` thread pool, in read
-/// transactions that never wait for the writer.
+/// transactions that never wait for the writer: a read may wait on the
+/// disk, which must not stall the executor, and running reads on the
+/// writer thread would queue them behind commits. `blocking` is
+/// runtime-agnostic (smol and async-std use it themselves), so the store
+/// works the same under every runtime.
 ///
 /// Clones share the file and the writer thread; the thread stops when the
 /// last clone drops, after committing what is queued. A running scan keeps

@@ -230,3 +230,45 @@ fn append_only() -> Error {
 fn pool_error(e: plex_store::Error) -> Error {
     Error::failed(Code::DriverError, e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(range: Range) -> Option<(u64, u64)> {
+        let (lower, upper) = range.bounds()?;
+        seq_interval(&lower, &upper)
+    }
+
+    #[test]
+    fn ranges_become_the_seqs_of_the_append_keys_inside_them() {
+        assert_eq!(interval(Range::all()), Some((1, u64::MAX)));
+        assert_eq!(interval(Range::prefix("log/")), Some((1, u64::MAX)));
+        assert_eq!(interval(Range::prefix("mog/")), None);
+        assert_eq!(
+            interval(Range::prefix("log/0000000000000000001")),
+            Some((10, 19))
+        );
+        assert_eq!(
+            interval(Range::all().gt(append_key(5))),
+            Some((6, u64::MAX))
+        );
+        assert_eq!(
+            interval(Range::all().gte(append_key(5)).lt(append_key(9))),
+            Some((5, 8))
+        );
+        assert_eq!(interval(Range::all().lte(append_key(9))), Some((1, 9)));
+        assert_eq!(interval(Range::all().lt(append_key(1))), None);
+        assert_eq!(interval(Range::all().gt(append_key(u64::MAX))), None);
+        // Bounds between append keys, and beyond the largest seq.
+        assert_eq!(
+            interval(Range::all().lt("log/00000000000000000010\0")),
+            Some((1, 10))
+        );
+        assert_eq!(
+            interval(Range::all().gte("log/1")),
+            Some((10_000_000_000_000_000_000, u64::MAX))
+        );
+        assert_eq!(interval(Range::all().gte("log/99")), None);
+    }
+}
