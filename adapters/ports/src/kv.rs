@@ -24,6 +24,8 @@ use crate::OpenError;
 /// through one writer thread that commits whatever is queued in one
 /// transaction (group commit), so concurrent writers share an fsync; the
 /// queue holds [`RedbStore::QUEUE`] writes, and writers beyond that wait.
+/// A batch commits whole or not at all: if redb refuses one of its writes,
+/// every write in that batch fails with the error.
 /// Reads and scan batches run on the `blocking` thread pool, in read
 /// transactions that never wait for the writer: a read may wait on the
 /// disk, which must not stall the executor, and running reads on the
