@@ -5,7 +5,9 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod pool;
 pub mod store;
 
 pub use error::{Code, Error};
+pub use pool::{Member, MemberId, MemberInfo, PeerPool, Policy, PoolConfig, PoolPort};
 pub use store::{Entries, Entry, MemoryStore, Range, StorePort};
