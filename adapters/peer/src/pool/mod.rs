@@ -85,6 +85,36 @@ impl Default for PoolConfig {
 ///
 /// Time is the process clock; the [`Balancer`] inside is the same logic on
 /// any clock.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bytes::Bytes;
+/// use plex_peer::pool::{Member, MemberInfo, PeerPool, PoolConfig, Policy};
+/// use plex_peer::{MemoryStore, StorePort};
+///
+/// // A member reaches a store port by id and lane; a peer opens an RPC
+/// // lane, this one holds a store in memory.
+/// struct Replica(MemoryStore);
+/// impl Member for Replica {
+///     fn store_port(&self, _id: &Bytes, _lane: &str) -> Arc<dyn StorePort> {
+///         Arc::new(self.0.clone())
+///     }
+/// }
+///
+/// let pool = PeerPool::new(PoolConfig { policy: Policy::P2c, ..PoolConfig::default() });
+/// let shared = MemoryStore::new();
+/// pool.add(Arc::new(Replica(shared.clone())), MemberInfo::new());
+/// pool.add(Arc::new(Replica(shared)), MemberInfo::new());
+///
+/// let store = pool.store("example-store");
+/// smol::block_on(async {
+///     store.put("k".into(), "v".into(), Bytes::new()).await?;
+///     assert_eq!(store.get("k".into(), Bytes::new()).await?, Some("v".into()));
+///     Ok::<_, plex_peer::Error>(())
+/// })?;
+/// assert_eq!(pool.totals().calls, 2);
+/// # Ok::<_, plex_peer::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct PeerPool {
     shared: Arc<Shared>,

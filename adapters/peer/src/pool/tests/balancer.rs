@@ -103,9 +103,8 @@ fn djb2_matches_neonplexs_hash_key() {
     assert_eq!(djb2(b""), 5381);
     assert_eq!(djb2(b"a"), 177_670);
     assert_eq!(djb2(b"ab"), 5_863_208);
-    // 'k' 'e' 'y' '-' 'a' (107 101 121 45 97): 177779, 5866808, 193604785,
-    // 6388957950 mod 2^32 = 2094
-    // 0 654 (wrapped), then × 33 + 97 = 264808764 mod 2^32.
+    // 'k' 'e' 'y' '-' 'a' (107 101 121 45 97): 177680, 5863541, 193496974,
+    // 6385400187 mod 2^32 = 2090432891, 68984285500 mod 2^32 = 264808764.
     assert_eq!(djb2(b"key-a"), 264_808_764);
     assert_eq!(djb2(b"key-b"), 264_808_765);
     // neonplex's hashKey(b4a.from(s)) >>> 0 in node, for the values below:
@@ -344,4 +343,130 @@ fn the_same_seed_makes_the_same_choices() {
     };
     assert_eq!(choices(7), choices(7));
     assert_ne!(choices(7), choices(8));
+}
+
+mod model {
+    use std::time::{Duration, Instant};
+
+    use proptest::prelude::*;
+
+    use crate::pool::{Balancer, BalancerConfig, MemberInfo, Outcome, Policy, Selector};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(u8),
+        Remove(u8),
+        Call {
+            policy: u8,
+            key: Vec<u8>,
+            exclude: Option<u8>,
+        },
+        Finish {
+            member: u8,
+            outcome: u8,
+            latency_ms: u16,
+        },
+        Wait(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..6u8).prop_map(Op::Add),
+            (0..6u8).prop_map(Op::Remove),
+            (
+                0..4u8,
+                proptest::collection::vec(any::<u8>(), 0..4),
+                proptest::option::of(0..6u8)
+            )
+                .prop_map(|(policy, key, exclude)| Op::Call {
+                    policy,
+                    key,
+                    exclude
+                }),
+            (0..6u8, 0..3u8, any::<u16>()).prop_map(|(member, outcome, latency_ms)| Op::Finish {
+                member,
+                outcome,
+                latency_ms
+            }),
+            (0..3_000u16).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        /// Against a model of membership, cooldowns and calls in flight:
+        /// a selection only returns a member that is present, not cooling
+        /// down and not excluded, and fails only when there is none; the
+        /// in-flight counts are exact.
+        #[test]
+        fn selections_and_counts_match_a_model(ops in proptest::collection::vec(op(), 1..200)) {
+            let cooldown = Duration::from_secs(2);
+            let mut b = Balancer::new(BalancerConfig::default());
+            let mut now = Instant::now();
+            // member → (cooling until, calls in flight)
+            let mut model: Vec<(u8, Option<Instant>, u64)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Add(m) => {
+                        let new = !model.iter().any(|e| e.0 == m);
+                        prop_assert_eq!(b.add(m, MemberInfo::new()), new);
+                        if new {
+                            model.push((m, None, 0));
+                        }
+                    }
+                    Op::Remove(m) => {
+                        let had = model.iter().any(|e| e.0 == m);
+                        prop_assert_eq!(b.remove(&m), had);
+                        model.retain(|e| e.0 != m);
+                    }
+                    Op::Call { policy, key, exclude } => {
+                        let policy = [
+                            Policy::RoundRobin,
+                            Policy::Weighted { prefer_local: true },
+                            Policy::Sticky,
+                            Policy::P2c,
+                        ][usize::from(policy)];
+                        let excluded: Vec<u8> = exclude.into_iter().collect();
+                        let selector = Selector::new(policy).key(&key).exclude(&excluded);
+                        let eligible: Vec<u8> = model
+                            .iter()
+                            .filter(|e| e.1.is_none_or(|t| now >= t) && !excluded.contains(&e.0))
+                            .map(|e| e.0)
+                            .collect();
+                        match b.select(now, &selector) {
+                            Ok(m) => {
+                                prop_assert!(eligible.contains(&m), "{} not in {:?}", m, eligible);
+                                prop_assert!(b.start(&m));
+                                model.iter_mut().find(|e| e.0 == m).unwrap().2 += 1;
+                            }
+                            Err(_) => prop_assert!(eligible.is_empty()),
+                        }
+                    }
+                    Op::Finish { member, outcome, latency_ms } => {
+                        let Some(entry) = model.iter_mut().find(|e| e.0 == member && e.2 > 0) else {
+                            continue;
+                        };
+                        let latency = Duration::from_millis(u64::from(latency_ms));
+                        let outcome = match outcome {
+                            0 => Outcome::Answered { latency },
+                            1 => {
+                                entry.1 = Some(now + cooldown);
+                                Outcome::Failed { latency }
+                            }
+                            _ => Outcome::Cancelled,
+                        };
+                        entry.2 -= 1;
+                        prop_assert!(b.finish(now, &member, outcome));
+                    }
+                    Op::Wait(ms) => now += Duration::from_millis(u64::from(ms)),
+                }
+                let stats = b.stats(now);
+                prop_assert_eq!(stats.len(), model.len());
+                for (s, e) in stats.iter().zip(&model) {
+                    prop_assert_eq!(s.member, e.0);
+                    prop_assert_eq!(s.in_flight, e.2);
+                    prop_assert_eq!(s.cooling_until, e.1.filter(|&t| now < t));
+                }
+            }
+        }
+    }
 }
