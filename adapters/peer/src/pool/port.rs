@@ -26,7 +26,8 @@ use crate::Error;
 /// same one twice, up to [`PoolConfig::max_attempts`](super::PoolConfig::max_attempts);
 /// once no member is left the last failure is returned. `get`, `put`,
 /// `del` and `scan` are retried (a scan only before its first entry
-/// arrived: once entries flowed, a retry would repeat them). `append` is
+/// arrived: once entries flowed, a retry would repeat them; so a scan's
+/// future resolves once its first entry, or its end, has arrived). `append` is
 /// not idempotent, so it is retried only after [`Error::Unavailable`] or
 /// [`Error::NotReady`], which prove the request never reached a store;
 /// after any other failure the append may have happened, and the error is
