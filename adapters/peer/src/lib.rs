@@ -7,14 +7,16 @@
 pub mod channel;
 mod error;
 mod peer;
+pub mod pool;
 pub mod rpc;
 pub mod store;
 
 pub use channel::{Channel, MessageChannel};
 pub use error::{Code, Error};
 pub use peer::{LaneListener, Peer, PeerConfig, DEFAULT_BASE, EVENTS_LANE, RPC_LANE};
+pub use pool::{Member, MemberId, MemberInfo, PeerPool, Policy, PoolConfig, PoolPort};
 pub use rpc::{Answer, Replies, RpcClient, RpcListener, Serving};
 pub use store::{
-    connect_store_port, expose_store_port, with_caps, Entries, Entry, MemoryStore, Range,
-    RemoteStore, StorePort, StoreServer,
+    append_key, connect_store_port, expose_store_port, parse_append_key, with_caps, Caps,
+    Entries, Entry, MemoryStore, Range, RemoteStore, StoreFuture, StorePort, StoreServer,
 };

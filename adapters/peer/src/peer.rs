@@ -209,6 +209,14 @@ impl Peer {
     }
 }
 
+/// A peer in a [`PeerPool`](crate::PeerPool): its store ports are the
+/// cached clients of [`connect_store_port`](crate::connect_store_port).
+impl crate::Member for Peer {
+    fn store_port(&self, id: &Bytes, lane: &str) -> Arc<dyn crate::StorePort> {
+        Arc::new(crate::connect_store_port(self, id.clone(), lane))
+    }
+}
+
 /// Channels the peer opens on one lane and id. Dropping it stops
 /// listening and refuses channels not yet accepted.
 pub struct LaneListener {

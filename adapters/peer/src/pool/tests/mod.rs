@@ -1,0 +1,2 @@
+mod balancer;
+mod port;
