@@ -13,6 +13,7 @@ use plex_peer::{
 use plex_proto::rpc::{ClientConfig, Method, ServerConfig};
 use plex_runtime::Config;
 use plex_tests::Rt;
+use smol::stream::StreamExt;
 
 /// Bounds every wait: a hang is a failure, not a stuck CI run.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -28,6 +29,7 @@ plex_tests::on_every_runtime!(
     dropping_a_call_cancels_it_at_the_server,
     a_scan_dropped_half_way_stops_the_server,
     a_slow_scan_consumer_does_not_stall_other_calls,
+    a_scan_times_out_on_a_silent_server_not_a_slow_consumer,
     large_values_and_the_request_limit_on_both_sides,
     the_in_flight_limit_on_both_sides,
     closing_the_lane_fails_pending_calls_at_once,
@@ -610,6 +612,70 @@ fn a_slow_scan_consumer_does_not_stall_other_calls(rt: Rt) {
     });
 }
 
+/// Three entries, then silence.
+struct Stalling;
+
+impl StorePort for Stalling {
+    fn get(&self, key: Bytes, _caps: Bytes) -> StoreFuture<'_, Option<Bytes>> {
+        Box::pin(async move { Ok(Some(key)) })
+    }
+    fn put(&self, _key: Bytes, _value: Bytes, _caps: Bytes) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn del(&self, _key: Bytes, _caps: Bytes) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn append(&self, value: Bytes, _caps: Bytes) -> StoreFuture<'_, Bytes> {
+        Box::pin(async move { Ok(value) })
+    }
+    fn scan(&self, _range: Range, _caps: Bytes) -> StoreFuture<'_, Entries> {
+        let three = (0..3).map(|i| {
+            Ok(plex_peer::Entry {
+                key: format!("k{i}").into(),
+                value: Bytes::new(),
+            })
+        });
+        Box::pin(async move {
+            Ok(Entries::new(
+                smol::stream::iter(three).chain(smol::stream::pending()),
+            ))
+        })
+    }
+}
+
+fn a_scan_times_out_on_a_silent_server_not_a_slow_consumer(rt: Rt) {
+    rt.block_on(async {
+        let timeout = Duration::from_millis(100);
+        let client = ClientConfig {
+            timeout: Some(timeout),
+            ..ClientConfig::default()
+        };
+        let (a, b) = peers(
+            rt,
+            PeerConfig::default().client(client),
+            PeerConfig::default(),
+        )
+        .await;
+        let _serving = expose_store_port(&b, "s", "rpc", Stalling);
+        let store = connect_store_port(&a, "s", "rpc");
+        let mut entries = store.scan(Range::all(), Bytes::new()).await.expect("scan");
+        let runtime = rt.runtime();
+        for i in 0..3 {
+            let entry = entries.next().await.expect("an entry").expect("ok");
+            assert_eq!(entry.key, format!("k{i}"));
+            // The consumer dawdles three timeouts long between entries.
+            runtime.sleep_until(runtime.now() + 3 * timeout).await;
+        }
+        // Then the server goes silent while the consumer waits.
+        match rt.within(LIMIT, entries.next()).await.expect("no hang") {
+            Some(Err(Error::Timeout { after })) => assert_eq!(after, timeout),
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+        assert!(entries.next().await.is_none(), "nothing after the end");
+        assert_eq!(store.client().stats().timeouts, 1);
+    });
+}
+
 fn large_values_and_the_request_limit_on_both_sides(rt: Rt) {
     rt.block_on(async {
         // This client allows bodies the server refuses.
@@ -658,60 +724,65 @@ fn large_values_and_the_request_limit_on_both_sides(rt: Rt) {
 
 fn the_in_flight_limit_on_both_sides(rt: Rt) {
     rt.block_on(async {
-        let client = ClientConfig {
-            max_in_flight: 3,
-            ..ClientConfig::default()
-        };
+        // The server's limit: two calls in its handler, a third is refused by it.
         let server = ServerConfig {
             max_in_flight: 2,
             ..ServerConfig::default()
         };
-        let (a, b) = peers(
-            rt,
-            PeerConfig::default().client(client),
-            PeerConfig::default().server(server),
-        )
-        .await;
-        let (open, gate) = smol::channel::unbounded();
-        let port = Scripted { gate: Some(gate), ..Scripted::default() };
-        let started = port.started.clone();
-        let _serving = expose_store_port(&b, "s", "rpc", port);
-        let store = connect_store_port(&a, "s", "rpc");
-        let held = async {
-            let first = store.get("1".into(), Bytes::new());
-            let second = store.get("2".into(), Bytes::new());
-            smol::future::zip(first, second).await
-        };
-        let probe = async {
-            rt.until(LIMIT, "two calls in the handler", || started.load(Ordering::SeqCst) == 2).await;
-            // The server's limit: a third call is refused by it.
-            let third = store.get("3".into(), Bytes::new()).await;
+        let (a, b) = peers(rt, PeerConfig::default(), PeerConfig::default().server(server)).await;
+        check_limit(rt, &a, &b, |third| {
             assert!(
                 matches!(&third, Err(Error::Failed { code: Code::NotReady, message }) if message == "Too many in-flight requests"),
                 "{third:?}"
             );
-            // The client's limit: hold three, the fourth fails locally.
-            let third = store.get("3".into(), Bytes::new());
-            let fourth = async {
-                rt.until(LIMIT, "three held", || store.client().in_flight() == 3).await;
-                store.get("4".into(), Bytes::new()).await
-            };
-            let (third, fourth) = smol::future::zip(third, async {
-                let fourth = fourth.await;
-                for _ in 0..3 {
-                    open.send(()).await.expect("gate");
-                }
-                fourth
-            })
-            .await;
-            assert!(matches!(fourth, Err(Error::NotReady { limit: 3 })), "{fourth:?}");
-            third
+        })
+        .await;
+        // The client's limit: two calls held, a third fails before sending.
+        let client = ClientConfig {
+            max_in_flight: 2,
+            ..ClientConfig::default()
         };
-        let ((first, second), third) = smol::future::zip(held, probe).await;
-        first.expect("first");
-        second.expect("second");
-        third.expect("third, once the server had room");
+        let (a, b) = peers(rt, PeerConfig::default().client(client), PeerConfig::default()).await;
+        check_limit(rt, &a, &b, |third| {
+            assert!(matches!(third, Err(Error::NotReady { limit: 2 })), "{third:?}");
+        })
+        .await;
     });
+}
+
+/// Holds two calls in the server's handler, checks a third with `check`,
+/// then releases the two and checks that they and a later call succeed.
+async fn check_limit(rt: Rt, a: &Peer, b: &Peer, check: impl FnOnce(Result<Option<Bytes>, Error>)) {
+    let (open, gate) = smol::channel::unbounded();
+    let port = Scripted {
+        gate: Some(gate),
+        ..Scripted::default()
+    };
+    let started = port.started.clone();
+    let _serving = expose_store_port(b, "s", "rpc", port);
+    let store = connect_store_port(a, "s", "rpc");
+    let held = smol::future::zip(
+        store.get("1".into(), Bytes::new()),
+        store.get("2".into(), Bytes::new()),
+    );
+    let probe = async {
+        rt.until(LIMIT, "two calls in the handler", || {
+            started.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        check(store.get("3".into(), Bytes::new()).await);
+        for _ in 0..3 {
+            open.send(()).await.expect("gate");
+        }
+    };
+    let ((first, second), ()) = smol::future::zip(held, probe).await;
+    first.expect("first");
+    second.expect("second");
+    let later = store
+        .get("4".into(), Bytes::new())
+        .await
+        .expect("room again");
+    assert_eq!(later.as_deref(), Some(&b"4"[..]));
 }
 
 fn closing_the_lane_fails_pending_calls_at_once(rt: Rt) {

@@ -109,8 +109,10 @@ pub struct Client {
 #[derive(Debug)]
 struct Call {
     method: Method,
-    /// `(deadline, timeout)` while pending with a timeout.
+    /// `(deadline, timeout)` while pending with a timeout and not held.
     deadline: Option<(Instant, Duration)>,
+    /// The call's timeout, kept while [`Client::hold`] suspends the deadline.
+    timeout: Option<Duration>,
     /// Replies not yet polled, each with the payload bytes it holds.
     replies: VecDeque<(Reply, usize)>,
     queued_bytes: usize,
@@ -228,6 +230,7 @@ impl Client {
             Call {
                 method,
                 deadline,
+                timeout: deadline.map(|(_, after)| after),
                 replies: VecDeque::new(),
                 queued_bytes: 0,
                 done: false,
@@ -326,6 +329,39 @@ impl Client {
                 rid,
                 method: call.method,
             });
+        }
+        true
+    }
+
+    /// The caller holds the scan item it was given and is not waiting for
+    /// the next: the call's deadline is suspended, so a slow consumer is
+    /// not mistaken for a silent server. Returns whether it was pending.
+    pub fn hold(&mut self, rid: u32) -> bool {
+        let Some(call) = self.calls.get_mut(&rid).filter(|call| !call.done) else {
+            return false;
+        };
+        if let Some((at, _)) = call.deadline.take() {
+            self.deadlines.remove(&(at, rid));
+        }
+        true
+    }
+
+    /// The caller waits for the call's next reply again: a deadline
+    /// suspended by [`hold`](Self::hold) restarts, the full timeout from
+    /// `now`. So a scan's timeout bounds each wait for its next reply.
+    /// Returns whether it was pending.
+    pub fn wait(&mut self, now: Instant, rid: u32) -> bool {
+        let now = self.advance(now);
+        let Some(call) = self.calls.get_mut(&rid).filter(|call| !call.done) else {
+            return false;
+        };
+        if call.deadline.is_none() {
+            if let Some(after) = call.timeout {
+                if let Some(at) = now.checked_add(after) {
+                    call.deadline = Some((at, after));
+                    self.deadlines.insert((at, rid));
+                }
+            }
         }
         true
     }

@@ -110,7 +110,8 @@ impl RpcClient {
 
     /// Calls a streaming method (a scan): its answers arrive one by one
     /// through [`Replies`], as fast as they are consumed. The timeout
-    /// covers the whole call.
+    /// bounds each wait for the next answer; time the consumer spends
+    /// between answers does not count.
     pub async fn call_stream(
         &self,
         method: Method,
@@ -118,7 +119,11 @@ impl RpcClient {
         timeout: Option<Duration>,
     ) -> Result<Replies, Error> {
         let call = self.start(method, body, timeout).await?;
-        Ok(Replies { call, ended: false })
+        Ok(Replies {
+            call,
+            ended: false,
+            held: false,
+        })
     }
 
     /// The configured per-call timeout.
@@ -179,6 +184,7 @@ impl RpcClient {
             inner: inner.clone(),
             rid,
             channel: None,
+            timeout,
             timer: deadline.map(|at| inner.runtime.sleep_until(at)),
             done: false,
         };
@@ -220,6 +226,9 @@ impl RpcClient {
 pub struct Replies {
     call: Call,
     ended: bool,
+    /// The consumer holds an answer and has not asked for the next: the
+    /// call's deadline is suspended.
+    held: bool,
 }
 
 impl Replies {
@@ -233,6 +242,9 @@ impl Replies {
         if self.ended {
             return Poll::Ready(None);
         }
+        if std::mem::take(&mut self.held) {
+            self.call.wait();
+        }
         let reply = match std::task::ready!(self.call.poll_reply(cx)) {
             Ok(reply) => reply,
             Err(e) => {
@@ -242,7 +254,11 @@ impl Replies {
         };
         Poll::Ready(match reply {
             Reply::Item(envelope) => match answer(envelope) {
-                Ok(answer) => Some(Ok(answer)),
+                Ok(answer) => {
+                    self.call.hold();
+                    self.held = true;
+                    Some(Ok(answer))
+                }
                 Err(e) => {
                     // An error item: the server meant the end.
                     self.ended = true;
@@ -282,6 +298,8 @@ struct Call {
     inner: Arc<Inner>,
     rid: u32,
     channel: Option<Channel>,
+    /// The call's timeout and its timer, armed while the caller waits.
+    timeout: Option<Duration>,
     timer: Option<Sleep>,
     /// The core has delivered the call's `Done`, or it was cancelled.
     done: bool,
@@ -375,6 +393,21 @@ impl Call {
                 }
                 Err(call_error(e))
             }
+        }
+    }
+
+    /// The caller holds an answer: its deadline stops.
+    fn hold(&mut self) {
+        self.inner.lock().core.hold(self.rid);
+        self.timer = None;
+    }
+
+    /// The caller waits again: the full timeout runs from now.
+    fn wait(&mut self) {
+        let now = self.inner.runtime.now();
+        if self.inner.lock().core.wait(now, self.rid) {
+            let deadline = self.timeout.and_then(|after| now.checked_add(after));
+            self.timer = deadline.map(|at| self.inner.runtime.sleep_until(at));
         }
     }
 

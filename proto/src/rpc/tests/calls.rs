@@ -214,6 +214,39 @@ fn timeout_fires_exactly_at_the_deadline_and_cancels() {
 }
 
 #[test]
+fn a_held_scan_item_suspends_the_deadline_and_waiting_restarts_it() {
+    let mut p = pair();
+    let timeout = Duration::from_millis(50);
+    let body = Body::Scan(Default::default()).to_bytes();
+    let rid = p
+        .client
+        .call_with_timeout(p.now, Method::SCAN, body, Some(timeout))
+        .unwrap();
+    p.pump();
+    p.advance(Duration::from_millis(40));
+    assert!(p.respond(rid, true, Some(&item("a"))));
+    assert_eq!(p.replies(rid), vec![Reply::Item(item("a"))]);
+    // The consumer holds the item for far longer than the timeout.
+    assert!(p.client.hold(rid));
+    assert_eq!(p.client.poll_timeout(), None);
+    p.advance(Duration::from_secs(10));
+    assert!(p.client.is_pending(rid), "a slow consumer is not a timeout");
+    // It asks for more: the full timeout runs again from now.
+    assert!(p.client.wait(p.now, rid));
+    assert_eq!(p.client.poll_timeout(), Some(p.now + timeout));
+    p.advance(Duration::from_millis(49));
+    assert!(p.client.is_pending(rid));
+    p.advance(Duration::from_millis(1));
+    assert_eq!(
+        p.replies(rid),
+        vec![Reply::Done(Err(CallError::Timeout { after: timeout }))]
+    );
+    // Ended calls are not held or waited on.
+    assert!(!p.client.hold(rid));
+    assert!(!p.client.wait(p.now, rid));
+}
+
+#[test]
 fn no_timeout_means_no_deadline() {
     let mut p = Pair::new(
         ClientConfig {
