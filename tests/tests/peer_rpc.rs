@@ -21,6 +21,8 @@ const LIMIT: Duration = Duration::from_secs(30);
 plex_tests::on_every_runtime!(
     lanes_carry_whole_messages_both_ways,
     a_message_past_the_limit_is_a_typed_error,
+    a_send_dropped_mid_message_completes_on_the_next_send,
+    a_recv_dropped_mid_message_keeps_what_it_read,
     every_store_method_works_over_the_network,
     caps_are_checked_by_the_serving_side,
     store_errors_arrive_as_their_codes,
@@ -143,6 +145,65 @@ fn a_message_past_the_limit_is_a_typed_error(rt: Rt) {
             }) => {}
             other => panic!("expected MessageTooLarge, got {other:?}"),
         }
+    });
+}
+
+fn a_send_dropped_mid_message_completes_on_the_next_send(rt: Rt) {
+    rt.block_on(async {
+        let large = PeerConfig::default().max_message_size(8 << 20);
+        let (a, b) = peers(rt, large.clone(), large).await;
+        let listener = b.listen_lane("x", "bulk");
+        let mut out = a.connect_lane("x", "bulk").await.expect("connect");
+        // Far past the stream window: the send parks mid-message, and is dropped.
+        let big = Bytes::from(plex_tests::payload(4 << 20));
+        let parked = rt
+            .within(Duration::from_millis(100), out.send(big.clone()))
+            .await;
+        assert!(
+            parked.is_none(),
+            "the send should have parked on flow control"
+        );
+        let mut inbound = listener.accept().await.expect("accept");
+        let sending = async {
+            out.send(Bytes::from_static(b"after")).await.expect("send");
+            out.finish().expect("finish");
+        };
+        let receiving = async {
+            let first = inbound
+                .recv()
+                .await
+                .expect("recv")
+                .expect("the big message");
+            let second = inbound.recv().await.expect("recv").expect("the small one");
+            (first, second)
+        };
+        let ((), (first, second)) = smol::future::zip(sending, receiving).await;
+        assert!(first == big, "the dropped send's message arrives whole");
+        assert_eq!(second, Bytes::from_static(b"after"));
+        assert_eq!(inbound.recv().await.expect("end"), None);
+    });
+}
+
+fn a_recv_dropped_mid_message_keeps_what_it_read(rt: Rt) {
+    rt.block_on(async {
+        use smol::io::AsyncWriteExt;
+        let (a, b) = default_peers(rt).await;
+        let listener = b.listen_lane("x", "raw");
+        // A raw stream on the lane, to write half a message.
+        let options = plex_runtime::OpenOptions::new(a.protocol("raw"), "x");
+        let mut raw = a.session().open_stream(options).await.expect("open");
+        let message = plex_tests::payload(1000);
+        raw.write_all(&1000u32.to_le_bytes()).await.expect("prefix");
+        raw.write_all(&message[..10]).await.expect("head");
+        raw.flush().await.expect("flush");
+        let mut inbound = listener.accept().await.expect("accept");
+        let early = rt.within(Duration::from_millis(100), inbound.recv()).await;
+        assert!(early.is_none(), "only part of the message has arrived");
+        raw.write_all(&message[10..]).await.expect("rest");
+        raw.finish().expect("finish");
+        let got = inbound.recv().await.expect("recv").expect("the message");
+        assert_eq!(&got[..], &message[..]);
+        assert_eq!(inbound.recv().await.expect("end"), None);
     });
 }
 

@@ -418,6 +418,9 @@ impl Call {
             let mut state = self.inner.lock();
             state.core.cancel(self.rid);
             state.wakers.remove(&self.rid);
+            // Drops the CANCEL frame the core queued: the reset below is
+            // the cancel on plex/1.
+            state.wake_readable();
         }
         self.reset();
     }
