@@ -180,7 +180,8 @@ fn a_killed_peer_is_failed_over_and_cools_down(rt: Rt) {
     });
 }
 
-/// Server 0 takes 20 ms per call; P2C learns it and sends it few calls.
+/// Server 0 takes 20 ms per call; P2C learns it and sends it few calls
+/// (with the cluster's short decay it still probes it now and then).
 fn p2c_moves_load_away_from_a_slow_server(rt: Rt) {
     const WORKERS: usize = 4;
     const PER_WORKER: usize = 50;
@@ -206,7 +207,7 @@ fn p2c_moves_load_away_from_a_slow_server(rt: Rt) {
             .collect();
         // A fair share would be a third (66); P2C gives it far less.
         assert!(
-            counts[0] * 5 < log.len(),
+            counts[0] * 4 < log.len(),
             "the slow server got {} of {} calls: {counts:?}\n{:#?}",
             counts[0],
             log.len(),
@@ -307,6 +308,9 @@ impl Cluster {
             balancer: BalancerConfig {
                 // Long enough that a dead member is still cooling at the end.
                 cooldown: Duration::from_secs(600),
+                // Short, so that a scheduling hiccup on a busy machine,
+                // which peak-EWMA takes at once, fades within the test.
+                decay: Duration::from_millis(250),
                 event_capacity: 1024,
                 ..BalancerConfig::default()
             },
