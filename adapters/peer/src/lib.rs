@@ -17,6 +17,6 @@ pub use peer::{LaneListener, Peer, PeerConfig, DEFAULT_BASE, EVENTS_LANE, RPC_LA
 pub use pool::{Member, MemberId, MemberInfo, PeerPool, Policy, PoolConfig, PoolPort};
 pub use rpc::{Answer, Replies, RpcClient, RpcListener, Serving};
 pub use store::{
-    append_key, connect_store_port, expose_store_port, parse_append_key, with_caps, Caps, Entries,
-    Entry, MemoryStore, Range, RemoteStore, StoreFuture, StorePort, StoreServer,
+    append_key, connect_store_port, expose_store_port, parse_append_key, with_caps, Caps,
+    Entries, Entry, MemoryStore, Range, RemoteStore, StoreFuture, StorePort, StoreServer,
 };
