@@ -348,6 +348,10 @@ impl Proxy {
                 let Ok(mut outbound) = TcpStream::connect(target).await else {
                     return;
                 };
+                // As the adapters do: without it, Nagle and delayed acks
+                // add tens of milliseconds to small messages.
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     // Dropping both sockets closes both connections.
