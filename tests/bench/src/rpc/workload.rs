@@ -52,6 +52,7 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
+    /// Short runs for `--quick`, longer ones otherwise.
     pub(crate) fn of(options: Options) -> Shape {
         if options.quick {
             Shape {
