@@ -8,6 +8,7 @@ mod mux;
 mod pattern;
 mod proto;
 mod report;
+mod rpc;
 mod store;
 
 use std::io::{self, Write};
@@ -25,6 +26,8 @@ suites:
   mux      plex on tokio over loopback TCP against raw TCP, yamux and h2:
            bulk, RPC, stream open rate, idle stream memory
   store    plex-store pools against plasmite's: appends, random gets, follow latency, reads
+  rpc      store-port get and put over plex RPC against gRPC (tonic), loopback TCP on
+           tokio, 1 and 64 calls in flight
 
 options:
   --quick  fewer and smaller runs (about a minute)
@@ -36,6 +39,7 @@ enum Suite {
     Proto,
     Mux,
     Store,
+    Rpc,
 }
 
 impl Suite {
@@ -44,6 +48,7 @@ impl Suite {
             "proto" => Some(Suite::Proto),
             "mux" => Some(Suite::Mux),
             "store" => Some(Suite::Store),
+            "rpc" => Some(Suite::Rpc),
             _ => None,
         }
     }
@@ -53,6 +58,7 @@ impl Suite {
             Suite::Proto => "proto",
             Suite::Mux => "mux",
             Suite::Store => "store",
+            Suite::Rpc => "rpc",
         }
     }
 }
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
         Suite::Proto => proto::run(options),
         Suite::Mux => mux::run(options).map_err(|e| e as Box<dyn std::error::Error>),
         Suite::Store => store::run(options).map_err(|e| e as Box<dyn std::error::Error>),
+        Suite::Rpc => rpc::run(options).map_err(|e| e as Box<dyn std::error::Error>),
     };
     let report = match result {
         Ok(report) => report,
@@ -189,6 +196,7 @@ mod tests {
         assert_eq!(parse(&["proto"]), Ok(Command::Run(Suite::Proto, full)));
         assert_eq!(parse(&["mux"]), Ok(Command::Run(Suite::Mux, full)));
         assert_eq!(parse(&["store"]), Ok(Command::Run(Suite::Store, full)));
+        assert_eq!(parse(&["rpc"]), Ok(Command::Run(Suite::Rpc, full)));
         assert_eq!(parse(&["proto", "--help"]), Ok(Command::Help));
     }
 
