@@ -396,6 +396,18 @@ struct Scripted {
     gate: Option<smol::channel::Receiver<()>>,
 }
 
+impl Scripted {
+    /// A port whose `get` waits for a token on the returned sender.
+    fn gated() -> (Scripted, smol::channel::Sender<()>) {
+        let (open, gate) = smol::channel::unbounded();
+        let port = Scripted {
+            gate: Some(gate),
+            ..Scripted::default()
+        };
+        (port, open)
+    }
+}
+
 /// Counts a handler future dropped before it finished.
 struct DropCount(Arc<AtomicUsize>, bool);
 
@@ -492,11 +504,7 @@ fn store_errors_arrive_as_their_codes(rt: Rt) {
 fn twenty_concurrent_calls_all_answer(rt: Rt) {
     rt.block_on(async {
         let (a, b) = default_peers(rt).await;
-        let (open, gate) = smol::channel::unbounded();
-        let port = Scripted {
-            gate: Some(gate),
-            ..Scripted::default()
-        };
+        let (port, open) = Scripted::gated();
         let started = port.started.clone();
         let _serving = expose_store_port(&b, "s", "rpc", port);
         let store = connect_store_port(&a, "s", "rpc");
@@ -536,11 +544,7 @@ fn a_timed_out_call_is_cancelled_at_the_server(rt: Rt) {
             PeerConfig::default(),
         )
         .await;
-        let (open, gate) = smol::channel::unbounded();
-        let port = Scripted {
-            gate: Some(gate),
-            ..Scripted::default()
-        };
+        let (port, open) = Scripted::gated();
         let dropped = port.dropped.clone();
         let serving = expose_store_port(&b, "s", "rpc", port);
         let store = connect_store_port(&a, "s", "rpc");
@@ -577,11 +581,7 @@ fn a_timed_out_call_is_cancelled_at_the_server(rt: Rt) {
 fn dropping_a_call_cancels_it_at_the_server(rt: Rt) {
     rt.block_on(async {
         let (a, b) = default_peers(rt).await;
-        let (_open, gate) = smol::channel::unbounded::<()>();
-        let port = Scripted {
-            gate: Some(gate),
-            ..Scripted::default()
-        };
+        let (port, _open) = Scripted::gated();
         let (started, dropped) = (port.started.clone(), port.dropped.clone());
         let serving = expose_store_port(&b, "s", "rpc", port);
         let store = connect_store_port(&a, "s", "rpc");
@@ -814,11 +814,7 @@ fn the_in_flight_limit_on_both_sides(rt: Rt) {
 /// Holds two calls in the server's handler, checks a third with `check`,
 /// then releases the two and checks that they and a later call succeed.
 async fn check_limit(rt: Rt, a: &Peer, b: &Peer, check: impl FnOnce(Result<Option<Bytes>, Error>)) {
-    let (open, gate) = smol::channel::unbounded();
-    let port = Scripted {
-        gate: Some(gate),
-        ..Scripted::default()
-    };
+    let (port, open) = Scripted::gated();
     let started = port.started.clone();
     let _serving = expose_store_port(b, "s", "rpc", port);
     let store = connect_store_port(a, "s", "rpc");
@@ -849,11 +845,7 @@ async fn check_limit(rt: Rt, a: &Peer, b: &Peer, check: impl FnOnce(Result<Optio
 fn closing_the_lane_fails_pending_calls_at_once(rt: Rt) {
     rt.block_on(async {
         let (a, b) = default_peers(rt).await;
-        let (_open, gate) = smol::channel::unbounded::<()>();
-        let port = Scripted {
-            gate: Some(gate),
-            ..Scripted::default()
-        };
+        let (port, _open) = Scripted::gated();
         let started = port.started.clone();
         let _serving = expose_store_port(&b, "s", "rpc", port);
         let store = connect_store_port(&a, "s", "rpc");
@@ -883,11 +875,7 @@ fn closing_the_session_fails_pending_calls_at_once(rt: Rt) {
             .pair_via_proxy(Config::default(), Config::default())
             .await;
         let (a, b) = (Peer::new(a), Peer::new(b));
-        let (_open, gate) = smol::channel::unbounded::<()>();
-        let port = Scripted {
-            gate: Some(gate),
-            ..Scripted::default()
-        };
+        let (port, _open) = Scripted::gated();
         let started = port.started.clone();
         let _serving = expose_store_port(&b, "s", "rpc", port);
         let store = connect_store_port(&a, "s", "rpc");

@@ -4,6 +4,7 @@
 //! scenarios, prints a table and writes JSON to `target/plex-bench/<suite>.json`.
 
 mod counting_alloc;
+mod latency;
 mod mux;
 mod pattern;
 mod proto;

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use std::{fs, io};
 
-use hdrhistogram::Histogram;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Barrier};
 
 use super::peer::Mux;
 use super::Result;
 use crate::counting_alloc::live_bytes;
+use crate::latency::{histogram, micros, nanos};
 use crate::pattern::Sampled;
 
 /// Bytes per write in the bulk scenarios.
@@ -303,17 +303,4 @@ fn resident_bytes() -> Result<usize> {
         .ok_or("/proc/self/statm: no resident field")?
         .parse()?;
     Ok(pages * rustix::param::page_size())
-}
-
-/// Latencies from 1 ns to a minute, to three significant digits.
-fn histogram() -> Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000_000, 3)?)
-}
-
-fn nanos(elapsed: Duration) -> u64 {
-    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn micros(nanos: u64) -> f64 {
-    nanos as f64 / 1e3
 }

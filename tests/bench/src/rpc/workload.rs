@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use plex_peer::{MemoryStore, StorePort};
 
 use super::Result;
+use crate::latency::{histogram, micros, nanos};
 use crate::Options;
 
 /// Bytes in a key.
@@ -168,17 +169,4 @@ impl<C: StoreClient> Lane<C> {
 /// The `i`th key: its index in decimal, padded to [`KEY_LEN`] bytes.
 fn key(i: usize) -> Bytes {
     format!("bench/{i:0width$}", width = KEY_LEN - "bench/".len()).into()
-}
-
-/// Latencies from 1 ns to a minute, to three significant digits.
-fn histogram() -> Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000_000, 3)?)
-}
-
-fn nanos(elapsed: Duration) -> u64 {
-    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn micros(nanos: u64) -> f64 {
-    nanos as f64 / 1e3
 }
