@@ -22,6 +22,7 @@ plex_tests::on_every_runtime!(
     every_task_waiting_to_accept_wakes_when_the_connection_closes,
     a_response_that_fully_arrived_survives_an_error_goaway,
     accept_stream_skips_streams_reset_before_they_were_accepted,
+    two_listeners_share_a_name_until_the_last_drops,
 );
 
 fn refused<T>(result: &Result<T, Error>) -> bool {
@@ -222,5 +223,53 @@ fn accept_stream_skips_streams_reset_before_they_were_accepted(rt: Rt) {
         let outcome = rt.within(LIMIT, rx.recv()).await.expect("accept loop hung");
         let accepted = outcome.unwrap().expect("the accept loop ended");
         assert!(accepted <= RESETS + 1);
+    });
+}
+
+/// Issue 8: a second `listen` of the same protocol and id used to be
+/// undone, for both, when either dropped.
+fn two_listeners_share_a_name_until_the_last_drops(rt: Rt) {
+    rt.block_on(async {
+        let mut strict = Config::default();
+        strict.accept_any = false;
+        let (client, server) = rt.pair(Config::default(), strict).await;
+        let first = server.listen("svc", "a");
+        let second = server.listen("svc", "a");
+        drop(first);
+        let mut stream = client
+            .open_stream(OpenOptions::new("svc", "a"))
+            .await
+            .unwrap();
+        stream.write_all(b"still served").await.unwrap();
+        stream.finish().unwrap();
+        let incoming = rt.within(LIMIT, second.accept()).await.expect("no hang");
+        let mut accepted = incoming
+            .expect("the second listener still listens")
+            .accept("")
+            .unwrap();
+        let mut got = Vec::new();
+        accepted.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"still served");
+        // With the last one gone, the name is refused.
+        drop(second);
+        let mut late = client
+            .open_stream(OpenOptions::new("svc", "a"))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let refused_read = late.read(&mut buf).await.map_err(|e| {
+            e.into_inner()
+                .and_then(|e| e.downcast::<Error>().ok())
+                .map(|e| *e)
+        });
+        assert!(
+            matches!(
+                refused_read,
+                Err(Some(Error::Reset(ResetReason::Remote(
+                    ErrorCode::REFUSED_STREAM
+                ))))
+            ),
+            "{refused_read:?}"
+        );
     });
 }

@@ -26,7 +26,7 @@ pub(crate) struct Inner {
     pub(crate) slots: HashMap<StreamId, Slot>,
     /// Streams the peer opened that no listener claimed.
     pub(crate) accept: Waiting<Pending>,
-    pub(crate) listeners: HashMap<(Bytes, Bytes), Waiting<Pending>>,
+    pub(crate) listeners: HashMap<(Bytes, Bytes), Listening>,
     /// Tasks waiting to open a stream once the peer's limit allows.
     pub(crate) openers: Waiters,
     pub(crate) pongs: u64,
@@ -87,6 +87,15 @@ pub(crate) struct Pending {
 }
 
 /// A queue and the tasks waiting on it.
+/// The streams waiting for the [`Listener`](crate::Listener)s of one
+/// protocol and id, and how many such listeners exist: listening ends when
+/// the last of them drops.
+#[derive(Default)]
+pub(crate) struct Listening {
+    pub(crate) handles: usize,
+    pub(crate) waiting: Waiting<Pending>,
+}
+
 pub(crate) struct Waiting<T> {
     pub(crate) queue: VecDeque<T>,
     pub(crate) waiters: Waiters,
@@ -271,7 +280,8 @@ impl Inner {
         self.refusing = true;
         // Queue them all first: dispatching refuses the ones still coming.
         let mut wake = self.take_events();
-        let queues = std::iter::once(&mut self.accept).chain(self.listeners.values_mut());
+        let queues = std::iter::once(&mut self.accept)
+            .chain(self.listeners.values_mut().map(|l| &mut l.waiting));
         let pending: Vec<StreamId> = queues
             .flat_map(|waiting| waiting.queue.drain(..))
             .map(|p| p.stream)
@@ -291,7 +301,7 @@ impl Inner {
     pub(crate) fn waiters(&mut self, kind: &WaitKind) -> Option<&mut Waiters> {
         match kind {
             WaitKind::Accept => Some(&mut self.accept.waiters),
-            WaitKind::Listener(key) => self.listeners.get_mut(key).map(|l| &mut l.waiters),
+            WaitKind::Listener(key) => self.listeners.get_mut(key).map(|l| &mut l.waiting.waiters),
             WaitKind::Open => Some(&mut self.openers),
             WaitKind::Pong => Some(&mut self.pong_waiters),
             WaitKind::Close => Some(&mut self.close_waiters),
@@ -318,7 +328,7 @@ impl Inner {
                 }
                 let key = (protocol.clone(), id.clone());
                 let queue = match self.listeners.get_mut(&key) {
-                    Some(listener) => listener,
+                    Some(listener) => &mut listener.waiting,
                     None => &mut self.accept,
                 };
                 queue.queue.push_back(Pending {
@@ -388,7 +398,8 @@ impl Inner {
 
     /// A stream reset before anyone accepted it leaves the queues.
     fn forget_pending(&mut self, stream: StreamId) {
-        let queues = std::iter::once(&mut self.accept).chain(self.listeners.values_mut());
+        let queues = std::iter::once(&mut self.accept)
+            .chain(self.listeners.values_mut().map(|l| &mut l.waiting));
         for waiting in queues {
             waiting.queue.retain(|p| p.stream != stream);
         }
@@ -407,7 +418,7 @@ impl Inner {
         }
         wake.extend(self.accept.waiters.drain());
         for listener in self.listeners.values_mut() {
-            wake.extend(listener.waiters.drain());
+            wake.extend(listener.waiting.waiters.drain());
         }
         wake.extend(self.openers.drain());
         wake.extend(self.pong_waiters.drain());

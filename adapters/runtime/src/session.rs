@@ -150,12 +150,14 @@ impl Session {
     }
 
     /// Claims streams the peer opens for `protocol` and channel `id`. They
-    /// are accepted even when the config's `accept_any` is off.
+    /// are accepted even when the config's `accept_any` is off. Listeners
+    /// of the same protocol and id share its streams (each goes to one of
+    /// them); listening ends when the last of them drops.
     pub fn listen(&self, protocol: impl Into<Bytes>, id: impl Into<Bytes>) -> Listener {
         let key = (protocol.into(), id.into());
         let mut inner = self.conn.lock();
         inner.session.listen(key.0.clone(), key.1.clone());
-        inner.listeners.entry(key.clone()).or_default();
+        inner.listeners.entry(key.clone()).or_default().handles += 1;
         drop(inner);
         self.conn.add_handle();
         Listener {
@@ -314,7 +316,7 @@ impl Listener {
                 waiting.done(&mut inner);
                 return Poll::Ready(Err(inner.closed_error()));
             }
-            let Some(queue) = inner.listeners.get_mut(&self.key) else {
+            let Some(queue) = inner.listeners.get_mut(&self.key).map(|l| &mut l.waiting) else {
                 return Poll::Ready(Err(Error::Closed(CloseReason::TransportClosed)));
             };
             if let Some(pending) = queue.queue.pop_front() {
@@ -331,11 +333,17 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         let mut inner = self.conn.lock();
-        inner.session.unlisten(&self.key.0, &self.key.1);
-        if let Some(waiting) = inner.listeners.remove(&self.key) {
-            for pending in waiting.queue {
-                // Gone already if the peer reset it or the session closed.
-                let _ = inner.session.refuse(pending.stream);
+        let last = inner.listeners.get_mut(&self.key).is_some_and(|l| {
+            l.handles -= 1;
+            l.handles == 0
+        });
+        if last {
+            inner.session.unlisten(&self.key.0, &self.key.1);
+            if let Some(listening) = inner.listeners.remove(&self.key) {
+                for pending in listening.waiting.queue {
+                    // Gone already if the peer reset it or the session closed.
+                    let _ = inner.session.refuse(pending.stream);
+                }
             }
         }
         let driver = inner.driver_if_needed();
