@@ -37,6 +37,7 @@ plex_tests::on_every_runtime!(
     closing_the_lane_fails_pending_calls_at_once,
     closing_the_session_fails_pending_calls_at_once,
     a_lane_nobody_serves_is_unavailable,
+    a_call_that_never_sends_its_request_is_reset,
 );
 
 async fn peers(rt: Rt, client: PeerConfig, server: PeerConfig) -> (Peer, Peer) {
@@ -905,5 +906,40 @@ fn a_lane_nobody_serves_is_unavailable(rt: Rt) {
             .expect("no hang");
         assert!(matches!(result, Err(Error::Unavailable)), "{result:?}");
         assert_eq!(store.client().in_flight(), 0);
+    });
+}
+
+fn a_call_that_never_sends_its_request_is_reset(rt: Rt) {
+    rt.block_on(async {
+        let patient = PeerConfig::default().request_timeout(Duration::from_millis(100));
+        let (a, b) = peers(rt, PeerConfig::default(), patient).await;
+        let _serving = expose_store_port(&b, "s", "rpc", MemoryStore::new());
+        // A call stream opened by hand, whose request never comes.
+        let options = plex_runtime::OpenOptions::new(a.protocol("rpc"), "s");
+        let mut silent = a.session().open_stream(options).await.expect("open");
+        let mut buf = [0u8; 8];
+        let read = rt
+            .within(LIMIT, smol::io::AsyncReadExt::read(&mut silent, &mut buf))
+            .await;
+        let error = read
+            .expect("no hang")
+            .expect_err("the server gives up on it");
+        let error = error
+            .into_inner()
+            .and_then(|e| e.downcast::<plex_runtime::Error>().ok());
+        assert!(
+            matches!(error.as_deref(), Some(plex_runtime::Error::Reset(_))),
+            "{error:?}"
+        );
+        rt.until(LIMIT, "the server frees the stream", || {
+            b.session().stats().active_streams == 0
+        })
+        .await;
+        // Real calls are unaffected.
+        let store = connect_store_port(&a, "s", "rpc");
+        store
+            .put("k".into(), "v".into(), Bytes::new())
+            .await
+            .expect("put");
     });
 }

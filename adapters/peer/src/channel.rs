@@ -109,6 +109,12 @@ impl Channel {
         poll_fn(|cx| self.poll_flush(cx)).await
     }
 
+    /// Makes a `recv` that waits longer than `timeout` for data fail with
+    /// a timeout (`None`: wait for ever, the default).
+    pub fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.stream.set_read_timeout(timeout);
+    }
+
     /// Ends the channel abruptly in both directions with `code`.
     pub fn reset(&mut self, code: ErrorCode) {
         self.stream.reset(code);

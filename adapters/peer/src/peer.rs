@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use plex_proto::rpc::{ClientConfig, ServerConfig};
@@ -33,6 +34,10 @@ pub struct PeerConfig {
     pub client: ClientConfig,
     /// Limits of the calls this side serves.
     pub server: ServerConfig,
+    /// How long a call stream this side serves may take to deliver its
+    /// request before it is reset: a client cannot hold a stream and a
+    /// task by opening a call and sending nothing.
+    pub request_timeout: Duration,
 }
 
 impl Default for PeerConfig {
@@ -42,6 +47,7 @@ impl Default for PeerConfig {
             max_message_size: DEFAULT_MAX_MESSAGE,
             client: ClientConfig::default(),
             server: ServerConfig::default(),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -62,6 +68,12 @@ impl PeerConfig {
     /// Sets the limits and timeout of outgoing calls.
     pub fn client(mut self, client: ClientConfig) -> PeerConfig {
         self.client = client;
+        self
+    }
+
+    /// Sets how long a served call may take to deliver its request.
+    pub fn request_timeout(mut self, timeout: Duration) -> PeerConfig {
+        self.request_timeout = timeout;
         self
     }
 
@@ -106,6 +118,11 @@ impl Peer {
     pub fn with_config(session: Session, config: PeerConfig) -> Result<Peer, Error> {
         config.client.validate().map_err(Error::Config)?;
         config.server.validate().map_err(Error::Config)?;
+        if config.request_timeout.is_zero() {
+            return Err(Error::Config(plex_proto::ConfigError::new(
+                "request_timeout must not be 0",
+            )));
+        }
         if config.max_message_size == 0 {
             return Err(Error::Config(plex_proto::ConfigError::new(
                 "max_message_size must not be 0",

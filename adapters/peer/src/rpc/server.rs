@@ -6,6 +6,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -54,6 +55,7 @@ pub struct RpcListener {
     runtime: Arc<dyn Runtime>,
     config: rpc::ServerConfig,
     max_message: usize,
+    request_timeout: Duration,
 }
 
 impl RpcListener {
@@ -63,6 +65,7 @@ impl RpcListener {
             runtime: peer.session().runtime(),
             config: peer.config().server.clone(),
             max_message: peer.config().max_message_size,
+            request_timeout: peer.config().request_timeout,
         }
     }
 
@@ -83,6 +86,7 @@ impl RpcListener {
             shared: shared.clone(),
             runtime: self.runtime,
             max_message: self.max_message,
+            request_timeout: self.request_timeout,
         };
         runtime.spawn(Box::pin(accept.run()));
         Serving { shared }
@@ -206,6 +210,7 @@ struct AcceptLoop<S> {
     shared: Arc<Shared>,
     runtime: Arc<dyn Runtime>,
     max_message: usize,
+    request_timeout: Duration,
 }
 
 impl<S: Service> AcceptLoop<S> {
@@ -221,8 +226,10 @@ impl<S: Service> AcceptLoop<S> {
             let Ok(stream) = incoming.accept(Bytes::new()) else {
                 continue;
             };
+            let mut channel = Channel::new(stream, self.max_message);
+            channel.set_read_timeout(Some(self.request_timeout));
             let call = CallTask {
-                channel: Channel::new(stream, self.max_message),
+                channel,
                 service: self.service.clone(),
                 shared: self.shared.clone(),
             };
@@ -272,6 +279,8 @@ impl<S: Service> CallTask<S> {
             // Stopped, reset, ended without a request.
             _ => return self.channel.reset(ErrorCode::CANCEL),
         };
+        // The request is in; the client has nothing more to send.
+        self.channel.set_read_timeout(None);
         let action = self.shared.core().handle_message(message);
         let (rid, method, body) = match action {
             Ok(Some(Action::Dispatch { rid, method, body })) => (rid, method, body),
