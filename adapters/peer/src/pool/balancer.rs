@@ -287,6 +287,13 @@ impl<K: Clone + Eq> Balancer<K> {
         if b >= a {
             b += 1;
         }
+        let (a, b) = (candidates[a], candidates[b]);
+        // An estimate nobody sampled yet decays from its first comparison,
+        // as tower's starts decaying when the endpoint is created: a new
+        // member among fast ones is tried soon, not shunned for ever.
+        for i in [a, b] {
+            self.members[i].state.peak.start(now);
+        }
         let cost = |i: usize| {
             let s = &self.members[i].state;
             // u64 → f64 rounds only past 2^53 calls in flight.
@@ -294,7 +301,6 @@ impl<K: Clone + Eq> Balancer<K> {
             let load = (s.in_flight + 1) as f64;
             s.peak.estimate(now, self.config.decay) * load
         };
-        let (a, b) = (candidates[a], candidates[b]);
         if cost(a) <= cost(b) {
             a
         } else {

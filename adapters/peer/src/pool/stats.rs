@@ -156,8 +156,8 @@ impl<K: Clone> MemberState<K> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeakEwma {
     estimate: f64,
-    /// The time of the last sample; before the first one the estimate does
-    /// not decay.
+    /// The time of the last sample (or of [`start`](PeakEwma::start));
+    /// before either the estimate does not decay.
     at: Option<Instant>,
 }
 
@@ -167,6 +167,11 @@ impl PeakEwma {
             estimate: initial_ms,
             at: None,
         }
+    }
+
+    /// Starts the decay of an estimate nobody has sampled yet.
+    pub(crate) fn start(&mut self, now: Instant) {
+        self.at.get_or_insert(now);
     }
 
     /// The estimate at `now`, decayed since the last sample.
@@ -185,7 +190,7 @@ impl PeakEwma {
         self.at = Some(self.at.map_or(now, |at| at.max(now)));
     }
 
-    /// `exp(−elapsed / tau)`; 1 before the first sample, 0 for a zero `tau`.
+    /// `exp(−elapsed / tau)`; 1 before it started, 0 for a zero `tau`.
     fn weight(&self, now: Instant, tau: Duration) -> f64 {
         let Some(at) = self.at else { return 1.0 };
         let elapsed = now.saturating_duration_since(at).as_secs_f64();

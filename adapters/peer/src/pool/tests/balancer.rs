@@ -170,6 +170,39 @@ fn p2c_steers_away_from_a_slow_member_and_returns_after_the_decay() {
 }
 
 #[test]
+fn p2c_tries_members_faster_than_its_first_guess() {
+    let mut now = Instant::now();
+    let mut b = with_members(2);
+    // Members answer in 0.3 ms, below the 1 ms guess an unsampled one has.
+    // Returns each member's calls in the window.
+    let run = |b: &mut Balancer<u64>, now: &mut Instant, steps: u32| {
+        let mut calls = [0u32; 4];
+        for _ in 0..steps {
+            let m = pick(b, *now, Policy::P2c);
+            let latency = Duration::from_micros(300);
+            call(b, *now, m, Outcome::Answered { latency });
+            calls[m as usize] += 1;
+            *now += ms(10);
+        }
+        calls
+    };
+    // An unsampled guess decays from its first comparison, as tower's does
+    // from the endpoint's creation. Before, it never decayed: the member
+    // that answered first took every call and the other was never tried.
+    let calls = run(&mut b, &mut now, 6_000);
+    assert!(calls[1] > 0 && calls[2] > 0, "calls per member {calls:?}");
+    // A member added later is tried too, and takes its share once its
+    // estimate has come down to the others' (about 10 s per factor e).
+    b.add(3, MemberInfo::new());
+    let _ = run(&mut b, &mut now, 9_000);
+    let calls = run(&mut b, &mut now, 3_000);
+    for m in 1..=3 {
+        let share = f64::from(calls[m]) / 3_000.0;
+        assert!((0.2..0.45).contains(&share), "calls per member {calls:?}");
+    }
+}
+
+#[test]
 fn p2c_prefers_the_member_with_fewer_calls_in_flight() {
     let now = Instant::now();
     let mut b = with_members(2);
