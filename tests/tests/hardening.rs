@@ -23,6 +23,7 @@ plex_tests::on_every_runtime!(
     a_response_that_fully_arrived_survives_an_error_goaway,
     accept_stream_skips_streams_reset_before_they_were_accepted,
     two_listeners_share_a_name_until_the_last_drops,
+    a_listener_claims_a_stream_that_arrived_before_it,
 );
 
 fn refused<T>(result: &Result<T, Error>) -> bool {
@@ -271,5 +272,29 @@ fn two_listeners_share_a_name_until_the_last_drops(rt: Rt) {
             ),
             "{refused_read:?}"
         );
+    });
+}
+
+/// Issue 8: a stream opened before the other side listened for it sat in
+/// the accept queue for ever, unseen by the listener made a moment later.
+fn a_listener_claims_a_stream_that_arrived_before_it(rt: Rt) {
+    rt.block_on(async {
+        let (client, server) = rt.pair(Config::default(), Config::default()).await;
+        let mut early = client
+            .open_stream(OpenOptions::new("svc", "early"))
+            .await
+            .unwrap();
+        early.write_all(b"first").await.unwrap();
+        early.finish().unwrap();
+        rt.until(LIMIT, "the open reached the server", || {
+            server.stats().active_streams == 1
+        })
+        .await;
+        let listener = server.listen("svc", "early");
+        let incoming = rt.within(LIMIT, listener.accept()).await.expect("no hang");
+        let mut stream = incoming.expect("claimed").accept("").unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"first");
     });
 }

@@ -396,3 +396,55 @@ impl StorePort for Tracked {
         self.serve(self.store.scan(range, caps))
     }
 }
+
+/// Store ports over WebSocket, on tokio and smol and across them: the
+/// layer is the same on any transport.
+#[test]
+fn store_ports_work_over_websocket_on_tokio_smol_and_across() {
+    across("ws://127.0.0.1:0/plex");
+}
+
+/// And over TCP with client and server on different runtimes and threads.
+#[test]
+fn store_ports_work_over_tcp_across_runtimes() {
+    across("tcp://127.0.0.1:0");
+}
+
+fn across(listen: &'static str) {
+    for (client_rt, server_rt) in [
+        (Rt::Tokio, Rt::Tokio),
+        (Rt::Smol, Rt::Smol),
+        (Rt::Tokio, Rt::Smol),
+        (Rt::Smol, Rt::Tokio),
+    ] {
+        let (bound, address) = std::sync::mpsc::channel();
+        let (ready, serving) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            server_rt.block_on(async move {
+                let session = server_rt.accept_one(listen, Config::default(), bound).await;
+                let peer = Peer::new(session);
+                let _serving = expose_store_port(&peer, "ws-store", "rpc", MemoryStore::new());
+                ready.send(()).expect("report readiness");
+                // Served until the client closes the session.
+                peer.session().closed().await;
+            })
+        });
+        let url = address.recv().expect("server address");
+        client_rt.block_on(async move {
+            let session = client_rt
+                .connect(&url, Config::default())
+                .await
+                .expect("connect");
+            let peer = Peer::new(session);
+            // As in a deployment, the service is up before it is called: a
+            // call that races the server's setup is refused (Unavailable),
+            // as neonplex refuses it.
+            serving.recv().expect("the server exposes its port");
+            let store = connect_store_port(&peer, "ws-store", "rpc");
+            let suite = store_suite::conformance(&store);
+            client_rt.within(LIMIT, suite).await.expect("no hang");
+            peer.session().close().await.expect("graceful close");
+        });
+        server.join().expect("server thread");
+    }
+}

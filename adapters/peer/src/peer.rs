@@ -110,6 +110,10 @@ impl Peer {
     /// The peer claims the session's incoming streams by lane: streams no
     /// lane listener claims are refused from now on (see
     /// [`Session::set_accept_any`] to take them with `accept_stream` too).
+    /// As with neonplex, a lane is served once it is listened on: expose a
+    /// server's services right after the session is accepted; a call that
+    /// races that setup fails with [`Error::Unavailable`], which is safe to
+    /// retry and which a peer pool fails over.
     pub fn new(session: Session) -> Peer {
         Peer::from_valid(session, PeerConfig::default())
     }

@@ -153,11 +153,26 @@ impl Session {
     /// are accepted even when the config's `accept_any` is off. Listeners
     /// of the same protocol and id share its streams (each goes to one of
     /// them); listening ends when the last of them drops.
+    ///
+    /// Matching streams that arrived before, and wait unclaimed for
+    /// [`accept_stream`](Session::accept_stream), are claimed too: a peer
+    /// may open a lane the moment the connection is up, before this side
+    /// has started listening.
     pub fn listen(&self, protocol: impl Into<Bytes>, id: impl Into<Bytes>) -> Listener {
         let key = (protocol.into(), id.into());
         let mut inner = self.conn.lock();
         inner.session.listen(key.0.clone(), key.1.clone());
-        inner.listeners.entry(key.clone()).or_default().handles += 1;
+        let early: std::collections::VecDeque<_> = {
+            let queue = &mut inner.accept.queue;
+            let (mine, others) = std::mem::take(queue)
+                .into_iter()
+                .partition(|p| p.protocol == key.0 && p.id == key.1);
+            *queue = others;
+            mine
+        };
+        let listening = inner.listeners.entry(key.clone()).or_default();
+        listening.handles += 1;
+        listening.waiting.queue.extend(early);
         drop(inner);
         self.conn.add_handle();
         Listener {
