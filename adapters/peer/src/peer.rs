@@ -38,6 +38,10 @@ pub struct PeerConfig {
     /// request before it is reset: a client cannot hold a stream and a
     /// task by opening a call and sending nothing.
     pub request_timeout: Duration,
+    /// How long a lane the peer opens waits for this side to listen on it
+    /// before it is refused: a peer may open a lane the moment the
+    /// connection is up, before the services here are exposed.
+    pub claim_grace: Duration,
 }
 
 impl Default for PeerConfig {
@@ -48,6 +52,7 @@ impl Default for PeerConfig {
             client: ClientConfig::default(),
             server: ServerConfig::default(),
             request_timeout: Duration::from_secs(30),
+            claim_grace: Duration::from_secs(1),
         }
     }
 }
@@ -74,6 +79,12 @@ impl PeerConfig {
     /// Sets how long a served call may take to deliver its request.
     pub fn request_timeout(mut self, timeout: Duration) -> PeerConfig {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets how long an incoming lane waits for a listener.
+    pub fn claim_grace(mut self, grace: Duration) -> PeerConfig {
+        self.claim_grace = grace;
         self
     }
 
@@ -107,13 +118,12 @@ struct Inner {
 impl Peer {
     /// A peer over `session` with the default config.
     ///
-    /// The peer claims the session's incoming streams by lane: streams no
-    /// lane listener claims are refused from now on (see
-    /// [`Session::set_accept_any`] to take them with `accept_stream` too).
-    /// As with neonplex, a lane is served once it is listened on: expose a
-    /// server's services right after the session is accepted; a call that
-    /// races that setup fails with [`Error::Unavailable`], which is safe to
-    /// retry and which a peer pool fails over.
+    /// The peer claims the session's incoming streams by lane: a stream
+    /// no lane listener claims within [`PeerConfig::claim_grace`] (1 s) is
+    /// refused, and the call or channel fails with
+    /// [`Error::Unavailable`] (see [`Session::set_accept_any`] to take
+    /// such streams with `accept_stream` instead). The grace covers a peer
+    /// that opens a lane before this side has exposed its services.
     pub fn new(session: Session) -> Peer {
         Peer::from_valid(session, PeerConfig::default())
     }
@@ -137,8 +147,10 @@ impl Peer {
 
     fn from_valid(session: Session, config: PeerConfig) -> Peer {
         // Lanes are claimed by listeners; a channel or call for a lane
-        // nobody serves is refused at once (`Error::Unavailable`) rather
-        // than queued for an `accept_stream` that never comes.
+        // nobody serves is refused (`Error::Unavailable`) once the claim
+        // grace ends, rather than queued for an `accept_stream` that never
+        // comes.
+        session.set_claim_grace(Some(config.claim_grace));
         session.set_accept_any(false);
         Peer {
             inner: Arc::new(Inner {

@@ -161,7 +161,6 @@ impl Session {
     pub fn listen(&self, protocol: impl Into<Bytes>, id: impl Into<Bytes>) -> Listener {
         let key = (protocol.into(), id.into());
         let mut inner = self.conn.lock();
-        inner.session.listen(key.0.clone(), key.1.clone());
         let early: std::collections::VecDeque<_> = {
             let queue = &mut inner.accept.queue;
             let (mine, others) = std::mem::take(queue)
@@ -173,7 +172,12 @@ impl Session {
         let listening = inner.listeners.entry(key.clone()).or_default();
         listening.handles += 1;
         listening.waiting.queue.extend(early);
+        // Streams parked for a listener (the claim grace) arrive as
+        // events, which the queue made above receives.
+        inner.session.listen(key.0.clone(), key.1.clone());
+        let wake = inner.take_events();
         drop(inner);
+        wake.wake();
         self.conn.add_handle();
         Listener {
             conn: self.conn.clone(),
@@ -185,7 +189,23 @@ impl Session {
     /// queued for [`accept_stream`](Session::accept_stream) (`true`, the
     /// config's default) or refused at once with REFUSED_STREAM (`false`).
     pub fn set_accept_any(&self, accept_any: bool) {
-        self.conn.lock().session.set_accept_any(accept_any);
+        let mut inner = self.conn.lock();
+        inner.session.set_accept_any(accept_any);
+        let wake = inner.take_events();
+        drop(inner);
+        wake.wake();
+    }
+
+    /// How long a stream that no [`Listener`] claims waits for one before
+    /// it is refused, when `accept_any` is off; `None` (the default)
+    /// refuses it at once. A peer may open a lane the moment the
+    /// connection is up, before this side listens: the grace covers that.
+    pub fn set_claim_grace(&self, grace: Option<Duration>) {
+        let mut inner = self.conn.lock();
+        inner.session.set_claim_grace(grace);
+        let wake = inner.take_events();
+        drop(inner);
+        wake.wake();
     }
 
     /// The runtime the session's connection task runs on, for the layers

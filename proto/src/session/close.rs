@@ -74,6 +74,7 @@ impl Session {
         self.local_active = 0;
         self.remote_active = 0;
         self.pending_accepts = 0;
+        self.unclaimed.clear();
         match goaway {
             Some(code) => {
                 // Frames of ours (OPEN, PING, resets the application asked

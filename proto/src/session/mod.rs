@@ -1,5 +1,6 @@
 //! The session state machine: one end of a plex connection.
 
+mod claim;
 mod close;
 mod hasher;
 mod recv;
@@ -71,6 +72,9 @@ pub struct Session {
     remote_active: u32,
     pending_accepts: u32,
     listeners: HashSet<(Bytes, Bytes)>,
+    /// Opens waiting for a listener, oldest first ([`Session::set_claim_grace`]).
+    unclaimed: VecDeque<claim::Unclaimed>,
+    claim_grace: Option<Duration>,
     goaway_sent: bool,
     /// The last stream id of the GOAWAY we sent; later ones never exceed it.
     goaway_last: Option<StreamId>,
@@ -182,6 +186,8 @@ impl Session {
             remote_active: 0,
             pending_accepts: 0,
             listeners: HashSet::new(),
+            unclaimed: VecDeque::new(),
+            claim_grace: None,
             goaway_sent: false,
             goaway_last: None,
             goaway_received: false,
@@ -393,8 +399,13 @@ impl Session {
 
     /// Accepts peer streams opened for `protocol` and `id` even when
     /// `accept_any` is off.
+    ///
+    /// Streams of that protocol and id waiting for a listener (see
+    /// [`set_claim_grace`](Session::set_claim_grace)) are announced now.
     pub fn listen(&mut self, protocol: impl Into<Bytes>, id: impl Into<Bytes>) {
-        self.listeners.insert((protocol.into(), id.into()));
+        let key = (protocol.into(), id.into());
+        self.claim(|p, i| *p == key.0 && *i == key.1);
+        self.listeners.insert(key);
     }
 
     /// Stops accepting `protocol` and `id` (unless `accept_any` is on).
@@ -403,9 +414,13 @@ impl Session {
             .retain(|(p, i)| p.as_ref() != protocol || i.as_ref() != id);
     }
 
-    /// Turns accepting streams of any protocol and id on or off.
+    /// Turns accepting streams of any protocol and id on or off. Turned on,
+    /// it announces the streams waiting for a listener.
     pub fn set_accept_any(&mut self, accept_any: bool) {
         self.config.accept_any = accept_any;
+        if accept_any {
+            self.claim(|_, _| true);
+        }
     }
 
     /// Queues bytes on a stream; returns how many were taken, which may be
@@ -657,6 +672,7 @@ impl Session {
         };
         if matches!(s.pairing, Pairing::AwaitingAccept { .. }) {
             self.pending_accepts -= 1;
+            self.forget_unclaimed(stream);
         }
         if s.counted {
             match stream.initiator() == self.role {

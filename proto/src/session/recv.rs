@@ -80,6 +80,7 @@ impl Session {
                 Timer::SettingsAck => self.violation(ProtocolError::SettingsTimeout),
                 Timer::Idle => self.close(CloseReason::IdleTimeout, None),
                 Timer::FrameProgress => self.violation(ProtocolError::FrameTimeout),
+                Timer::Unclaimed => self.refuse_unclaimed(Some(self.now)),
                 Timer::KeepAlive => {
                     // A full ping queue already proves we are probing.
                     let _ = self.queue_ping();
@@ -268,8 +269,10 @@ impl Session {
         self.last_remote_id = stream.value();
         let wanted =
             self.config.accept_any || self.listeners.contains(&(protocol.clone(), id.clone()));
+        // Not wanted yet: it may wait for a listener until this deadline.
+        let claim_by = self.claim_grace.and_then(|g| self.now.checked_add(g));
         let refuse = self.goaway_sent
-            || !wanted
+            || !(wanted || claim_by.is_some())
             || self.remote_active >= self.config.max_concurrent_streams
             || self.pending_accepts >= self.config.max_pending_accepts;
         if refuse {
@@ -285,12 +288,17 @@ impl Session {
         self.insert_stream(stream, pairing, self.config.default_priority);
         self.remote_active += 1;
         self.pending_accepts += 1;
-        self.events.push_back(Event::Incoming {
-            stream,
-            protocol,
-            id,
-            handshake,
-        });
+        match claim_by {
+            Some(deadline) if !wanted => {
+                self.park_unclaimed(deadline, stream, protocol, id, handshake);
+            }
+            _ => self.events.push_back(Event::Incoming {
+                stream,
+                protocol,
+                id,
+                handshake,
+            }),
+        }
         Ok(())
     }
 

@@ -13,19 +13,22 @@ pub(super) enum Timer {
     Idle = 2,
     /// The frame (or preface) that has started must be complete by then.
     FrameProgress = 3,
+    /// Refuse the streams no listener claimed within the claim grace.
+    Unclaimed = 4,
 }
 
 impl Timer {
-    pub(super) const ALL: [Timer; 4] = [
+    pub(super) const ALL: [Timer; 5] = [
         Timer::SettingsAck,
         Timer::KeepAlive,
         Timer::Idle,
         Timer::FrameProgress,
+        Timer::Unclaimed,
     ];
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Timers([Option<Instant>; 4]);
+pub(super) struct Timers([Option<Instant>; 5]);
 
 impl Timers {
     pub(super) fn set(&mut self, timer: Timer, at: Instant) {

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 use crate::ErrorCode;
 
@@ -178,6 +180,89 @@ fn listen_pairs_only_matching_streams_when_accept_any_is_off() {
     assert!(
         matches!(events(&mut p.client).as_slice(), [Event::Reset { stream, .. }] if *stream == again)
     );
+}
+
+#[test]
+fn an_open_waits_for_a_listener_within_the_claim_grace() {
+    let mut p = connected();
+    p.server.set_accept_any(false);
+    p.server.set_claim_grace(Some(Duration::from_secs(1)));
+    // The peer opens and writes before this side listens.
+    let early = p.client.open(OpenOptions::new("rpc", "late")).unwrap();
+    p.client.write(early, b"hello").unwrap();
+    p.client.finish(early).unwrap();
+    assert!(p.drive());
+    assert!(events(&mut p.server).is_empty(), "nobody listens yet");
+    assert!(
+        events(&mut p.client).is_empty(),
+        "not refused within the grace"
+    );
+    assert!(p.advance(Duration::from_millis(500)));
+    p.server.listen("rpc", "late");
+    let ev = events(&mut p.server);
+    assert!(
+        matches!(ev.as_slice(), [Event::Incoming { stream, .. }] if *stream == early),
+        "{ev:?}"
+    );
+    p.server.accept(early, "").unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(p.server.read(early, &mut buf).unwrap(), Some(5));
+    assert_eq!(&buf[..5], b"hello");
+    // Past the grace nothing is refused: it was claimed.
+    p.advance(Duration::from_secs(2));
+    assert!(events(&mut p.client)
+        .iter()
+        .all(|e| !matches!(e, Event::Reset { .. })));
+}
+
+#[test]
+fn an_open_nobody_claims_is_refused_when_the_grace_ends() {
+    let mut p = connected();
+    p.server.set_accept_any(false);
+    p.server.set_claim_grace(Some(Duration::from_secs(1)));
+    let start = p.now();
+    let orphan = p.client.open(OpenOptions::new("rpc", "nobody")).unwrap();
+    assert!(p.drive());
+    assert!(p.server.poll_timeout() <= Some(start + Duration::from_secs(1)));
+    p.advance(Duration::from_millis(999));
+    assert!(events(&mut p.client).is_empty());
+    p.advance(Duration::from_millis(2));
+    assert_eq!(
+        events(&mut p.client),
+        vec![Event::Reset {
+            stream: orphan,
+            reason: crate::ResetReason::Remote(ErrorCode::REFUSED_STREAM)
+        }]
+    );
+    assert_eq!(p.server.stats().active_streams, 0);
+    // A listener made later does not see it.
+    p.server.listen("rpc", "nobody");
+    assert!(events(&mut p.server).is_empty());
+}
+
+#[test]
+fn a_parked_open_reset_by_the_peer_is_forgotten() {
+    let mut p = connected();
+    p.server.set_accept_any(false);
+    p.server.set_claim_grace(Some(Duration::from_secs(1)));
+    let gone = p.client.open(OpenOptions::new("rpc", "x")).unwrap();
+    assert!(p.drive());
+    p.client.reset(gone, ErrorCode::CANCEL).unwrap();
+    assert!(p.drive());
+    p.server.listen("rpc", "x");
+    assert!(events(&mut p.server)
+        .iter()
+        .all(|e| !matches!(e, Event::Incoming { .. })));
+    assert_eq!(p.server.stats().active_streams, 0);
+    // Turning the grace off refuses what still waits.
+    let waiting = p.client.open(OpenOptions::new("rpc", "y")).unwrap();
+    assert!(p.drive());
+    p.server.set_claim_grace(None);
+    assert!(p.drive());
+    assert!(events(&mut p.client).contains(&Event::Reset {
+        stream: waiting,
+        reason: crate::ResetReason::Remote(ErrorCode::REFUSED_STREAM)
+    }));
 }
 
 #[test]
