@@ -260,9 +260,7 @@ impl MessageChannel for Channel {
     fn finish(&mut self) -> Result<(), Error> {
         if self.outgoing.prefix_sent < PREFIX || self.outgoing.body.has_remaining() {
             // Ending now would cut the message a dropped `send` left.
-            return Err(Error::Protocol(
-                "finish with a half-sent message; flush first",
-            ));
+            return Err(Error::Local("finish with a half-sent message; flush first"));
         }
         Ok(self.stream.finish()?)
     }

@@ -59,6 +59,10 @@ pub enum Error {
     /// The peer sent a reply this side did not ask for or expect.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+    /// This side asked for something its state does not allow (a local
+    /// misuse, or a local limit such as exhausted request ids).
+    #[error("not possible here: {0}")]
+    Local(&'static str),
     /// A store, here or at the peer, answered with an error.
     #[error("{code}: {message}")]
     Failed {
@@ -92,7 +96,7 @@ impl Error {
         match self {
             Error::MessageTooLarge { .. } | Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Error::Truncated | Error::BadReply(_) | Error::Protocol(_) => Code::CodecError,
-            Error::Config(_) => Code::BadArg,
+            Error::Config(_) | Error::Local(_) => Code::BadArg,
             Error::Closed(_) | Error::LaneClosed | Error::Transport(_) => Code::Closed,
             Error::Unavailable | Error::NoPeers => Code::NotAvailable,
             Error::Timeout { .. } => Code::Timeout,
@@ -126,6 +130,7 @@ impl Error {
             Error::MessageTooLarge { .. }
             | Error::PayloadTooLarge { .. }
             | Error::Config(_)
+            | Error::Local(_)
             | Error::NoPeers => false,
         }
     }

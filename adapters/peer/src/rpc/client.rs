@@ -190,7 +190,7 @@ impl RpcClient {
         };
         let Some(request) = request else {
             call.abort();
-            return Err(Error::Protocol("the call core queued no request"));
+            return Err(Error::Local("the call core queued no request"));
         };
         let options = OpenOptions::new(inner.protocol.clone(), inner.id.clone());
         let opening = inner.session.open_stream(options);
@@ -551,7 +551,7 @@ fn call_error(e: CallError) -> Error {
         CallError::Closed => Error::LaneClosed,
         CallError::Overflow => Error::Protocol("too many replies queued for one call"),
         CallError::BadReply(e) => Error::BadReply(e),
-        CallError::RidsExhausted => Error::Protocol("request ids exhausted on this lane"),
+        CallError::RidsExhausted => Error::Local("request ids exhausted on this lane"),
         CallError::Unavailable => Error::Unavailable,
         CallError::Reset(code) => Error::Transport(plex_runtime::Error::Reset(
             plex_proto::ResetReason::Remote(code),
