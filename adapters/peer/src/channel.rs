@@ -222,9 +222,17 @@ impl Channel {
             stream, outgoing, ..
         } = self;
         while outgoing.prefix_sent < PREFIX {
-            let from = &outgoing.prefix[outgoing.prefix_sent..];
-            let n = ready!(Pin::new(&mut *stream).poll_write(cx, from)).map_err(from_io)?;
-            outgoing.prefix_sent += n;
+            // Prefix and message in one write where the window allows.
+            let parts = [
+                io::IoSlice::new(&outgoing.prefix[outgoing.prefix_sent..]),
+                io::IoSlice::new(&outgoing.body),
+            ];
+            let mut n =
+                ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &parts)).map_err(from_io)?;
+            let prefix = n.min(PREFIX - outgoing.prefix_sent);
+            outgoing.prefix_sent += prefix;
+            n -= prefix;
+            outgoing.body.advance(n);
         }
         while outgoing.body.has_remaining() {
             let n =

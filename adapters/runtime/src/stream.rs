@@ -317,6 +317,42 @@ impl AsyncWrite for Stream {
         poll
     }
 
+    /// Takes as much of `bufs`, in order, as one write would, under one
+    /// lock of the connection: a length prefix and its message cost one
+    /// visit to the session instead of two.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut bufs = bufs.iter().filter(|b| !b.is_empty());
+        let Some(first) = bufs.next() else {
+            return Poll::Ready(Ok(0));
+        };
+        let mut taken = match self.as_mut().poll_write(cx, first) {
+            Poll::Ready(Ok(n)) if n == first.len() => n,
+            other => return other,
+        };
+        let this = &mut *self;
+        let mut inner = this.conn.lock();
+        for buf in bufs {
+            match inner.session.write(this.id, buf) {
+                Ok(n) => {
+                    taken += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                // The first part went in; the rest waits for the next call.
+                Err(_) => break,
+            }
+        }
+        let driver = inner.driver_if_needed();
+        drop(inner);
+        driver.into_iter().for_each(Waker::wake);
+        Poll::Ready(Ok(taken))
+    }
+
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Written data is already the connection task's to send.
         Poll::Ready(Ok(()))
