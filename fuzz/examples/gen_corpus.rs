@@ -33,6 +33,7 @@ fn main() -> io::Result<()> {
             plex_fuzz::pool_bytes::seeds(&std::env::temp_dir())?,
         ),
         ("rpc_decode", plex_fuzz::rpc_decode::seeds()),
+        ("protomux_decode", plex_fuzz::protomux_decode::seeds()),
     ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir)?;

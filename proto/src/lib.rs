@@ -80,6 +80,8 @@ mod event;
 mod flow;
 mod frame;
 mod id;
+/// The Protomux wire codec neonplex speaks: messages and their u32LE framing.
+pub mod protomux;
 /// neonplex's RPC codec: REQ/RES/CANCEL frames, envelopes, store bodies, service ids.
 pub mod rpc;
 mod session;

@@ -91,7 +91,7 @@ mod error;
 mod frame;
 mod server;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod varint;
 
 pub use body::{Body, RangeLayout, Scan};
@@ -104,4 +104,5 @@ pub use envelope::Envelope;
 pub use error::{DecodeError, EncodeError};
 pub use frame::{Frame, Method};
 pub use server::{Action, Server, ServerConfig, ServerStats};
+pub(crate) use varint::Reader;
 pub use varint::{decode_uint, put_bytes, put_uint, uint_len};

@@ -1,0 +1,55 @@
+//! The Protomux wire codec (neonplex wire §2–§4), the framing JavaScript
+//! Plex (neonplex) speaks. Pure functions on [`Bytes`](bytes::Bytes): no IO,
+//! no clock, no session state.
+//!
+//! Protomux runs many channels over one connection. Each
+//! [`Message`](crate::protomux::Message) starts with the channel it travels
+//! on and a message type, both compact-encoding varints. Channel 0 carries
+//! control messages: OPEN a channel for a protocol name and id, REJECT a
+//! peer's OPEN, CLOSE a channel, or a BATCH of several messages; any other
+//! channel number is the sender's own local id for an open channel, and
+//! its messages are data. On a byte stream each message is preceded by its
+//! length as a u32 little-endian, which
+//! [`FrameDecoder`](crate::protomux::FrameDecoder) strips; over WebSocket one
+//! binary message is one Protomux message.
+//!
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use plex_proto::protomux::{frame_header, FrameDecoder, Message};
+//!
+//! let open = Message::Open {
+//!     channel: 1,
+//!     protocol: "p/rpc".into(),
+//!     id: Bytes::from_static(b"x"),
+//!     handshake: Bytes::new(),
+//! };
+//! let hello = Message::Data { channel: 1, kind: 0, payload: Bytes::from_static(b"hi") };
+//! assert_eq!(&hello.to_bytes()[..], b"\x01\x00hi");
+//!
+//! // Frame both onto a stream, then read them back one byte at a time.
+//! let mut stream = BytesMut::new();
+//! for message in [&open, &hello] {
+//!     stream.extend_from_slice(&frame_header(message.encoded_len() as u32));
+//!     message.encode(&mut stream);
+//! }
+//! let mut frames = FrameDecoder::new(64 * 1024);
+//! let mut got = Vec::new();
+//! for byte in stream {
+//!     frames.push(Bytes::copy_from_slice(&[byte]));
+//!     while let Some(message) = frames.next()? {
+//!         got.push(Message::decode(message)?);
+//!     }
+//! }
+//! assert_eq!(got, [open, hello]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod framer;
+mod message;
+#[cfg(test)]
+mod tests;
+
+pub use error::{DecodeError, FrameError};
+pub use framer::{frame_header, FrameDecoder, FRAME_HEADER_LEN};
+pub use message::{Message, CONTROL_CHANNEL};
