@@ -23,6 +23,7 @@ plex_tests::on_every_runtime!(
     redb_store_conforms,
     redb_store_conforms_as_a_dyn_port,
     pool_store_conforms_as_an_append_only_port,
+    a_value_larger_than_the_pool_takes_is_payload_too_large,
     concurrent_redb_writes_share_commits,
     writers_beyond_the_queue_wait_for_room,
 );
@@ -56,6 +57,29 @@ fn pool_store_conforms_as_an_append_only_port(rt: Rt) {
     let dir = tempfile::tempdir().unwrap();
     let pool = Pool::create(dir.path().join("log.pool"), POOL_SIZE, Options::new()).unwrap();
     rt.block_on(store_suite::append_only(&PoolStore::new(pool)));
+}
+
+fn a_value_larger_than_the_pool_takes_is_payload_too_large(rt: Rt) {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::create(dir.path().join("small.pool"), 1 << 20, Options::new()).unwrap();
+    let too_big = Bytes::from(vec![0u8; 2 << 20]);
+    let port = PoolStore::new(pool);
+    let result = rt.block_on(port.append(too_big, Bytes::new()));
+    assert!(
+        matches!(
+            &result,
+            Err(plex_peer::Error::Failed {
+                code: plex_peer::Code::PayloadTooLarge,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    // The pool is unharmed.
+    let key = rt
+        .block_on(port.append(Bytes::from_static(b"fits"), Bytes::new()))
+        .unwrap();
+    assert_eq!(parse_append_key(&key), Some(1));
 }
 
 /// 64 puts in flight at once are all acknowledged and readable, and the

@@ -68,7 +68,12 @@ impl StorePort for PoolStore {
     fn append(&self, value: Bytes, _caps: Caps) -> StoreFuture<'_, Bytes> {
         let pool = self.pool.clone();
         Box::pin(blocking::unblock(move || {
-            let seq = pool.append(&[], &value).map_err(pool_error)?;
+            let seq = pool.append(&[], &value).map_err(|e| match e {
+                // With no tags, the only misuse an append can make: a value
+                // larger than the pool's largest message.
+                plex_store::Error::Usage(why) => Error::failed(Code::PayloadTooLarge, why),
+                e => pool_error(e),
+            })?;
             Ok(append_key(seq.get()))
         }))
     }
