@@ -11,3 +11,17 @@ pub mod pool_bytes;
 pub mod protomux_decode;
 pub mod rpc_decode;
 pub mod session;
+
+/// The bytes a hex string spells (pairs that are not hex are skipped).
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A vector's name as a seed file name.
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}

@@ -99,13 +99,8 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         if line.starts_with('#') {
             continue;
         }
-        let bytes: Vec<u8> = (0..hex.len() / 2)
-            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-            .collect();
-        let slug: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let bytes = crate::hex_bytes(hex);
+        let slug = crate::slug(name);
         if layer == "rpc" && bytes.first() == Some(&1) && bytes.len() > 7 {
             out.push((format!("envelope-{slug}"), bytes[7..].to_vec()));
         }

@@ -51,5 +51,5 @@ mod message;
 mod tests;
 
 pub use error::{DecodeError, FrameError};
-pub use framer::{frame_header, FrameDecoder, FRAME_HEADER_LEN};
+pub use framer::{frame_header, FrameDecoder, COMPACT_BELOW, FRAME_HEADER_LEN};
 pub use message::{Message, CONTROL_CHANNEL};

@@ -346,7 +346,31 @@ impl Call {
 
     /// Checks the deadline and takes a reply the core holds for the call.
     fn poll_core(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
-        poll_core(&self.inner, self.rid, &mut self.timer, &mut self.done, cx)
+        let expired = self
+            .timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+        let mut state = self.inner.lock();
+        if expired {
+            self.timer = None;
+            state.core.handle_timeout(self.inner.runtime.now());
+            state.wake_readable();
+        }
+        if let Some(reply) = state.core.poll_reply(self.rid) {
+            state.wakers.remove(&self.rid);
+            if matches!(reply, Reply::Done(_)) {
+                self.done = true;
+            }
+            return Poll::Ready(reply);
+        }
+        let waker = state
+            .wakers
+            .entry(self.rid)
+            .or_insert_with(|| cx.waker().clone());
+        if !waker.will_wake(cx.waker()) {
+            waker.clone_from(cx.waker());
+        }
+        Poll::Pending
     }
 
     /// Runs `work` (opening or writing) until it completes or the core
@@ -461,33 +485,6 @@ impl Drop for Call {
             self.abort();
         }
     }
-}
-
-fn poll_core(
-    inner: &Inner,
-    rid: u32,
-    timer: &mut Option<Sleep>,
-    done: &mut bool,
-    cx: &mut Context<'_>,
-) -> Poll<Reply> {
-    let expired = timer
-        .as_mut()
-        .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
-    let mut state = inner.lock();
-    if expired {
-        *timer = None;
-        state.core.handle_timeout(inner.runtime.now());
-        state.wake_readable();
-    }
-    if let Some(reply) = state.core.poll_reply(rid) {
-        state.wakers.remove(&rid);
-        if matches!(reply, Reply::Done(_)) {
-            *done = true;
-        }
-        return Poll::Ready(reply);
-    }
-    state.wakers.insert(rid, cx.waker().clone());
-    Poll::Pending
 }
 
 impl std::fmt::Debug for Inner {

@@ -185,10 +185,15 @@ impl StopWatch {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        self.shared
-            .wakers()
+        let mut wakers = self.shared.wakers();
+        let waker = wakers
             .waiting
-            .insert(self.slot, cx.waker().clone());
+            .entry(self.slot)
+            .or_insert_with(|| cx.waker().clone());
+        if !waker.will_wake(cx.waker()) {
+            waker.clone_from(cx.waker());
+        }
+        drop(wakers);
         // Stopped between the check and the registration: `stop` took the
         // wakers before ours went in.
         if self.shared.stopped.load(Ordering::Acquire) {
