@@ -47,9 +47,14 @@
 mod error;
 mod framer;
 mod message;
+mod session;
 #[cfg(test)]
 mod tests;
 
 pub use error::{DecodeError, FrameError};
 pub use framer::{frame_header, FrameDecoder, COMPACT_BELOW, FRAME_HEADER_LEN};
 pub use message::{Message, CONTROL_CHANNEL};
+pub use session::{
+    ChannelEnd, ChannelId, MuxCloseReason, MuxConfig, MuxError, MuxEvent, MuxLocalError, MuxStats,
+    Recv, Session, MESSAGE_OVERHEAD,
+};
