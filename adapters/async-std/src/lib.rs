@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_std::net::{TcpListener, TcpStream};
+use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
 use plex_runtime::{
     BoxFuture, BoxIo, BoxResult, Config, Endpoint, Error, Manager, ManagerConfig, PlainListener,
     RawListener, Runtime, Scheme, Server, Session, Sleep, Transport, TransportListener,
@@ -93,6 +94,17 @@ pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
 /// Listens on `url` (`tcp://host:port`; port 0 picks one).
 pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
     plex_runtime::listen(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
+}
+
+/// Dials `url` (`tcp://host:port`) and runs a Protomux
+/// connection over it: the wire JavaScript Plex speaks.
+pub async fn connect_mux(url: &str, config: MuxConfig) -> Result<Mux, Error> {
+    plex_runtime::mux::connect_mux(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
+}
+
+/// Listens on `url` for Protomux connections.
+pub async fn listen_mux(url: &str, config: MuxConfig) -> Result<MuxServer, Error> {
+    plex_runtime::mux::listen_mux(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
 }
 
 /// A connection-pooling [`Manager`] on async-std.

@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::Arc;
 
+use plex_proto::protomux::{MuxCloseReason, MuxLocalError};
 use plex_proto::{CloseReason, ConfigError, ErrorCode, LocalError, ResetReason};
 
 /// Why an operation on a [`Session`](crate::Session) or
@@ -38,6 +39,15 @@ pub enum Error {
     /// The endpoint URL was rejected.
     #[error(transparent)]
     Endpoint(#[from] crate::EndpointError),
+    /// A Protomux call that was not valid for the channel or connection.
+    #[error(transparent)]
+    MuxLocal(#[from] MuxLocalError),
+    /// The Protomux connection closed.
+    #[error("connection closed: {0}")]
+    MuxClosed(MuxCloseReason),
+    /// The peer rejected the Protomux channel: nothing listens for it there.
+    #[error("the peer rejected the channel: nothing listens for it there")]
+    Rejected,
 }
 
 impl From<io::Error> for Error {
@@ -50,7 +60,11 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
             Error::Local(LocalError::Finished(_)) | Error::Stopped(_) => io::ErrorKind::BrokenPipe,
-            Error::Local(_) | Error::Config(_) | Error::Endpoint(_) => io::ErrorKind::InvalidInput,
+            Error::Local(_) | Error::Config(_) | Error::Endpoint(_) | Error::MuxLocal(_) => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::MuxClosed(_) => io::ErrorKind::ConnectionAborted,
+            Error::Rejected => io::ErrorKind::ConnectionRefused,
             Error::Reset(_) | Error::LocalReset(_) => io::ErrorKind::ConnectionReset,
             Error::Closed(CloseReason::IdleTimeout) | Error::TimedOut => io::ErrorKind::TimedOut,
             Error::Closed(_) => io::ErrorKind::ConnectionAborted,

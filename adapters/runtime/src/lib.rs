@@ -18,6 +18,7 @@ mod driver;
 mod endpoint;
 mod error;
 mod manager;
+pub mod mux;
 mod net;
 mod session;
 mod stream;
@@ -55,6 +56,9 @@ const _: fn() = || {
     shareable::<Listener>();
     shareable::<Incoming>();
     shareable::<Manager>();
+    shareable::<mux::Mux>();
+    shareable::<mux::MuxChannel>();
+    shareable::<mux::MuxListener>();
 };
 pub use transport::{BoxIo, BoxResult, Io, Transport, TransportListener};
 #[cfg(feature = "ws")]

@@ -27,6 +27,24 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Starts accepting connections on `endpoint`.
     fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>>;
+
+    /// Connects to `endpoint` for a message protocol (Protomux). The
+    /// stream carries each message after its length as a u32
+    /// little-endian; a transport with message boundaries of its own
+    /// (WebSocket) sends each as one message instead, without the prefix.
+    /// The default suits byte streams: the prefix travels as it is.
+    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        self.dial(endpoint)
+    }
+
+    /// Listens on `endpoint` for a message protocol, as
+    /// [`dial_messages`](Transport::dial_messages) dials.
+    fn listen_messages<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+    ) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.listen(endpoint)
+    }
 }
 
 /// Connections arriving on a listening endpoint.

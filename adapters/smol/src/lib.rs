@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
     HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
@@ -62,6 +63,30 @@ pub struct SmolTransport;
 
 impl Transport for SmolTransport {
     fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        self.dial_with(endpoint, false)
+    }
+
+    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
+    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.listen_with(endpoint, false)
+    }
+
+    /// On WebSocket, one binary message per message (Protomux).
+    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        self.dial_with(endpoint, true)
+    }
+
+    fn listen_messages<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+    ) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.listen_with(endpoint, true)
+    }
+}
+
+impl SmolTransport {
+    fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
@@ -71,7 +96,7 @@ impl Transport for SmolTransport {
                     let (ws, _) = async_tungstenite::client_async(endpoint.to_string(), tcp)
                         .await
                         .map_err(ws_io_error)?;
-                    Ok(Box::new(WsIo::new(ws)) as BoxIo)
+                    Ok(Box::new(ws_io(ws, messages)) as BoxIo)
                 }
                 other => Err(EndpointError::UnsupportedScheme(other.name().into()).into()),
             }
@@ -80,7 +105,11 @@ impl Transport for SmolTransport {
 
     /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
     /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+    fn listen_with<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        messages: bool,
+    ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
             let tcp = TcpListener::bind(endpoint.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
@@ -94,7 +123,7 @@ impl Transport for SmolTransport {
                             let ws = async_tungstenite::accept_hdr_async(tcp, check)
                                 .await
                                 .map_err(ws_io_error)?;
-                            Ok(Box::new(WsIo::new(ws)) as BoxIo)
+                            Ok(Box::new(ws_io(ws, messages)) as BoxIo)
                         })
                     };
                     Box::new(HandshakeListener::new(
@@ -107,6 +136,15 @@ impl Transport for SmolTransport {
                 _ => Box::new(PlainListener(raw)),
             })
         })
+    }
+}
+
+/// A WebSocket as a byte stream, or in messages mode.
+fn ws_io<S>(ws: S, messages: bool) -> WsIo<S> {
+    if messages {
+        WsIo::messages(ws)
+    } else {
+        WsIo::new(ws)
     }
 }
 
@@ -141,6 +179,17 @@ pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
 /// picks one). A WebSocket listener answers other paths with 404.
 pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
     plex_runtime::listen(&SmolTransport, SmolRuntime::shared(), url, config).await
+}
+
+/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and runs a Protomux
+/// connection over it: the wire JavaScript Plex speaks.
+pub async fn connect_mux(url: &str, config: MuxConfig) -> Result<Mux, Error> {
+    plex_runtime::mux::connect_mux(&SmolTransport, SmolRuntime::shared(), url, config).await
+}
+
+/// Listens on `url` for Protomux connections.
+pub async fn listen_mux(url: &str, config: MuxConfig) -> Result<MuxServer, Error> {
+    plex_runtime::mux::listen_mux(&SmolTransport, SmolRuntime::shared(), url, config).await
 }
 
 /// A connection-pooling [`Manager`] on smol.

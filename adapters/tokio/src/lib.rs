@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
     HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
@@ -61,6 +62,30 @@ pub struct TokioTransport;
 
 impl Transport for TokioTransport {
     fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        self.dial_with(endpoint, false)
+    }
+
+    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
+    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.listen_with(endpoint, false)
+    }
+
+    /// On WebSocket, one binary message per message (Protomux).
+    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        self.dial_with(endpoint, true)
+    }
+
+    fn listen_messages<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+    ) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.listen_with(endpoint, true)
+    }
+}
+
+impl TokioTransport {
+    fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
@@ -70,7 +95,7 @@ impl Transport for TokioTransport {
                     let (ws, _) = tokio_tungstenite::client_async(endpoint.to_string(), tcp)
                         .await
                         .map_err(ws_io_error)?;
-                    Ok(Box::new(WsIo::new(ws)) as BoxIo)
+                    Ok(Box::new(ws_io(ws, messages)) as BoxIo)
                 }
                 other => Err(EndpointError::UnsupportedScheme(other.name().into()).into()),
             }
@@ -79,7 +104,11 @@ impl Transport for TokioTransport {
 
     /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
     /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+    fn listen_with<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        messages: bool,
+    ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
             let tcp = TcpListener::bind(endpoint.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
@@ -93,7 +122,7 @@ impl Transport for TokioTransport {
                             let ws = tokio_tungstenite::accept_hdr_async(tcp.0, check)
                                 .await
                                 .map_err(ws_io_error)?;
-                            Ok(Box::new(WsIo::new(ws)) as BoxIo)
+                            Ok(Box::new(ws_io(ws, messages)) as BoxIo)
                         })
                     };
                     let runtime = TokioRuntime::current();
@@ -107,6 +136,15 @@ impl Transport for TokioTransport {
                 _ => Box::new(PlainListener(raw)),
             })
         })
+    }
+}
+
+/// A WebSocket as a byte stream, or in messages mode.
+fn ws_io<S>(ws: S, messages: bool) -> WsIo<S> {
+    if messages {
+        WsIo::messages(ws)
+    } else {
+        WsIo::new(ws)
     }
 }
 
@@ -190,6 +228,17 @@ pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
 /// picks one). A WebSocket listener answers other paths with 404.
 pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
     plex_runtime::listen(&TokioTransport, TokioRuntime::current(), url, config).await
+}
+
+/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and runs a Protomux
+/// connection over it: the wire JavaScript Plex speaks.
+pub async fn connect_mux(url: &str, config: MuxConfig) -> Result<Mux, Error> {
+    plex_runtime::mux::connect_mux(&TokioTransport, TokioRuntime::current(), url, config).await
+}
+
+/// Listens on `url` for Protomux connections.
+pub async fn listen_mux(url: &str, config: MuxConfig) -> Result<MuxServer, Error> {
+    plex_runtime::mux::listen_mux(&TokioTransport, TokioRuntime::current(), url, config).await
 }
 
 /// A connection-pooling [`Manager`] on tokio.

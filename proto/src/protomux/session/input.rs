@@ -97,7 +97,8 @@ impl Session {
     ) -> Result<(), MuxError> {
         if remote == 0 {
             // The control channel cannot be opened: Protomux rejects it.
-            self.output.push(Message::Reject { channel: 0 });
+            self.output
+                .push(Message::Reject { channel: 0 }, self.config.max_message_size);
             self.stats.rejected += 1;
             return Ok(());
         }
@@ -174,7 +175,10 @@ impl Session {
                 // it may have opened its side since: close it again before
                 // the id is reused, or our next OPEN with it would be
                 // "Invalid open message" there.
-                self.output.push(Message::Close { channel: local });
+                self.output.push(
+                    Message::Close { channel: local },
+                    self.config.max_message_size,
+                );
                 self.free_local(local);
             }
             LocalSlot::Free => unreachable!("an outgoing id is never free"),

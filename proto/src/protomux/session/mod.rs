@@ -147,7 +147,7 @@ impl Session {
     pub fn stats(&self) -> MuxStats {
         MuxStats {
             buffered: self.buffered,
-            queued: self.output.queued(),
+            queued: self.output.queued() + self.output.batched(),
             ..self.stats.clone()
         }
     }
@@ -246,12 +246,15 @@ impl Session {
         }
         let local = self.allocate_local()?;
         let channel = self.new_handle();
-        self.output.push(Message::Open {
-            channel: local,
-            protocol: key.0.clone(),
-            id: key.1.clone(),
-            handshake,
-        });
+        self.output.push(
+            Message::Open {
+                channel: local,
+                protocol: key.0.clone(),
+                id: key.1.clone(),
+                handshake,
+            },
+            self.config.max_message_size,
+        );
         self.outgoing
             .entry(key.clone())
             .or_default()
@@ -307,7 +310,10 @@ impl Session {
             State::Opening | State::Open if self.closed.is_none() => {
                 let local = ch.local.expect("an opening or open channel has a local id");
                 let (opening, remote) = (ch.state == State::Opening, ch.remote);
-                self.output.push(Message::Close { channel: local });
+                self.output.push(
+                    Message::Close { channel: local },
+                    self.config.max_message_size,
+                );
                 if opening {
                     // The peer's answer to our OPEN is still coming.
                     self.local[slot(local)] = LocalSlot::Reserved;
@@ -350,11 +356,14 @@ impl Session {
             self.output.blocked = true;
             return Err(MuxLocalError::Blocked);
         }
-        self.output.push(Message::Data {
-            channel: local,
-            kind: 0,
-            payload: message,
-        });
+        self.output.push(
+            Message::Data {
+                channel: local,
+                kind: 0,
+                payload: message,
+            },
+            self.config.max_message_size,
+        );
         Ok(())
     }
 
@@ -542,12 +551,15 @@ impl Session {
         let ch = self.channels.get_mut(&channel).expect("checked above");
         ch.local = Some(local);
         ch.state = State::Open;
-        self.output.push(Message::Open {
-            channel: local,
-            protocol: ch.key.0.clone(),
-            id: ch.key.1.clone(),
-            handshake,
-        });
+        self.output.push(
+            Message::Open {
+                channel: local,
+                protocol: ch.key.0.clone(),
+                id: ch.key.1.clone(),
+                handshake,
+            },
+            self.config.max_message_size,
+        );
         self.local[slot(local)] = LocalSlot::Channel(channel);
         if !ch.queue.is_empty() {
             self.events.push_back(MuxEvent::Readable { channel });
@@ -576,7 +588,10 @@ impl Session {
         };
         let remote = ch.remote.expect("an incoming channel has the peer's id");
         let claimed = matches!(ch.state, State::Incoming { claimed: true, .. });
-        self.output.push(Message::Reject { channel: remote });
+        self.output.push(
+            Message::Reject { channel: remote },
+            self.config.max_message_size,
+        );
         self.remote[slot(remote)] = None;
         self.unanswered(channel);
         self.stats.rejected += 1;

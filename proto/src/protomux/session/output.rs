@@ -20,24 +20,38 @@ const BATCH_ITEM_OVERHEAD: usize = 9 + 1 + 9;
 #[derive(Debug, Default)]
 pub(super) struct Output {
     queue: VecDeque<Transmit>,
-    /// Bytes in `queue` and `batch`.
+    /// Bytes in `queue`.
     queued: usize,
     corks: usize,
     batch: Vec<Message>,
+    /// Bytes in `batch`, as a BATCH would hold them.
+    batched: usize,
     scratch: BytesMut,
     /// A send was refused for a full queue: say when it drains.
     pub(super) blocked: bool,
 }
 
 impl Output {
+    /// Bytes ready to be written: what counts against the send buffer.
     pub(super) fn queued(&self) -> usize {
         self.queued
     }
 
-    /// Queues one message, or adds it to the batch being corked.
-    pub(super) fn push(&mut self, message: Message) {
+    /// Bytes held in a batch being corked.
+    pub(super) fn batched(&self) -> usize {
+        self.batched
+    }
+
+    /// Queues one message, or adds it to the batch being corked; a batch
+    /// that would pass `max_message` is sent as it is first (as Protomux
+    /// sends at 8 MiB), so a cork never holds more than one message's worth.
+    pub(super) fn push(&mut self, message: Message, max_message: usize) {
         if self.corks > 0 {
-            self.queued += message.encoded_len() + FRAME_HEADER_LEN;
+            let len = message.encoded_len() + BATCH_ITEM_OVERHEAD;
+            if !self.batch.is_empty() && 3 + self.batched + len > max_message {
+                self.flush_batch(max_message);
+            }
+            self.batched += len;
             self.batch.push(message);
             return;
         }
@@ -60,49 +74,34 @@ impl Output {
         self.corks += 1;
     }
 
-    /// Ends one cork; the outermost sends the batch, split where it would
-    /// pass `max_message`.
+    /// Ends one cork; the outermost sends the batch.
     pub(super) fn uncork(&mut self, max_message: usize) {
         if self.corks == 0 {
             return;
         }
         self.corks -= 1;
-        if self.corks > 0 {
-            return;
+        if self.corks == 0 {
+            self.flush_batch(max_message);
         }
+    }
+
+    /// Queues the batch so far as one BATCH, even of one message, as
+    /// Protomux does.
+    fn flush_batch(&mut self, max_message: usize) {
         let items = std::mem::take(&mut self.batch);
-        self.queued -= items
-            .iter()
-            .map(|m| m.encoded_len() + FRAME_HEADER_LEN)
-            .sum::<usize>();
-        let mut group = Vec::new();
-        let mut group_len = 3;
-        for item in items {
-            let len = item.encoded_len() + BATCH_ITEM_OVERHEAD;
-            if !group.is_empty() && group_len + len > max_message {
-                self.push_group(std::mem::take(&mut group));
-                group_len = 3;
-            }
-            group_len += len;
-            group.push(item);
+        self.batched = 0;
+        if !items.is_empty() {
+            let corks = std::mem::take(&mut self.corks);
+            self.push(Message::Batch(items), max_message);
+            self.corks = corks;
         }
-        self.push_group(group);
     }
 
     /// Drops a batch in progress: the connection ended.
     pub(super) fn cancel_cork(&mut self) {
         self.corks = 0;
-        for item in std::mem::take(&mut self.batch) {
-            self.queued -= item.encoded_len() + FRAME_HEADER_LEN;
-        }
-    }
-
-    /// Queues a corked run as a BATCH, even of one message, as Protomux
-    /// does.
-    fn push_group(&mut self, group: Vec<Message>) {
-        if !group.is_empty() {
-            self.push(Message::Batch(group));
-        }
+        self.batch.clear();
+        self.batched = 0;
     }
 
     /// The message with its length prefix: the payload of a DATA message

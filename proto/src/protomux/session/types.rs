@@ -74,6 +74,42 @@ impl Default for MuxConfig {
 }
 
 impl MuxConfig {
+    /// Sets [`max_message_size`](MuxConfig::max_message_size).
+    pub fn max_message_size(mut self, bytes: usize) -> MuxConfig {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`max_channels`](MuxConfig::max_channels).
+    pub fn max_channels(mut self, channels: usize) -> MuxConfig {
+        self.max_channels = channels;
+        self
+    }
+
+    /// Sets [`max_pending_opens`](MuxConfig::max_pending_opens).
+    pub fn max_pending_opens(mut self, opens: usize) -> MuxConfig {
+        self.max_pending_opens = opens;
+        self
+    }
+
+    /// Sets [`channel_buffer`](MuxConfig::channel_buffer).
+    pub fn channel_buffer(mut self, bytes: usize) -> MuxConfig {
+        self.channel_buffer = bytes;
+        self
+    }
+
+    /// Sets [`max_buffered`](MuxConfig::max_buffered).
+    pub fn max_buffered(mut self, bytes: usize) -> MuxConfig {
+        self.max_buffered = bytes;
+        self
+    }
+
+    /// Sets [`send_buffer`](MuxConfig::send_buffer).
+    pub fn send_buffer(mut self, bytes: usize) -> MuxConfig {
+        self.send_buffer = bytes;
+        self
+    }
+
     /// Checks that every limit is usable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = |ok: bool, what: &'static str| {
@@ -266,9 +302,9 @@ pub enum MuxEvent {
     },
 }
 
-/// What [`Session::recv`](super::Session::recv) found.
+/// What [`Session::recv`](super::Session::recv) found. Exhaustive: a
+/// channel has a message, has none yet, or has ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Recv {
     /// The next message.
     Message(Bytes),
