@@ -185,6 +185,19 @@ const scenarios = {
     log('reopen: the second channel on the same (protocol, id) opened and echoed')
   },
 
+  // neonplex's smoke exchange: bare base protocol, id 9a01 with payload
+  // plex-smoke-tcp over tcp, id 9a02 with plex-smoke-ws over ws.
+  async smoke ({ mux, opts, url }) {
+    const ws = url.startsWith('ws:')
+    const payload = ws ? 'plex-smoke-ws' : 'plex-smoke-tcp'
+    const ch = new Chan(mux, { protocol: opts.base, id: b4a.from(ws ? '9a02' : '9a01', 'hex') }).open()
+    await ch.waitOpen()
+    expectBytes(ch.handshake, '', 'listener handshake')
+    ch.send(payload)
+    await ch.waitMessages(1)
+    expectBytes(ch.messages[0], payload, 'echo')
+  },
+
   async rpc ({ mux, opts }) {
     const client = new RpcClient(mux, { base: opts.base, id: opts.id })
     await client.ready()
@@ -280,7 +293,7 @@ async function runScenarios (url, names, opts, out = console.log) {
       const streamErrors = []
       stream.on('error', (err) => streamErrors.push(err))
       const notes = []
-      await withTimeout(fn({ mux, received, opts, log: (m) => notes.push(m) }), 60000, name)
+      await withTimeout(fn({ mux, received, opts, url, log: (m) => notes.push(m) }), 60000, name)
       if (streamErrors.length > 0) throw new Error(`stream error: ${streamErrors[0].message}`)
       if (stream.destroyed) throw new Error('connection closed during the scenario')
       out(`ok ${name}`)

@@ -251,8 +251,15 @@ function serveRpc (mux, { base, id }) {
   })
 }
 
+// neonplex's smoke echo (dev/smoke/tcp.js, ws.js): the bare base protocol,
+// any id, empty handshake, every message echoed.
+function serveSmoke (mux, base) {
+  mux.pair({ protocol: base }, (id) => echoing(mux, base, id, b4a.alloc(0)))
+}
+
 // Installs every test service on `mux`.
 function serve (mux, { base, id }) {
+  serveSmoke(mux, base)
   serveEcho(mux)
   serveClose(mux)
   serveBatch(mux)
