@@ -216,7 +216,9 @@ function serveRpc (mux, { base, id }) {
       }
       if (inflight.size >= MAX_SERVER_ROUTES) {
         send(rid, mid, false, rpc.encErr('NotReady', 'Too many in-flight requests'))
-        ch.close()
+        // Close on a later turn, as neonplex's server does: a neonplex client
+        // that reads the RES and the CLOSE in one chunk loses the RES.
+        setImmediate(() => ch.close())
         return
       }
       if (body.caps !== null && b4a.equals(body.caps, DENY)) {
