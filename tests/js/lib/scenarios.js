@@ -226,6 +226,17 @@ async function call (client, mid, body, want, what, opts) {
   expectBytes(f.payload, want, what)
 }
 
+async function appendKey (client, body, n, what) {
+  const res = await client.call(rpc.METHOD.APPEND, body)
+  expect(res.frames.length === 1, `${what}: ${res.frames.length} frames`)
+  const env = rpc.decEnvelope(res.frames[0].payload)
+  expect(env.ok && env.value === null && env.key !== null, `${what}: not ok(key only)`)
+  const key = b4a.toString(env.key)
+  const match = /^log\/(0*)(\d+)$/.exec(key)
+  expect(match !== null && Number(match[2]) === n, `${what}: key ${key}`)
+  return key
+}
+
 async function rpcChecks (client) {
   const M = rpc.METHOD
   await call(client, M.PUT, rpc.encPutBody('k', 'v'), rpc.encOk(), 'PUT k=v')
@@ -233,13 +244,16 @@ async function rpcChecks (client) {
   await call(client, M.DEL, rpc.encKeyBody('k'), rpc.encOk(), 'DEL k')
   await call(client, M.GET, rpc.encKeyBody('k'), rpc.encOk(), 'GET k after DEL (miss)')
   await call(client, M.GET, rpc.encKeyBody('never'), rpc.encOk(), 'GET miss')
-  await call(client, M.APPEND, rpc.encAppendBody('a1', 't'), rpc.encOk(null, 'log/00000001'), 'APPEND a1 caps t')
-  await call(client, M.APPEND, rpc.encAppendBody('a2'), rpc.encOk(null, 'log/00000002'), 'APPEND a2')
+  // APPEND answers the new key only: `log/` and the append count,
+  // zero-padded to the server's width (neonplex's example: 8 digits; the
+  // Rust store ports: 20, so keys sort as numbers up to u64).
+  const first = await appendKey(client, rpc.encAppendBody('a1', 't'), 1, 'APPEND a1 caps t')
+  const second = await appendKey(client, rpc.encAppendBody('a2'), 2, 'APPEND a2')
 
   for (const k of ['m/1', 'm/2', 'm/3', 'n/1']) {
     await call(client, M.PUT, rpc.encPutBody(k, 'v' + k), rpc.encOk(), `PUT ${k}`)
   }
-  await scan(client, { prefix: 'log/' }, [['log/00000001', 'a1'], ['log/00000002', 'a2']], 'SCAN prefix log/')
+  await scan(client, { prefix: 'log/' }, [[first, 'a1'], [second, 'a2']], 'SCAN prefix log/')
   await scan(client, { prefix: 'm/', reverse: true }, [['m/3', 'vm/3'], ['m/2', 'vm/2'], ['m/1', 'vm/1']], 'SCAN prefix m/ reverse')
   await scan(client, { prefix: 'none/' }, [], 'SCAN empty prefix match')
   const range = { gte: 'm/2', lt: 'n/1' }
