@@ -25,6 +25,41 @@ macro_rules! on_every_runtime {
     };
 }
 
+/// Generates one test per runtime and wire for each function named, each
+/// taking an [`Rt`] and a [`Wire`].
+#[macro_export]
+macro_rules! on_every_runtime_and_wire {
+    ($($test:ident),* $(,)?) => {
+        mod tokio_plex {
+            $(#[test] fn $test() { super::$test($crate::Rt::Tokio, $crate::Wire::Plex) })*
+        }
+        mod tokio_protomux {
+            $(#[test] fn $test() { super::$test($crate::Rt::Tokio, $crate::Wire::Protomux) })*
+        }
+        mod smol_plex {
+            $(#[test] fn $test() { super::$test($crate::Rt::Smol, $crate::Wire::Plex) })*
+        }
+        mod smol_protomux {
+            $(#[test] fn $test() { super::$test($crate::Rt::Smol, $crate::Wire::Protomux) })*
+        }
+        mod async_std_plex {
+            $(#[test] fn $test() { super::$test($crate::Rt::AsyncStd, $crate::Wire::Plex) })*
+        }
+        mod async_std_protomux {
+            $(#[test] fn $test() { super::$test($crate::Rt::AsyncStd, $crate::Wire::Protomux) })*
+        }
+    };
+}
+
+/// The wires the Plex layer runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// `plex/1` sessions.
+    Plex,
+    /// Protomux connections (what JavaScript Plex speaks).
+    Protomux,
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,6 +69,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
+use plex_runtime::mux::{Mux, MuxConfig};
 use plex_runtime::{
     Config, DriverConfig, Error, OpenOptions, Role, Runtime, Session, Stream, Transport,
 };
@@ -123,6 +159,27 @@ impl Rt {
                 let (client, accepted) =
                     smol::future::zip($adapter::connect(&url, client), listener.accept()).await;
                 (client.expect("connect"), accepted.expect("accept").0, proxy)
+            }};
+        }
+        match self {
+            Rt::Tokio => pair!(plex_tokio),
+            Rt::Smol => pair!(plex_smol),
+            Rt::AsyncStd => pair!(plex_async_std),
+        }
+    }
+
+    /// A client and a server Protomux connection joined over loopback TCP.
+    /// Call inside [`Rt::block_on`].
+    pub async fn mux_pair(self, config: MuxConfig) -> (Mux, Mux) {
+        macro_rules! pair {
+            ($adapter:ident) => {{
+                let listener = $adapter::listen_mux("tcp://127.0.0.1:0", config.clone())
+                    .await
+                    .expect("listen");
+                let url = listener.local_endpoint().to_string();
+                let (client, accepted) =
+                    smol::future::zip($adapter::connect_mux(&url, config), listener.accept()).await;
+                (client.expect("connect"), accepted.expect("accept").0)
             }};
         }
         match self {

@@ -22,7 +22,7 @@ async fn pair(url: &str, config: MuxConfig) -> (Mux, Mux) {
 fn echo(mux: &Mux, protocol: &str) -> tokio::task::JoinHandle<()> {
     let listener = mux.listen(protocol, None);
     tokio::spawn(async move {
-        while let Ok((mut channel, _)) = listener
+        while let Ok((channel, _)) = listener
             .accept_with(|theirs| [&b"srv:"[..], theirs].concat().into())
             .await
         {
@@ -42,7 +42,7 @@ async fn echo_with_handshakes_over_tcp_and_websocket() {
     for url in ["tcp://127.0.0.1:0", "ws://127.0.0.1:0/mux"] {
         let (client, server) = pair(url, MuxConfig::default()).await;
         let _echo = echo(&server, PROTOCOL);
-        let mut channel = client.open(PROTOCOL, &b"\x9a\x01"[..], "cli-hs").unwrap();
+        let channel = client.open(PROTOCOL, &b"\x9a\x01"[..], "cli-hs").unwrap();
         // Sent before the peer's OPEN: the peer buffers it.
         channel
             .send(Bytes::from_static(b"plex-smoke-tcp"))
@@ -73,13 +73,13 @@ async fn echo_with_handshakes_over_tcp_and_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_nobody_listens_for_is_rejected_and_close_ends_the_peer_side() {
     let (client, server) = pair("tcp://127.0.0.1:0", MuxConfig::default()).await;
-    let mut nobody = client.open("no/such/protocol", &b"\x01"[..], "").unwrap();
+    let nobody = client.open("no/such/protocol", &b"\x01"[..], "").unwrap();
     assert!(matches!(nobody.opened().await, Err(Error::Rejected)));
     assert!(matches!(nobody.recv().await, Err(Error::Rejected)));
 
     let listener = server.listen("p", Some(Bytes::from_static(b"x")));
     let ours = client.open("p", &b"x"[..], "").unwrap();
-    let mut theirs = listener.accept().await.unwrap();
+    let theirs = listener.accept().await.unwrap();
     ours.send(Bytes::from_static(b"last")).await.unwrap();
     ours.close();
     assert_eq!(theirs.recv().await.unwrap().unwrap(), "last");
@@ -91,7 +91,7 @@ async fn a_channel_nobody_listens_for_is_rejected_and_close_ends_the_peer_side()
     assert!(theirs.send(Bytes::from_static(b"late")).await.is_err());
     // The same key opens again on the same connection: the listener lasts.
     let again = client.open("p", &b"x"[..], "").unwrap();
-    let mut theirs = listener.accept().await.unwrap();
+    let theirs = listener.accept().await.unwrap();
     again.send(Bytes::from_static(b"again")).await.unwrap();
     assert_eq!(theirs.recv().await.unwrap().unwrap(), "again");
 }
@@ -102,7 +102,7 @@ async fn a_reader_that_stops_pushes_back_instead_of_growing_memory() {
     let (client, server) = pair("tcp://127.0.0.1:0", config).await;
     let listener = server.listen("bulk", None);
     let sender = client.open("bulk", &b""[..], "").unwrap();
-    let mut reader = listener.accept().await.unwrap();
+    let reader = listener.accept().await.unwrap();
     let message = Bytes::from(vec![7u8; 64 * 1024]);
     let total = 1024; // 64 MiB
     let writing = tokio::spawn(async move {
@@ -136,7 +136,7 @@ async fn a_reader_that_stops_pushes_back_instead_of_growing_memory() {
 async fn a_peer_that_vanishes_ends_every_channel_without_a_hang() {
     let (client, server) = pair("tcp://127.0.0.1:0", MuxConfig::default()).await;
     let listener = server.listen("p", None);
-    let mut ours = client.open("p", &b"a"[..], "").unwrap();
+    let ours = client.open("p", &b"a"[..], "").unwrap();
     let theirs = listener.accept().await.unwrap();
     ours.opened().await.unwrap();
     // Every handle of the server side goes: its connection closes.
@@ -206,7 +206,7 @@ fn smol_and_async_std_peers_talk_to_tokio() {
             let mux = plex_smol::connect_mux(&url, MuxConfig::default())
                 .await
                 .unwrap();
-            let mut channel = mux.open("x", &b"1"[..], "smol").unwrap();
+            let channel = mux.open("x", &b"1"[..], "smol").unwrap();
             channel
                 .send(Bytes::from_static(b"from smol"))
                 .await
@@ -219,7 +219,7 @@ fn smol_and_async_std_peers_talk_to_tokio() {
                 let mux = plex_async_std::connect_mux(&url, MuxConfig::default())
                     .await
                     .unwrap();
-                let mut channel = mux.open("x", &b"2"[..], "").unwrap();
+                let channel = mux.open("x", &b"2"[..], "").unwrap();
                 channel
                     .send(Bytes::from_static(b"from async-std"))
                     .await

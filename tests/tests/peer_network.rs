@@ -424,7 +424,7 @@ fn across(listen: &'static str) {
                 let peer = Peer::new(session);
                 let _serving = expose_store_port(&peer, "ws-store", "rpc", MemoryStore::new());
                 // Served until the client closes the session.
-                peer.session().closed().await;
+                peer.session().expect("plex/1").closed().await;
             })
         });
         let url = address.recv().expect("server address");
@@ -439,7 +439,11 @@ fn across(listen: &'static str) {
             let store = connect_store_port(&peer, "ws-store", "rpc");
             let suite = store_suite::conformance(&store);
             client_rt.within(LIMIT, suite).await.expect("no hang");
-            peer.session().close().await.expect("graceful close");
+            peer.session()
+                .expect("plex/1")
+                .close()
+                .await
+                .expect("graceful close");
         });
         server.join().expect("server thread");
     }

@@ -198,10 +198,10 @@ async fn serve(session: Session, port: Counted, killed: &Notify) {
     let peer = Peer::new(session);
     let _serving = expose_store_port(&peer, STORE_ID, "rpc", port);
     tokio::select! {
-        _ = peer.session().closed() => {}
+        _ = peer.session().expect("plex/1").closed() => {}
         () = killed.notified() => {
             // An error code closes without draining, as a crash would.
-            let _ = peer.session().go_away(ErrorCode::INTERNAL_ERROR);
+            let _ = peer.session().expect("plex/1").go_away(ErrorCode::INTERNAL_ERROR);
         }
     }
 }

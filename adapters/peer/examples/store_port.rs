@@ -85,7 +85,7 @@ async fn serve(session: Session, store: Arc<RedbStore>) {
             reads || caps == WRITER
         })
         .expose(&peer, STORE_ID, LANE);
-    let reason = peer.session().closed().await;
+    let reason = peer.session().expect("plex/1").closed().await;
     let stats = serving.stats();
     println!("server: session closed ({reason:?}); served {stats:?}");
 }

@@ -2,8 +2,9 @@
 //!
 //! On `plex/1` a channel is a paired stream carrying length-prefixed
 //! messages: a u32 little-endian length, then that many bytes (the framing
-//! framed-stream uses on TCP). [`MessageChannel`] is the interface; the
-//! Protomux wire provides a second implementation.
+//! framed-stream uses on TCP). On the Protomux wire a channel is a Protomux
+//! channel, whose messages are whole already. [`Channel`] is either;
+//! [`MessageChannel`] is the interface.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -12,6 +13,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
+use plex_runtime::mux::MuxChannel;
 use plex_runtime::{ErrorCode, Stream};
 
 use crate::Error;
@@ -40,6 +42,133 @@ pub trait MessageChannel: Send {
     fn max_message_size(&self) -> usize;
 }
 
+/// A lane's channel on either wire.
+///
+/// On `plex/1` both directions are cancel-safe: a `recv` dropped part-way
+/// keeps what it read, a `send` dropped part-way completes its message at
+/// the next `send`. On Protomux a message is sent whole or not at all.
+/// Protomux has no half-close: there [`finish`](MessageChannel::finish)
+/// closes the channel in both directions.
+#[derive(Debug)]
+pub struct Channel {
+    kind: Kind,
+}
+
+// Channels are few and long-lived: no box for the larger variant.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Kind {
+    Stream(StreamChannel),
+    Mux {
+        channel: MuxChannel,
+        max_message: usize,
+    },
+}
+
+impl Channel {
+    pub(crate) fn stream_channel(channel: StreamChannel) -> Channel {
+        Channel {
+            kind: Kind::Stream(channel),
+        }
+    }
+
+    pub(crate) fn mux_channel(channel: MuxChannel, max_message: usize) -> Channel {
+        Channel {
+            kind: Kind::Mux {
+                channel,
+                max_message,
+            },
+        }
+    }
+
+    /// The `plex/1` stream underneath, on that wire.
+    pub fn stream(&self) -> Option<&Stream> {
+        match &self.kind {
+            Kind::Stream(channel) => Some(channel.stream()),
+            Kind::Mux { .. } => None,
+        }
+    }
+
+    /// The Protomux channel underneath, on that wire.
+    pub fn mux(&self) -> Option<&MuxChannel> {
+        match &self.kind {
+            Kind::Mux { channel, .. } => Some(channel),
+            Kind::Stream(_) => None,
+        }
+    }
+
+    /// Waits until the peer has accepted the channel and returns its
+    /// handshake. [`Error::Unavailable`] if nothing on the other side
+    /// listens for it.
+    pub async fn opened(&self) -> Result<Bytes, Error> {
+        match &self.kind {
+            Kind::Stream(channel) => channel.opened().await,
+            Kind::Mux { channel, .. } => Ok(channel.opened().await?),
+        }
+    }
+
+    /// Polls for the next message (the poll form of
+    /// [`MessageChannel::recv`], for use beside other futures).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
+        match &mut self.kind {
+            Kind::Stream(channel) => channel.poll_recv(cx),
+            Kind::Mux {
+                channel,
+                max_message,
+            } => match ready!(channel.poll_recv(cx)) {
+                Ok(Some(message)) if message.len() > *max_message => {
+                    Poll::Ready(Err(Error::MessageTooLarge {
+                        len: message.len() as u64,
+                        max: *max_message,
+                    }))
+                }
+                other => Poll::Ready(other.map_err(Error::from)),
+            },
+        }
+    }
+}
+
+impl MessageChannel for Channel {
+    async fn send(&mut self, message: Bytes) -> Result<(), Error> {
+        match &mut self.kind {
+            Kind::Stream(channel) => channel.send(message).await,
+            Kind::Mux {
+                channel,
+                max_message,
+            } => {
+                if message.len() > *max_message {
+                    return Err(Error::MessageTooLarge {
+                        len: message.len() as u64,
+                        max: *max_message,
+                    });
+                }
+                Ok(channel.send(message).await?)
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Result<Option<Bytes>, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        match &mut self.kind {
+            Kind::Stream(channel) => channel.finish(),
+            Kind::Mux { channel, .. } => {
+                channel.close();
+                Ok(())
+            }
+        }
+    }
+
+    fn max_message_size(&self) -> usize {
+        match &self.kind {
+            Kind::Stream(channel) => channel.max_message_size(),
+            Kind::Mux { max_message, .. } => *max_message,
+        }
+    }
+}
+
 /// A message channel over a `plex/1` stream.
 ///
 /// Both directions are cancel-safe: a `recv` dropped part-way keeps what it
@@ -47,7 +176,7 @@ pub trait MessageChannel: Send {
 /// message at the start of the next `send` (or [`flush`](Channel::flush)),
 /// so messages never interleave or tear.
 #[derive(Debug)]
-pub struct Channel {
+pub(crate) struct StreamChannel {
     stream: Stream,
     max_message: usize,
     incoming: Incoming,
@@ -72,10 +201,10 @@ struct Outgoing {
     body: Bytes,
 }
 
-impl Channel {
+impl StreamChannel {
     /// A channel over `stream`, taking messages up to `max_message` bytes.
-    pub fn new(stream: Stream, max_message: usize) -> Channel {
-        Channel {
+    pub(crate) fn new(stream: Stream, max_message: usize) -> StreamChannel {
+        StreamChannel {
             stream,
             max_message,
             incoming: Incoming::default(),
@@ -87,48 +216,48 @@ impl Channel {
     }
 
     /// The stream underneath.
-    pub fn stream(&self) -> &Stream {
+    pub(crate) fn stream(&self) -> &Stream {
         &self.stream
     }
 
     /// Waits until the peer has accepted the channel and returns its
     /// handshake. [`Error::Unavailable`] if nothing on the other side
     /// listens for it.
-    pub async fn opened(&self) -> Result<Bytes, Error> {
+    pub(crate) async fn opened(&self) -> Result<Bytes, Error> {
         Ok(self.stream.remote_open().await?)
     }
 
     /// Ready once the peer no longer takes our messages: it reset the
     /// channel, stopped reading it, or the session closed.
-    pub fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+    pub(crate) fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
         self.stream.poll_stopped(cx).map(Error::from)
     }
 
     /// Completes a message an earlier, dropped `send` left half-written.
-    pub async fn flush(&mut self) -> Result<(), Error> {
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
         poll_fn(|cx| self.poll_flush(cx)).await
     }
 
     /// Makes a `recv` that waits longer than `timeout` for data fail with
     /// a timeout (`None`: wait for ever, the default).
-    pub fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) {
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) {
         self.stream.set_read_timeout(timeout);
     }
 
     /// Ends the channel abruptly in both directions with `code`.
-    pub fn reset(&mut self, code: ErrorCode) {
+    pub(crate) fn reset(&mut self, code: ErrorCode) {
         self.stream.reset(code);
     }
 
     /// Polls for the next message (the poll form of
     /// [`MessageChannel::recv`], for use beside other futures).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
         self.poll_recv_limited(cx, self.max_message)
     }
 
     /// Receives one message of at most `max` bytes (and at most the
     /// channel's limit): a server reads requests under its request limit.
-    pub async fn recv_limited(&mut self, max: usize) -> Result<Option<Bytes>, Error> {
+    pub(crate) async fn recv_limited(&mut self, max: usize) -> Result<Option<Bytes>, Error> {
         let max = max.min(self.max_message);
         poll_fn(|cx| self.poll_recv_limited(cx, max)).await
     }
@@ -138,7 +267,7 @@ impl Channel {
         cx: &mut Context<'_>,
         max: usize,
     ) -> Poll<Result<Option<Bytes>, Error>> {
-        let Channel {
+        let StreamChannel {
             stream, incoming, ..
         } = self;
         if let Some(e) = &incoming.broken {
@@ -201,7 +330,7 @@ impl Channel {
     /// After [`Error::MessageTooLarge`], reads up to `n` bytes of the
     /// oversized message's start (a server answers the request id it
     /// finds there) without buffering the rest.
-    pub async fn oversized_head(&mut self, n: usize) -> Result<Bytes, Error> {
+    pub(crate) async fn oversized_head(&mut self, n: usize) -> Result<Bytes, Error> {
         let mut head = vec![0; n];
         let mut filled = 0;
         while filled < n {
@@ -218,7 +347,7 @@ impl Channel {
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let Channel {
+        let StreamChannel {
             stream, outgoing, ..
         } = self;
         while outgoing.prefix_sent < PREFIX {
@@ -243,7 +372,7 @@ impl Channel {
     }
 }
 
-impl MessageChannel for Channel {
+impl MessageChannel for StreamChannel {
     async fn send(&mut self, message: Bytes) -> Result<(), Error> {
         self.flush().await?;
         let len = u32::try_from(message.len())

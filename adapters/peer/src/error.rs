@@ -140,6 +140,8 @@ impl From<plex_runtime::Error> for Error {
     fn from(e: plex_runtime::Error) -> Error {
         match e {
             plex_runtime::Error::Closed(reason) => Error::Closed(reason),
+            // A Protomux REJECT: nothing listens for the lane there.
+            plex_runtime::Error::Rejected => Error::Unavailable,
             plex_runtime::Error::Reset(plex_proto::ResetReason::Remote(code))
                 if code == plex_proto::ErrorCode::REFUSED_STREAM =>
             {

@@ -41,7 +41,7 @@ pub mod store;
 
 pub use channel::{Channel, MessageChannel};
 pub use error::{Code, Error};
-pub use peer::{LaneListener, Peer, PeerConfig, DEFAULT_BASE, EVENTS_LANE, RPC_LANE};
+pub use peer::{LaneListener, Peer, PeerConfig, Wire, DEFAULT_BASE, EVENTS_LANE, RPC_LANE};
 /// neonplex's service ids (`deriveId`): every piece length-prefixed.
 pub use plex_proto::rpc::derive_id;
 pub use pool::{Member, MemberId, MemberInfo, PeerPool, Policy, PoolConfig, PoolPort};

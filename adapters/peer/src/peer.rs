@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use plex_proto::rpc::{ClientConfig, ServerConfig};
-use plex_runtime::{Listener, OpenOptions, Session};
+use plex_runtime::mux::{Mux, MuxListener};
+use plex_runtime::{Listener, OpenOptions, Runtime, Session};
 
-use crate::channel::{Channel, DEFAULT_MAX_MESSAGE};
+use crate::channel::{Channel, StreamChannel, DEFAULT_MAX_MESSAGE};
 use crate::rpc::{RpcClient, RpcListener};
 use crate::Error;
 
@@ -95,20 +96,37 @@ impl PeerConfig {
     }
 }
 
-/// One side of a session, speaking in lanes: named message channels, RPC
-/// and store ports. Cheap to clone; clones share the session and the
-/// cache of store-port clients.
+/// One side of a connection, speaking in lanes: named message channels,
+/// RPC and store ports. Cheap to clone; clones share the connection and
+/// the cache of store-port clients.
 ///
-/// The lane `<base>/<lane>` with id `id` is a `plex/1` stream opened for
-/// protocol `<base>/<lane>` and channel id `id`.
+/// The same API runs on two wires, chosen when the peer is made:
+///
+/// - `plex/1` ([`Peer::new`]): the lane `<base>/<lane>` with id `id` is a
+///   stream opened for protocol `<base>/<lane>` and channel id `id`, and
+///   every RPC call is a stream of its own;
+/// - Protomux ([`Peer::over_protomux`]), the wire JavaScript Plex speaks:
+///   the lane is a Protomux channel for the same protocol and id, and RPC
+///   calls share one lane channel, multiplexed by request id, as neonplex's
+///   do.
 #[derive(Clone, Debug)]
 pub struct Peer {
     inner: Arc<Inner>,
 }
 
+/// The connection a [`Peer`] speaks over.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Wire {
+    /// A `plex/1` session.
+    Plex(Session),
+    /// A Protomux connection.
+    Protomux(Mux),
+}
+
 #[derive(Debug)]
 struct Inner {
-    session: Session,
+    wire: Wire,
     config: PeerConfig,
     /// RPC clients by `(protocol, id)`, so that every client of one lane
     /// shares its request ids and limits (as neonplex's channels are shared).
@@ -130,19 +148,27 @@ impl Peer {
 
     /// A peer over `session`; fails if a limit in `config` is zero.
     pub fn with_config(session: Session, config: PeerConfig) -> Result<Peer, Error> {
-        config.client.validate().map_err(Error::Config)?;
-        config.server.validate().map_err(Error::Config)?;
-        if config.request_timeout.is_zero() {
-            return Err(Error::Config(plex_proto::ConfigError::new(
-                "request_timeout must not be 0",
-            )));
-        }
-        if config.max_message_size == 0 {
-            return Err(Error::Config(plex_proto::ConfigError::new(
-                "max_message_size must not be 0",
-            )));
-        }
+        validate(&config)?;
         Ok(Peer::from_valid(session, config))
+    }
+
+    /// A peer over a Protomux connection with the default config: lanes
+    /// are Protomux channels, RPC calls share one channel per lane and id.
+    /// A channel the peer opens waits [`PeerConfig::claim_grace`] for a
+    /// listener here before it is rejected.
+    pub fn over_protomux(mux: Mux) -> Peer {
+        Peer::protomux_from_valid(mux, PeerConfig::default())
+    }
+
+    /// [`Peer::over_protomux`] with `config`; fails if a limit is zero.
+    pub fn protomux_with_config(mux: Mux, config: PeerConfig) -> Result<Peer, Error> {
+        validate(&config)?;
+        Ok(Peer::protomux_from_valid(mux, config))
+    }
+
+    fn protomux_from_valid(mux: Mux, config: PeerConfig) -> Peer {
+        mux.set_claim_grace(Some(config.claim_grace));
+        Peer::build(Wire::Protomux(mux), config)
     }
 
     fn from_valid(session: Session, config: PeerConfig) -> Peer {
@@ -152,20 +178,78 @@ impl Peer {
         // comes.
         session.set_claim_grace(Some(config.claim_grace));
         session.set_accept_any(false);
+        Peer::build(Wire::Plex(session), config)
+    }
+
+    fn build(wire: Wire, config: PeerConfig) -> Peer {
         Peer {
             inner: Arc::new(Inner {
-                session,
+                wire,
                 config,
                 rpc: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// The session underneath.
-    pub fn session(&self) -> &Session {
-        &self.inner.session
+    /// The connection underneath.
+    pub fn wire(&self) -> &Wire {
+        &self.inner.wire
     }
 
+    /// The `plex/1` session underneath, on that wire.
+    pub fn session(&self) -> Option<&Session> {
+        match &self.inner.wire {
+            Wire::Plex(session) => Some(session),
+            Wire::Protomux(_) => None,
+        }
+    }
+
+    /// The Protomux connection underneath, on that wire.
+    pub fn mux(&self) -> Option<&Mux> {
+        match &self.inner.wire {
+            Wire::Protomux(mux) => Some(mux),
+            Wire::Plex(_) => None,
+        }
+    }
+
+    /// The runtime the connection runs on.
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        match &self.inner.wire {
+            Wire::Plex(session) => session.runtime(),
+            Wire::Protomux(mux) => mux.runtime().clone(),
+        }
+    }
+
+    /// Waits until the connection underneath has closed.
+    pub async fn closed(&self) {
+        match &self.inner.wire {
+            Wire::Plex(session) => {
+                session.closed().await;
+            }
+            Wire::Protomux(mux) => {
+                mux.closed().await;
+            }
+        }
+    }
+}
+
+fn validate(config: &PeerConfig) -> Result<(), Error> {
+    config.client.validate().map_err(Error::Config)?;
+    config.server.validate().map_err(Error::Config)?;
+    if config.request_timeout.is_zero() {
+        return Err(Error::Config(plex_proto::ConfigError::new(
+            "request_timeout must not be 0",
+        )));
+    }
+    if config.max_message_size == 0 {
+        return Err(Error::Config(plex_proto::ConfigError::new(
+            "max_message_size must not be 0",
+        )));
+    }
+    Ok(())
+}
+
+impl Peer {
     /// The config.
     pub fn config(&self) -> &PeerConfig {
         &self.inner.config
@@ -176,19 +260,40 @@ impl Peer {
         format!("{}/{lane}", self.inner.config.base).into()
     }
 
+    /// The protocol name of `lane`, as text.
+    pub(crate) fn protocol_name(&self, lane: &str) -> String {
+        format!("{}/{lane}", self.inner.config.base)
+    }
+
     /// Opens a channel on `lane` with id `id`. Returns at once: messages
-    /// sent before the peer accepts wait in the stream's window, as
-    /// neonplex's `connect()` does; [`Channel::opened`] waits for the peer.
+    /// sent before the peer accepts wait (in the stream's window, or at
+    /// the Protomux peer), as neonplex's `connect()` does;
+    /// [`Channel::opened`] waits for the peer.
     pub async fn connect_lane(&self, id: impl Into<Bytes>, lane: &str) -> Result<Channel, Error> {
-        let options = OpenOptions::new(self.protocol(lane), id.into());
-        let stream = self.inner.session.open_stream(options).await?;
-        Ok(Channel::new(stream, self.inner.config.max_message_size))
+        let max = self.inner.config.max_message_size;
+        match &self.inner.wire {
+            Wire::Plex(session) => {
+                let options = OpenOptions::new(self.protocol(lane), id.into());
+                let stream = session.open_stream(options).await?;
+                Ok(Channel::stream_channel(StreamChannel::new(stream, max)))
+            }
+            Wire::Protomux(mux) => {
+                let channel = mux.open(&self.protocol_name(lane), id.into(), Bytes::new())?;
+                Ok(Channel::mux_channel(channel, max))
+            }
+        }
     }
 
     /// Accepts the channels the peer opens on `lane` with id `id`.
     pub fn listen_lane(&self, id: impl Into<Bytes>, lane: &str) -> LaneListener {
+        let listening = match &self.inner.wire {
+            Wire::Plex(session) => Listening::Plex(session.listen(self.protocol(lane), id.into())),
+            Wire::Protomux(mux) => {
+                Listening::Protomux(mux.listen(&self.protocol_name(lane), Some(id.into())))
+            }
+        };
         LaneListener {
-            listener: self.inner.session.listen(self.protocol(lane), id.into()),
+            listening,
             max_message: self.inner.config.max_message_size,
         }
     }
@@ -237,8 +342,13 @@ impl Peer {
 
     /// Accepts calls to the service `id` on `lane`.
     pub fn listen_rpc_lane(&self, id: impl Into<Bytes>, lane: &str) -> RpcListener {
-        let listener = self.inner.session.listen(self.protocol(lane), id.into());
-        RpcListener::new(self, listener)
+        let listening = match &self.inner.wire {
+            Wire::Plex(session) => Listening::Plex(session.listen(self.protocol(lane), id.into())),
+            Wire::Protomux(mux) => {
+                Listening::Protomux(mux.listen(&self.protocol_name(lane), Some(id.into())))
+            }
+        };
+        RpcListener::new(self, listening)
     }
 }
 
@@ -253,24 +363,48 @@ impl crate::Member for Peer {
 /// Channels the peer opens on one lane and id. Dropping it stops
 /// listening and refuses channels not yet accepted.
 pub struct LaneListener {
-    listener: Listener,
+    listening: Listening,
     max_message: usize,
+}
+
+/// A lane's listener on either wire.
+pub(crate) enum Listening {
+    Plex(Listener),
+    Protomux(MuxListener),
+}
+
+impl Listening {
+    /// The next channel, accepted with an empty handshake. Channels the
+    /// peer reset before we got to them are skipped; an error means the
+    /// connection closed.
+    pub(crate) async fn accept(&self, max_message: usize) -> Result<Channel, Error> {
+        match self {
+            Listening::Plex(listener) => loop {
+                let incoming = listener.accept().await?;
+                match incoming.accept(Bytes::new()) {
+                    Ok(stream) => {
+                        let channel = StreamChannel::new(stream, max_message);
+                        return Ok(Channel::stream_channel(channel));
+                    }
+                    Err(plex_runtime::Error::Closed(reason)) => return Err(Error::Closed(reason)),
+                    // Reset by the peer while it waited: skip it.
+                    Err(_) => {}
+                }
+            },
+            Listening::Protomux(listener) => {
+                let channel = listener.accept().await?;
+                Ok(Channel::mux_channel(channel, max_message))
+            }
+        }
+    }
 }
 
 impl LaneListener {
     /// The next channel the peer opened, accepted with an empty handshake.
     /// Channels the peer reset before we got to them are skipped; an error
-    /// means the session closed.
+    /// means the connection closed.
     pub async fn accept(&self) -> Result<Channel, Error> {
-        loop {
-            let incoming = self.listener.accept().await?;
-            match incoming.accept(Bytes::new()) {
-                Ok(stream) => return Ok(Channel::new(stream, self.max_message)),
-                Err(plex_runtime::Error::Closed(reason)) => return Err(Error::Closed(reason)),
-                // Reset by the peer while it waited: skip it.
-                Err(_) => {}
-            }
-        }
+        self.listening.accept(self.max_message).await
     }
 }
 

@@ -1,10 +1,12 @@
-//! RPC calls on `plex/1`: one stream per call, driven by the sans-IO
-//! [`plex_proto::rpc::Client`] that owns request ids, limits and deadlines.
+//! RPC calls, driven by the sans-IO [`plex_proto::rpc::Client`] that owns
+//! request ids, limits and deadlines: on `plex/1` one stream per call; on
+//! Protomux one lane channel shared by every call, replies routed by
+//! request id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -12,10 +14,11 @@ use bytes::Bytes;
 use plex_proto::rpc::{
     self, CallError, ClientEvent, ClientStats, DecodeError, Envelope, Frame, Method, Reply,
 };
+use plex_runtime::mux::{Mux, MuxChannel};
 use plex_runtime::{ErrorCode, OpenOptions, Runtime, Session, Sleep};
 
-use crate::channel::{Channel, MessageChannel};
-use crate::{Code, Error, Peer};
+use crate::channel::{MessageChannel, StreamChannel};
+use crate::{Code, Error, Peer, Wire};
 
 /// The result of a call: neonplex's ok envelope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,19 +32,21 @@ pub struct Answer {
 /// Calls to one service on one lane of a peer. Cheap to clone; clones
 /// share request ids and limits.
 ///
-/// Every call opens its own stream, so a slow call or a slow consumer of
-/// a scan never holds up another. Dropping a call's future, or its
-/// [`Replies`], cancels it at the server (RST_STREAM CANCEL). A call that
-/// outlives its timeout is cancelled and fails with [`Error::Timeout`];
-/// [`close`](RpcClient::close) or the session closing fails every pending
-/// call at once.
+/// On `plex/1` every call opens its own stream, so a slow call or a slow
+/// consumer of a scan never holds up another; dropping a call's future,
+/// or its [`Replies`], cancels it at the server (RST_STREAM CANCEL). On
+/// Protomux the calls share one lane channel, opened at the first call
+/// and again after it ends, as neonplex's do: a dropped call sends a
+/// CANCEL frame. A call that outlives its timeout is cancelled and fails
+/// with [`Error::Timeout`]; [`close`](RpcClient::close) or the connection
+/// closing fails every pending call at once.
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    session: Session,
+    path: Path,
     runtime: Arc<dyn Runtime>,
     protocol: Bytes,
     id: Bytes,
@@ -49,11 +54,28 @@ struct Inner {
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
+/// How calls reach the server.
+enum Path {
+    /// A `plex/1` stream per call.
+    Streams(Session),
+    /// One Protomux lane channel for every call.
+    Lane(Mux),
+}
+
 struct State {
     core: rpc::Client,
     /// The task waiting on each call.
     wakers: HashMap<u32, Waker>,
+    /// On Protomux: the lane channel and the calls sent on it.
+    lane: Option<Lane>,
+    /// The lane's reader, waiting for a call to take the reply it holds.
+    lane_reader: Option<Waker>,
+    runtime: Arc<dyn Runtime>,
+}
+
+struct Lane {
+    channel: Arc<MuxChannel>,
+    calls: HashSet<u32>,
 }
 
 impl RpcClient {
@@ -61,17 +83,24 @@ impl RpcClient {
         // `Peer::with_config` validated the config.
         let core = rpc::Client::starting_at(peer.config().client.clone(), first_rid)
             .expect("a peer's client config is valid");
-        let session = peer.session().clone();
+        let path = match peer.wire() {
+            Wire::Plex(session) => Path::Streams(session.clone()),
+            Wire::Protomux(mux) => Path::Lane(mux.clone()),
+        };
+        let runtime = peer.runtime();
         RpcClient {
             inner: Arc::new(Inner {
-                runtime: session.runtime(),
-                session,
+                path,
+                runtime: runtime.clone(),
                 protocol,
                 id,
                 max_message: peer.config().max_message_size,
                 state: Mutex::new(State {
                     core,
                     wakers: HashMap::new(),
+                    lane: None,
+                    lane_reader: None,
+                    runtime,
                 }),
             }),
         }
@@ -137,6 +166,10 @@ impl RpcClient {
         let mut state = self.inner.lock();
         state.core.close();
         state.wake_readable();
+        state.unblock_lane();
+        if let Some(lane) = state.lane.take() {
+            lane.channel.close();
+        }
     }
 
     /// Whether [`close`](RpcClient::close) was called.
@@ -168,15 +201,18 @@ impl RpcClient {
                 .core
                 .call_with_timeout(now, method, body, timeout)
                 .map_err(call_error)?;
-            // On plex/1 only this call's REQ can be queued (every caller
-            // drains under the lock); CANCELs are RST_STREAMs sent by each
-            // call's owner instead.
+            // Every caller drains under the lock, so only this call's REQ
+            // and CANCELs of calls given up can be queued: the CANCELs go
+            // out on Protomux, and are RST_STREAMs on plex/1.
             let mut request = None;
+            let mut others = Vec::new();
             while let Some(frame) = state.core.poll_transmit() {
-                if matches!(frame, Frame::Request { rid: r, .. } if r == rid) {
-                    request = Some(frame.to_bytes());
+                match frame {
+                    Frame::Request { rid: r, .. } if r == rid => request = Some(frame.to_bytes()),
+                    other => others.push(other),
                 }
             }
+            state.send_on_lane(others);
             (rid, request)
         };
         let deadline = timeout.and_then(|after| now.checked_add(after));
@@ -192,13 +228,26 @@ impl RpcClient {
             call.abort();
             return Err(Error::Local("the call core queued no request"));
         };
+        let session = match &inner.path {
+            Path::Streams(session) => session,
+            Path::Lane(mux) => {
+                let channel = inner
+                    .lane_channel(mux, rid)
+                    .map_err(|e| call.transport_failed(e))?;
+                return match call.race(channel.send(request)).await {
+                    Ok(Ok(())) => Ok(call),
+                    Ok(Err(e)) => Err(call.transport_failed(e.into())),
+                    Err(e) => Err(e),
+                };
+            }
+        };
         let options = OpenOptions::new(inner.protocol.clone(), inner.id.clone());
-        let opening = inner.session.open_stream(options);
+        let opening = session.open_stream(options);
         let stream = call
             .race(opening)
             .await?
             .map_err(|e| call.transport_failed(e.into()))?;
-        let mut channel = Channel::new(stream, inner.max_message);
+        let mut channel = StreamChannel::new(stream, inner.max_message);
         let sent = call
             .race(async {
                 channel.send(request).await?;
@@ -293,11 +342,11 @@ impl futures_core::Stream for Replies {
     }
 }
 
-/// One call in flight: its request id, stream and deadline.
+/// One call in flight: its request id, stream (on `plex/1`) and deadline.
 struct Call {
     inner: Arc<Inner>,
     rid: u32,
-    channel: Option<Channel>,
+    channel: Option<StreamChannel>,
     /// The call's timeout and its timer, armed while the caller waits.
     timeout: Option<Duration>,
     timer: Option<Sleep>,
@@ -358,8 +407,10 @@ impl Call {
         }
         if let Some(reply) = state.core.poll_reply(self.rid) {
             state.wakers.remove(&self.rid);
+            state.unblock_lane();
             if matches!(reply, Reply::Done(_)) {
                 self.done = true;
+                state.forget_on_lane(self.rid);
             }
             return Poll::Ready(reply);
         }
@@ -442,8 +493,9 @@ impl Call {
             let mut state = self.inner.lock();
             state.core.cancel(self.rid);
             state.wakers.remove(&self.rid);
-            // Drops the CANCEL frame the core queued: the reset below is
-            // the cancel on plex/1.
+            state.forget_on_lane(self.rid);
+            // Sends the CANCEL frame the core queued on Protomux; on
+            // plex/1 the reset below is the cancel.
             state.wake_readable();
         }
         self.reset();
@@ -464,6 +516,7 @@ impl Call {
         // Pops the `Done` the failure queued, so the slot is free.
         let _ = state.core.poll_reply(self.rid);
         state.wakers.remove(&self.rid);
+        state.forget_on_lane(self.rid);
         drop(state);
         self.done = true;
         if !matches!(e, Error::Unavailable | Error::Closed(_)) {
@@ -510,6 +563,88 @@ impl Inner {
         // No code panics while holding the lock.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The lane channel, opened (with its reader task) if there is none,
+    /// with `rid` counted among its calls: if the channel ends, its calls
+    /// fail at once.
+    fn lane_channel(self: &Arc<Self>, mux: &Mux, rid: u32) -> Result<Arc<MuxChannel>, Error> {
+        let mut state = self.lock();
+        if state.lane.is_none() {
+            let protocol = std::str::from_utf8(&self.protocol)
+                .map_err(|_| Error::Local("a lane protocol that is not UTF-8"))?;
+            let channel = Arc::new(mux.open(protocol, self.id.clone(), Bytes::new())?);
+            let reader = read_lane(Arc::downgrade(self), channel.clone());
+            self.runtime.spawn(Box::pin(reader));
+            state.lane = Some(Lane {
+                channel,
+                calls: HashSet::new(),
+            });
+        }
+        let lane = state.lane.as_mut().expect("opened above");
+        lane.calls.insert(rid);
+        Ok(lane.channel.clone())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The reader task holds the channel: closing ends it.
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lane) = state.lane.take() {
+            lane.channel.close();
+        }
+    }
+}
+
+/// Reads a Protomux lane channel for as long as it is the client's: every
+/// reply goes to the core, which routes it by request id. When the channel
+/// ends, the calls sent on it fail.
+async fn read_lane(inner: Weak<Inner>, channel: Arc<MuxChannel>) {
+    loop {
+        let received = channel.recv().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match received {
+            Ok(Some(message)) => {
+                // A frame that does not decode names no call it could
+                // fail on a shared lane: it is dropped, as neonplex drops
+                // a reply without a route.
+                let Ok(frame) = Frame::decode(message) else {
+                    continue;
+                };
+                // While the call has not taken its last reply, the lane
+                // waits: a slow consumer of a scan holds back the channel,
+                // and through it the transport and the server, instead of
+                // growing memory here (Protomux has no flow control).
+                let rid = frame.rid();
+                poll_fn(|cx| inner.lock().room_for(rid, cx)).await;
+                let now = inner.runtime.now();
+                let mut state = inner.lock();
+                state.core.handle_frame(now, frame);
+                state.wake_readable();
+            }
+            ended => {
+                let mut state = inner.lock();
+                let failure = match ended {
+                    Err(plex_runtime::Error::Rejected) => CallError::Unavailable,
+                    _ => CallError::Closed,
+                };
+                let ours = state
+                    .lane
+                    .as_ref()
+                    .is_some_and(|lane| Arc::ptr_eq(&lane.channel, &channel));
+                if ours {
+                    let lane = state.lane.take().expect("checked above");
+                    for rid in lane.calls {
+                        state.core.fail(rid, failure.clone());
+                    }
+                }
+                state.wake_readable();
+                return;
+            }
+        }
+    }
 }
 
 impl State {
@@ -523,9 +658,54 @@ impl State {
                 waker.wake();
             }
         }
-        // CANCEL frames from timeouts: on plex/1 each call's owner resets
-        // its stream instead.
-        while self.core.poll_transmit().is_some() {}
+        // CANCEL frames from timeouts and dropped calls: on plex/1 each
+        // call's owner resets its stream instead.
+        let frames: Vec<Frame> = std::iter::from_fn(|| self.core.poll_transmit()).collect();
+        self.send_on_lane(frames);
+    }
+
+    /// Sends `frames` on the Protomux lane, in order, in a task of their
+    /// own (the callers hold the lock); on `plex/1` they are dropped.
+    fn send_on_lane(&mut self, frames: Vec<Frame>) {
+        let Some(lane) = &self.lane else {
+            return;
+        };
+        if frames.is_empty() {
+            return;
+        }
+        let channel = lane.channel.clone();
+        self.runtime.spawn(Box::pin(async move {
+            for frame in frames {
+                if channel.send(frame.to_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// The call ended: the lane no longer fails it when it ends.
+    fn forget_on_lane(&mut self, rid: u32) {
+        if let Some(lane) = &mut self.lane {
+            lane.calls.remove(&rid);
+        }
+        self.unblock_lane();
+    }
+
+    /// Ready when the lane may hand `rid` its next reply: the call took
+    /// the last one, or is over (its late replies are counted and dropped).
+    fn room_for(&mut self, rid: u32, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.core.is_pending(rid) || self.core.wants_replies(rid) {
+            return Poll::Ready(());
+        }
+        self.lane_reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// A call took a reply or ended: a waiting lane reader looks again.
+    fn unblock_lane(&mut self) {
+        if let Some(waker) = self.lane_reader.take() {
+            waker.wake();
+        }
     }
 }
 

@@ -1,7 +1,9 @@
-//! RPC on `plex/1`: neonplex's frames and call semantics, a stream per
-//! call. `proto/RPC.md` specifies the mapping.
+//! RPC: neonplex's frames and call semantics, on `plex/1` a stream per
+//! call, on Protomux one lane channel multiplexed by request id.
+//! `proto/RPC.md` specifies both mappings.
 
 mod client;
+mod lane_server;
 mod server;
 
 pub use client::{Answer, Replies, RpcClient};

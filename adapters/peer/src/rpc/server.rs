@@ -1,5 +1,6 @@
-//! Serving RPC calls on `plex/1`: a task per call stream, with the
-//! sans-IO [`plex_proto::rpc::Server`] deciding limits and cancels.
+//! Serving RPC calls, with the sans-IO [`plex_proto::rpc::Server`]
+//! deciding limits and cancels: on `plex/1` a task per call stream; on
+//! Protomux a task per lane channel and one per call.
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -13,7 +14,9 @@ use futures_core::Stream;
 use plex_proto::rpc::{self, Action, Body, Envelope, Frame, Method, ServerStats};
 use plex_runtime::{ErrorCode, Listener, Runtime};
 
-use crate::channel::{Channel, MessageChannel};
+use super::lane_server::LaneTask;
+use crate::channel::{MessageChannel, StreamChannel};
+use crate::peer::Listening;
 use crate::{Error, Peer};
 
 /// A call as the service sees it.
@@ -51,7 +54,7 @@ pub trait Service: Send + Sync + 'static {
 
 /// Calls to one service on one lane, not yet being served.
 pub struct RpcListener {
-    listener: Listener,
+    listening: Listening,
     runtime: Arc<dyn Runtime>,
     config: rpc::ServerConfig,
     max_message: usize,
@@ -59,18 +62,18 @@ pub struct RpcListener {
 }
 
 impl RpcListener {
-    pub(crate) fn new(peer: &Peer, listener: Listener) -> RpcListener {
+    pub(crate) fn new(peer: &Peer, listening: Listening) -> RpcListener {
         RpcListener {
-            listener,
-            runtime: peer.session().runtime(),
+            listening,
+            runtime: peer.runtime(),
             config: peer.config().server.clone(),
             max_message: peer.config().max_message_size,
             request_timeout: peer.config().request_timeout,
         }
     }
 
-    /// Serves calls with `service` on the session's runtime, a task per
-    /// call, until the returned handle is dropped or the session closes.
+    /// Serves calls with `service` on the connection's runtime, a task per
+    /// call, until the returned handle is dropped or the connection closes.
     pub fn serve(self, service: impl Service) -> Serving {
         // `Peer::with_config` validated the config.
         let core = rpc::Server::new(self.config).expect("a peer's server config is valid");
@@ -80,15 +83,25 @@ impl RpcListener {
             wakers: Mutex::new(Wakers::default()),
         });
         let runtime = self.runtime.clone();
-        let accept = AcceptLoop {
-            listener: self.listener,
-            service: Arc::new(service),
-            shared: shared.clone(),
-            runtime: self.runtime,
-            max_message: self.max_message,
-            request_timeout: self.request_timeout,
-        };
-        runtime.spawn(Box::pin(accept.run()));
+        let service = Arc::new(service);
+        match self.listening {
+            Listening::Plex(listener) => {
+                let accept = AcceptLoop {
+                    listener,
+                    service,
+                    shared: shared.clone(),
+                    runtime: self.runtime,
+                    max_message: self.max_message,
+                    request_timeout: self.request_timeout,
+                };
+                runtime.spawn(Box::pin(accept.run()));
+            }
+            Listening::Protomux(listener) => {
+                let lanes =
+                    LaneTask::accept_loop(listener, service, shared.clone(), runtime.clone());
+                runtime.spawn(Box::pin(lanes));
+            }
+        }
         Serving { shared }
     }
 }
@@ -132,7 +145,7 @@ impl Drop for Serving {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(super) struct Shared {
     core: Mutex<rpc::Server>,
     stopped: AtomicBool,
     wakers: Mutex<Wakers>,
@@ -146,7 +159,7 @@ struct Wakers {
 }
 
 impl Shared {
-    fn core(&self) -> MutexGuard<'_, rpc::Server> {
+    pub(super) fn core(&self) -> MutexGuard<'_, rpc::Server> {
         // No code panics while holding the lock.
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -164,7 +177,7 @@ impl Shared {
         waiting.into_values().for_each(Waker::wake);
     }
 
-    fn watch(self: &Arc<Self>) -> StopWatch {
+    pub(super) fn watch(self: &Arc<Self>) -> StopWatch {
         let mut wakers = self.wakers();
         wakers.next += 1;
         StopWatch {
@@ -175,13 +188,13 @@ impl Shared {
 }
 
 /// Resolves when serving stops.
-struct StopWatch {
+pub(super) struct StopWatch {
     shared: Arc<Shared>,
     slot: u64,
 }
 
 impl StopWatch {
-    fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(super) fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
@@ -231,7 +244,7 @@ impl<S: Service> AcceptLoop<S> {
             let Ok(stream) = incoming.accept(Bytes::new()) else {
                 continue;
             };
-            let mut channel = Channel::new(stream, self.max_message);
+            let mut channel = StreamChannel::new(stream, self.max_message);
             channel.set_read_timeout(Some(self.request_timeout));
             let call = CallTask {
                 channel,
@@ -244,7 +257,10 @@ impl<S: Service> AcceptLoop<S> {
 }
 
 /// Polls `work` until it completes (`Some`) or serving stops (`None`).
-async fn first<T>(mut work: Pin<&mut impl Future<Output = T>>, watch: &StopWatch) -> Option<T> {
+pub(super) async fn first<T>(
+    mut work: Pin<&mut impl Future<Output = T>>,
+    watch: &StopWatch,
+) -> Option<T> {
     poll_fn(|cx| {
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
@@ -256,7 +272,7 @@ async fn first<T>(mut work: Pin<&mut impl Future<Output = T>>, watch: &StopWatch
 
 /// One call stream: read the request, run the service, write the answer.
 struct CallTask<S> {
-    channel: Channel,
+    channel: StreamChannel,
     service: Arc<S>,
     shared: Arc<Shared>,
 }
@@ -328,7 +344,7 @@ impl<S: Service> CallTask<S> {
 
 /// A dispatched call: the core holds its rid until it ends.
 struct ActiveCall {
-    channel: Channel,
+    channel: StreamChannel,
     shared: Arc<Shared>,
     rid: u32,
     method: Method,
@@ -472,7 +488,7 @@ enum Received {
 }
 
 /// Reads one message of at most `max` bytes; past it, only its head.
-async fn recv_bounded(channel: &mut Channel, max: usize) -> Result<Received, Error> {
+async fn recv_bounded(channel: &mut StreamChannel, max: usize) -> Result<Received, Error> {
     match channel.recv_limited(max).await {
         Ok(Some(message)) => Ok(Received::Message(message)),
         Ok(None) => Err(Error::Truncated),

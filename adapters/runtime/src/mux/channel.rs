@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use plex_proto::protomux::{ChannelId, MuxLocalError, Recv};
+use plex_proto::protomux::{ChannelEnd, ChannelId, MuxLocalError, Recv};
 
 use super::conn::{end_result, ListenKey, MuxConn, Registration, Slot, WaitKind};
 use crate::conn::Wakeups;
@@ -110,13 +110,15 @@ impl MuxChannel {
     }
 
     /// The next message; `None` once the peer closed the channel (or the
-    /// connection ended cleanly) and every message was read.
-    pub async fn recv(&mut self) -> Result<Option<Bytes>, Error> {
+    /// connection ended cleanly) and every message was read. One task
+    /// reads a channel at a time: a second reader takes the first's
+    /// wake-ups.
+    pub async fn recv(&self) -> Result<Option<Bytes>, Error> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The poll form of [`recv`](MuxChannel::recv).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
         let mut inner = self.conn.lock();
         let mut wake = Wakeups::default();
         let result = match inner.session.recv(self.id) {
@@ -159,8 +161,22 @@ impl MuxChannel {
         Poll::Ready(result)
     }
 
-    /// Closes the channel now (as dropping it does).
-    pub fn close(self) {}
+    /// Closes the channel now (as dropping it does), also for other
+    /// holders of the handle: their `recv` returns `None`, their `send`
+    /// fails.
+    pub fn close(&self) {
+        let mut inner = self.conn.lock();
+        let _ = inner.session.close_channel(self.id);
+        let mut wake = Wakeups::default();
+        if let Some(slot) = inner.slots.get_mut(&self.id) {
+            slot.ended.get_or_insert(ChannelEnd::Closed);
+            wake.push(slot.reader.take());
+            wake.extend(slot.open_waiters.drain());
+        }
+        inner.wake_driver(&mut wake);
+        drop(inner);
+        wake.wake();
+    }
 }
 
 impl Drop for MuxChannel {
