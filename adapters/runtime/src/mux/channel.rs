@@ -228,6 +228,17 @@ impl MuxListener {
         &self,
         mut answer: impl FnMut(&Bytes) -> Bytes,
     ) -> Result<(MuxChannel, Bytes), Error> {
+        self.accept_batch(|theirs| (answer(theirs), Vec::new()))
+            .await
+    }
+
+    /// Like [`accept_with`](MuxListener::accept_with), with messages sent
+    /// in one BATCH with our OPEN, as a Protomux listener that writes from
+    /// its open handler while corked. Empty messages are skipped.
+    pub async fn accept_batch(
+        &self,
+        mut answer: impl FnMut(&Bytes) -> (Bytes, Vec<Bytes>),
+    ) -> Result<(MuxChannel, Bytes), Error> {
         let mut registration = Registration::new(WaitKind::Listener(self.key.clone()));
         let result = poll_fn(|cx| {
             let mut inner = self.conn.lock();
@@ -240,8 +251,23 @@ impl MuxListener {
                 let Some((channel, theirs)) = next else {
                     break;
                 };
-                let ours = answer(&theirs);
-                match inner.session.accept(channel, ours) {
+                let (ours, messages) = answer(&theirs);
+                inner.session.cork();
+                let accepted = inner.session.accept(channel, ours);
+                if accepted.is_ok() {
+                    for message in messages.into_iter().filter(|m| !m.is_empty()) {
+                        // Over the send buffer or the size limit: the
+                        // batch is the caller's to size.
+                        if let Err(e) = inner.session.send(channel, message) {
+                            let _ = inner.session.close_channel(channel);
+                            inner.session.uncork();
+                            registration.done(&mut inner);
+                            return Poll::Ready(Err(Error::MuxLocal(e)));
+                        }
+                    }
+                }
+                inner.session.uncork();
+                match accepted {
                     Ok(()) => {
                         let slot = Slot {
                             opened: Some(theirs.clone()),
