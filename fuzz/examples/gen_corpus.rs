@@ -34,6 +34,7 @@ fn main() -> io::Result<()> {
         ),
         ("rpc_decode", plex_fuzz::rpc_decode::seeds()),
         ("protomux_decode", plex_fuzz::protomux_decode::seeds()),
+        ("protomux_session", plex_fuzz::protomux_session::seeds()),
     ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir)?;
