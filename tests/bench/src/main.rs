@@ -8,6 +8,7 @@ mod latency;
 mod mux;
 mod pattern;
 mod proto;
+mod protomux;
 mod report;
 mod rpc;
 mod store;
@@ -29,6 +30,8 @@ suites:
   store    plex-store pools against plasmite's: appends, random gets, follow latency, reads
   rpc      store-port get and put over plex RPC against gRPC (tonic), loopback TCP on
            tokio, 1 and 64 calls in flight
+  protomux the Rust peer on the Protomux wire against a JavaScript Protomux peer
+           (npm protomux), both serving the same JavaScript client: echo, store-port gets
 
 options:
   --quick  fewer and smaller runs (about a minute)
@@ -41,6 +44,7 @@ enum Suite {
     Mux,
     Store,
     Rpc,
+    Protomux,
 }
 
 impl Suite {
@@ -50,6 +54,7 @@ impl Suite {
             "mux" => Some(Suite::Mux),
             "store" => Some(Suite::Store),
             "rpc" => Some(Suite::Rpc),
+            "protomux" => Some(Suite::Protomux),
             _ => None,
         }
     }
@@ -60,6 +65,7 @@ impl Suite {
             Suite::Mux => "mux",
             Suite::Store => "store",
             Suite::Rpc => "rpc",
+            Suite::Protomux => "protomux",
         }
     }
 }
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
         Suite::Mux => mux::run(options).map_err(|e| e as Box<dyn std::error::Error>),
         Suite::Store => store::run(options).map_err(|e| e as Box<dyn std::error::Error>),
         Suite::Rpc => rpc::run(options).map_err(|e| e as Box<dyn std::error::Error>),
+        Suite::Protomux => protomux::run(options).map_err(|e| e as Box<dyn std::error::Error>),
     };
     let report = match result {
         Ok(report) => report,
