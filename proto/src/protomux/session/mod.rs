@@ -114,6 +114,7 @@ impl Session {
     /// A session with `config`.
     pub fn new(config: MuxConfig) -> Result<Session, crate::ConfigError> {
         config.validate()?;
+        let claim_grace = config.claim_grace;
         Ok(Session {
             frames: FrameDecoder::new(config.max_message_size),
             output: Output::default(),
@@ -128,7 +129,7 @@ impl Session {
             listening: HashSet::new(),
             listening_any: HashSet::new(),
             unclaimed: VecDeque::new(),
-            claim_grace: None,
+            claim_grace,
             incoming: HashMap::new(),
             pending: 0,
             buffered: 0,
@@ -174,10 +175,10 @@ impl Session {
     }
 
     /// How long an OPEN nobody listens for waits for a listener before it
-    /// is rejected. `None` (the default, and Protomux's behaviour) rejects
-    /// it at once; a grace lets a peer open a channel the moment it
-    /// connects, before this side has started listening. Applies to OPENs
-    /// that arrive later.
+    /// is rejected ([`MuxConfig::claim_grace`] at first). `None` rejects
+    /// it at once, as Protomux does; a grace lets a peer open a channel
+    /// the moment it connects, before this side has started listening.
+    /// Applies to OPENs that arrive later.
     pub fn set_claim_grace(&mut self, grace: Option<Duration>) {
         self.claim_grace = grace;
     }

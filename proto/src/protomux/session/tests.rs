@@ -18,8 +18,10 @@ fn hex(spaced: &str) -> Bytes {
     crate::rpc::tests::hex(&digits)
 }
 
+/// A session that rejects unclaimed OPENs at once, as Protomux does.
 fn session() -> Session {
-    Session::new(MuxConfig::default()).expect("the default config is valid")
+    let config = MuxConfig::default().claim_grace(None);
+    Session::new(config).expect("the default config is valid")
 }
 
 fn b(s: &'static str) -> Bytes {
@@ -402,8 +404,8 @@ fn closing_before_the_answer_keeps_the_id_until_it_comes() {
 #[test]
 fn the_claim_grace_waits_for_a_listener_then_rejects() {
     let start = crate::sim::origin();
-    let mut s = session();
-    s.set_claim_grace(Some(Duration::from_secs(1)));
+    // One second by default: a peer may open before this side listens.
+    let mut s = Session::new(MuxConfig::default()).unwrap();
     s.handle_input(start, framed("0001 01 0170 0178"));
     s.handle_input(start, framed("01 00 6869"));
     s.handle_input(start, framed("0001 02 0170 0179"));
@@ -443,7 +445,7 @@ fn a_channel_over_its_buffer_stops_input_until_read() {
         channel_buffer: 1000,
         ..MuxConfig::default()
     };
-    let mut s = Session::new(config).unwrap();
+    let mut s = Session::new(config.claim_grace(None)).unwrap();
     s.listen("p", None);
     s.handle_input(now, framed("0001 01 0170 00"));
     let ch = incoming(&mut s);
@@ -473,7 +475,7 @@ fn waiting_opens_and_channels_are_bounded() {
         max_channels: 3,
         ..MuxConfig::default()
     };
-    let mut s = Session::new(config.clone()).unwrap();
+    let mut s = Session::new(config.clone().claim_grace(None)).unwrap();
     s.listen("p", None);
     for id in 1..=3 {
         s.handle_input(now, framed(&format!("0001 0{id} 0170 00")));
@@ -494,7 +496,7 @@ fn waiting_opens_and_channels_are_bounded() {
     s.handle_input(now, framed("0001 04 0170 00"));
     assert_eq!(violation(&mut s), MuxError::TooManyChannels { max: 3 });
 
-    let mut s = Session::new(config).unwrap();
+    let mut s = Session::new(config.claim_grace(None)).unwrap();
     for _ in 0..3 {
         s.open("p", Bytes::new(), Bytes::new()).unwrap();
     }
@@ -511,7 +513,7 @@ fn sends_are_checked_and_blocked_sends_hear_when_to_go_on() {
         send_buffer: 200,
         ..MuxConfig::default()
     };
-    let mut s = Session::new(config).unwrap();
+    let mut s = Session::new(config.claim_grace(None)).unwrap();
     let ch = s.open("p", Bytes::new(), Bytes::new()).unwrap();
     assert_eq!(s.send(ch, Bytes::new()), Err(MuxLocalError::EmptyMessage));
     assert_eq!(
@@ -566,7 +568,7 @@ fn the_end_of_the_stream_ends_every_channel_and_bad_frames_are_violations() {
         max_message_size: 10,
         ..MuxConfig::default()
     };
-    let mut s = Session::new(config).unwrap();
+    let mut s = Session::new(config.claim_grace(None)).unwrap();
     s.handle_input(now, hex("0b000000"));
     assert!(matches!(violation(&mut s), MuxError::Frame(_)));
     let mut s = session();

@@ -1,6 +1,8 @@
 //! The Protomux session's vocabulary: config, handles, events, errors and
 //! stats.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::protomux::{DecodeError, FrameError};
@@ -54,6 +56,12 @@ pub struct MuxConfig {
     /// [`MuxLocalError::Blocked`] and the session stops taking input.
     /// Default 1 MiB.
     pub send_buffer: usize,
+    /// How long an OPEN nobody listens for waits for a listener before it
+    /// is rejected (see [`Session::set_claim_grace`](super::Session::set_claim_grace)).
+    /// Default 1 s, so that a peer may open a channel the moment it
+    /// connects, before the accepting side has had a chance to listen;
+    /// `None` rejects at once, as Protomux does.
+    pub claim_grace: Option<Duration>,
 }
 
 /// What each queued message counts beyond its bytes: its share of the
@@ -69,6 +77,7 @@ impl Default for MuxConfig {
             channel_buffer: 1 << 20,
             max_buffered: 8 << 20,
             send_buffer: 1 << 20,
+            claim_grace: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -101,6 +110,12 @@ impl MuxConfig {
     /// Sets [`max_buffered`](MuxConfig::max_buffered).
     pub fn max_buffered(mut self, bytes: usize) -> MuxConfig {
         self.max_buffered = bytes;
+        self
+    }
+
+    /// Sets [`claim_grace`](MuxConfig::claim_grace).
+    pub fn claim_grace(mut self, grace: Option<Duration>) -> MuxConfig {
+        self.claim_grace = grace;
         self
     }
 
