@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 mod alloc;
+pub mod js;
 pub mod store_suite;
 
 pub use alloc::{live_bytes, Counting};
