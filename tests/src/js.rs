@@ -53,9 +53,6 @@ pub const SCENARIOS: &[&str] = &[
     "rpc-scan-interleaved",
 ];
 
-/// How long a channel the client opens waits for the services' listeners
-/// (the Peer's default claim grace).
-pub const CLAIM_GRACE: Duration = Duration::from_secs(1);
 /// How long a JS process may take to start listening or to be stopped.
 const PROCESS_LIMIT: Duration = Duration::from_secs(30);
 
@@ -260,14 +257,11 @@ fn read_all(mut from: impl Read + Send + 'static) -> thread::JoinHandle<String> 
 /// Differences a client can see: nothing can send an empty message on the
 /// Rust Protomux (`MuxLocalError::EmptyMessage`), so the echo services
 /// drop the zero-length messages they receive instead of echoing them; and
-/// the claim grace (1 s) delays the REJECT of `plex-test/reject` and of
-/// other unserved protocols by that long.
-///
-/// The mux reads from the moment it is accepted, and a client may open a
-/// channel at once: set [`CLAIM_GRACE`] on it right after `accept` (this
-/// sets it again, too late for an OPEN that came first).
+/// the claim grace (`MuxConfig::claim_grace`, 1 s) delays the REJECT of
+/// `plex-test/reject` and of other unserved protocols by that long: it is
+/// what lets a client open a channel the moment it connects, before these
+/// listeners exist.
 pub async fn serve_test_services(mux: Mux, base: &str, id: &str) {
-    mux.set_claim_grace(Some(CLAIM_GRACE));
     let rt = mux.runtime().clone();
     serve(&rt, mux.listen(ECHO, None), Service::Echo);
     serve(&rt, mux.listen(CLOSE, None), Service::Close);

@@ -14,8 +14,8 @@ use plex_proto::rpc::{Body, ClientConfig, Method};
 use plex_runtime::mux::{Mux, MuxConfig};
 use plex_runtime::Error;
 use plex_tests::js::{
-    run_js_client, serve_test_services, JsServer, BASE, BATCH, CLAIM_GRACE, CLOSE, COUNT, ECHO,
-    REJECT, SCENARIOS, SINK, STORE_ID,
+    run_js_client, serve_test_services, JsServer, BASE, BATCH, CLOSE, COUNT, ECHO, REJECT,
+    SCENARIOS, SINK, STORE_ID,
 };
 use sha2::{Digest, Sha256};
 
@@ -51,8 +51,6 @@ async fn js_client_against_tokio_server(listen: &str) {
     let url = server.local_endpoint().to_string();
     let accepting = tokio::spawn(async move {
         while let Ok((mux, _)) = server.accept().await {
-            // Before the client's first OPEN can find no listener.
-            mux.set_claim_grace(Some(CLAIM_GRACE));
             tokio::spawn(serve_test_services(mux, BASE, STORE_ID));
         }
     });
@@ -86,7 +84,6 @@ fn js_client_rust_server_smol_tcp() {
             tx.send(server.local_endpoint().to_string()).unwrap();
             let accepting = async {
                 while let Ok((mux, _)) = server.accept().await {
-                    mux.set_claim_grace(Some(CLAIM_GRACE));
                     smol::spawn(serve_test_services(mux, BASE, STORE_ID)).detach();
                 }
             };
