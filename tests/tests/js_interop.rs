@@ -438,3 +438,55 @@ async fn store_port_server_limit(mux: Mux) {
     let after = bounded("get", store.get(Bytes::from_static(b"big"), none())).await;
     assert_eq!(after.unwrap(), None);
 }
+
+// ---- A Rust peer pool over JS store ports ---------------------------------
+
+/// Three JavaScript store ports behind one Rust `PeerPool` over Protomux:
+/// calls spread over them, and when one JS process goes away its calls fail
+/// over to the others and it cools down, as on `plex/1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_pool_of_javascript_store_ports_fails_over() {
+    use plex_peer::{MemberInfo, PeerPool, PoolConfig};
+    use std::sync::Arc;
+
+    let mut servers = Vec::new();
+    let pool = PeerPool::new(PoolConfig::default());
+    for _ in 0..3 {
+        let (server, mux) = js_server("tcp://127.0.0.1:0").await;
+        pool.add(Arc::new(Peer::over_protomux(mux)), MemberInfo::new());
+        servers.push(server);
+    }
+    let store = pool.store(STORE_ID);
+    for i in 0..60 {
+        let key = Bytes::from(format!("k{i}"));
+        bounded("pooled put", store.put(key.clone(), key, none()))
+            .await
+            .unwrap_or_else(|e| panic!("put k{i}: {e}"));
+    }
+    let stats = pool.stats();
+    assert!(
+        stats.iter().all(|s| s.calls >= 15),
+        "round-robin spreads the calls: {stats:?}"
+    );
+    // The second JS peer exits: its connection ends under the pool.
+    drop(servers.remove(1));
+    for i in 0..60 {
+        bounded("pooled get", store.get(format!("k{i}").into(), none()))
+            .await
+            .unwrap_or_else(|e| panic!("get k{i} after a peer died: {e}"));
+    }
+    let stats = pool.stats();
+    assert!(
+        stats[1].failures > 0,
+        "the dead peer's failure is counted: {:?}",
+        stats[1]
+    );
+    assert!(
+        stats[1].cooling_until.is_some(),
+        "and it cools down: {:?}",
+        stats[1]
+    );
+    for live in [&stats[0], &stats[2]] {
+        assert_eq!(live.failures, 0, "{live:?}");
+    }
+}
