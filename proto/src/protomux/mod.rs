@@ -1,6 +1,7 @@
-//! The Protomux wire codec (neonplex wire §2–§4), the framing JavaScript
-//! Plex (neonplex) speaks. Pure functions on [`Bytes`](bytes::Bytes): no IO,
-//! no clock, no session state.
+//! The Protomux wire (neonplex wire §2–§5), what JavaScript Plex
+//! (neonplex) speaks: the message codec, the u32-LE framing and the
+//! sans-IO [`Session`]. No IO, no clock. `proto/PROTOMUX.md` says what the
+//! session does where Protomux leaves a choice, and what it bounds.
 //!
 //! Protomux runs many channels over one connection. Each
 //! [`Message`](crate::protomux::Message) starts with the channel it travels

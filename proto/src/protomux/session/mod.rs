@@ -36,7 +36,18 @@ use output::Output;
 /// The pairing key: protocol and id (an empty id stands for `null` too).
 type Key = (String, Bytes);
 
-/// One Protomux connection's state. See the [module docs](self).
+/// One Protomux connection's state: channels paired by protocol and id
+/// over one length-prefixed byte stream.
+///
+/// The same shape as the `plex/1` [`Session`](crate::Session): bytes in
+/// through [`handle_input`](Session::handle_input), bytes out of
+/// [`poll_transmit`](Session::poll_transmit), what the application must
+/// know out of [`poll_event`](Session::poll_event). Protomux has no flow
+/// control: once a channel (or all of them) holds more received bytes than
+/// its limit, or our output is not being written,
+/// [`wants_input`](Session::wants_input) turns false and the driver stops
+/// reading until the application catches up. `proto/PROTOMUX.md` has the
+/// rules.
 #[derive(Debug)]
 pub struct Session {
     config: MuxConfig,
