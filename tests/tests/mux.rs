@@ -229,3 +229,39 @@ fn smol_and_async_std_peers_talk_to_tokio() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_answer_with_neonplex_s_bytes_batched_only_when_messages_go_along() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = plex_tokio::listen_mux("tcp://127.0.0.1:0", MuxConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_endpoint().authority();
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mux, _) = server.accept().await.unwrap();
+    let plain = mux.listen("p", None);
+    let batched = mux.listen("q", None);
+    // OPEN(1, "p", "x"), then OPEN(2, "q", "y").
+    raw.write_all(b"\x07\x00\x00\x00\x00\x01\x01\x01p\x01x")
+        .await
+        .unwrap();
+    raw.write_all(b"\x07\x00\x00\x00\x00\x01\x02\x01q\x01y")
+        .await
+        .unwrap();
+    let _p = plain.accept().await.unwrap();
+    let mut reply = [0u8; 11];
+    raw.read_exact(&mut reply).await.unwrap();
+    assert_eq!(
+        &reply, b"\x07\x00\x00\x00\x00\x01\x01\x01p\x01x",
+        "a plain OPEN"
+    );
+    let (_q, _) = batched
+        .accept_batch(|_| (Bytes::new(), vec![Bytes::from_static(b"hi")]))
+        .await
+        .unwrap();
+    // BATCH: 00 00, channel 0, OPEN(2, q, y) as an item, switch to 2, DATA "hi".
+    let expected = b"\x10\x00\x00\x00\x00\x00\x00\x06\x01\x02\x01q\x01y\x00\x02\x03\x00hi";
+    let mut reply = [0u8; 20];
+    raw.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, expected, "OPEN and its first message in one BATCH");
+}

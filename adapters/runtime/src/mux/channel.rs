@@ -252,7 +252,12 @@ impl MuxListener {
                     break;
                 };
                 let (ours, messages) = answer(&theirs);
-                inner.session.cork();
+                // A BATCH only when messages go with the OPEN: a plain
+                // accept is the plain OPEN neonplex sends.
+                let batch = messages.iter().any(|m| !m.is_empty());
+                if batch {
+                    inner.session.cork();
+                }
                 let accepted = inner.session.accept(channel, ours);
                 if accepted.is_ok() {
                     for message in messages.into_iter().filter(|m| !m.is_empty()) {
@@ -266,7 +271,9 @@ impl MuxListener {
                         }
                     }
                 }
-                inner.session.uncork();
+                if batch {
+                    inner.session.uncork();
+                }
                 match accepted {
                     Ok(()) => {
                         let slot = Slot {
