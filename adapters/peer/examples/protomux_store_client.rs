@@ -28,8 +28,7 @@ use store::{show, BoxError};
 /// How long the whole run may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-// One thread: the in-process server sets up each connection before its
-// task first reads (see `store::serve`).
+// One thread is plenty for an example.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let run = async {

@@ -20,8 +20,7 @@ use std::process::ExitCode;
 
 use plex_peer::MemoryStore;
 
-// One thread: the server sets up each connection before its task first
-// reads (see `store::serve`).
+// One thread is plenty for an example.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let served = async {

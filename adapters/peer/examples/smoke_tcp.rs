@@ -11,8 +11,7 @@
 #[path = "shared/smoke.rs"]
 mod smoke;
 
-// One thread: the server registers its listener before a new connection's
-// task first reads (see `serve`).
+// One thread is plenty for a smoke test.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     smoke::Smoke {

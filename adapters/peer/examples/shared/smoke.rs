@@ -114,11 +114,8 @@ impl Smoke {
 
 /// Accepts connections until the listener fails, each served on its own.
 ///
-/// neonplex's client sends its OPEN the moment it connects, and the
-/// connection task reads it as soon as it runs: with no listener and no
-/// claim grace yet, Protomux's rule is to REJECT it. So the listener is
-/// registered before this task yields, which on the current-thread runtime
-/// (see the examples' `main`) is before the connection task first runs.
+/// neonplex's client sends its OPEN the moment it connects; an OPEN that
+/// arrives before the listener waits for it (`MuxConfig::claim_grace`, 1 s).
 async fn serve(kind: &'static str, server: MuxServer) -> Result<(), BoxError> {
     loop {
         let (mux, from) = server.accept().await?;

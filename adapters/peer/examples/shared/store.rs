@@ -88,12 +88,9 @@ pub(crate) async fn bind(url: &str, options: &Options) -> Result<MuxServer, BoxE
     Ok(server)
 }
 
-/// Serves `store` on every connection `server` accepts.
-///
-/// A client may send its OPEN the moment it connects, and the connection
-/// task reads it as soon as it runs: the peer (and its claim grace) and the
-/// listener are set up before this task yields, which on the
-/// current-thread runtime the examples use is before that task first runs.
+/// Serves `store` on every connection `server` accepts. A client may send
+/// its OPEN the moment it connects: it waits for the listener within the
+/// claim grace (1 s).
 pub(crate) async fn serve(
     server: MuxServer,
     config: PeerConfig,
