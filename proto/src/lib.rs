@@ -73,6 +73,7 @@
 #![deny(missing_docs)]
 
 mod budget;
+pub mod bus;
 mod codec;
 mod config;
 mod error;
