@@ -1,0 +1,463 @@
+//! The broker: routes requests to one responder each and publications to
+//! every subscriber, over the `plex/1` sessions of its clients.
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use futures_io::AsyncRead;
+use futures_util::io::AsyncWriteExt;
+use plex_proto::bus::{
+    Delivery, Outbox, Pushed, Record, RecordDecoder, RequestHead, Role, Router, SlowPolicy,
+    Subscribe, SubscriptionId, DELIVER_PROTOCOL, PUBLISH_PROTOCOL, REQUEST_PROTOCOL,
+    RESPONDER_GONE, SLOW_CONSUMER, SUBSCRIBE_PROTOCOL,
+};
+use plex_proto::ErrorCode;
+use plex_runtime::{Incoming, Listener, OpenOptions, Session, Stream};
+
+use crate::error::code_of;
+use crate::pipe::{self, Failed};
+use crate::BusError;
+
+/// A broker's limits and its policy for slow subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerConfig {
+    /// The largest published message. Default 64 MiB. Requests and replies
+    /// are streamed through and have no limit here.
+    pub max_payload: usize,
+    /// Bytes the broker holds for one subscriber that reads slower than
+    /// messages come. Default 8 MiB.
+    pub subscriber_buffer: usize,
+    /// What happens when a subscriber's buffer is full. Default
+    /// [`SlowPolicy::DropWithGap`].
+    pub slow_policy: SlowPolicy,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            max_payload: 64 << 20,
+            subscriber_buffer: 8 << 20,
+            slow_policy: SlowPolicy::DropWithGap,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Sets [`max_payload`](BrokerConfig::max_payload).
+    pub fn max_payload(mut self, bytes: usize) -> BrokerConfig {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Sets [`subscriber_buffer`](BrokerConfig::subscriber_buffer).
+    pub fn subscriber_buffer(mut self, bytes: usize) -> BrokerConfig {
+        self.subscriber_buffer = bytes;
+        self
+    }
+
+    /// Sets [`slow_policy`](BrokerConfig::slow_policy).
+    pub fn slow_policy(mut self, policy: SlowPolicy) -> BrokerConfig {
+        self.slow_policy = policy;
+        self
+    }
+}
+
+/// Counters of a broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// Client connections being served.
+    pub connections: u64,
+    /// Subscriptions and responders in place.
+    pub subscriptions: u64,
+    /// Requests answered by a responder.
+    pub requests: u64,
+    /// Requests refused for want of a responder.
+    pub no_responders: u64,
+    /// Requests whose responder failed under them.
+    pub responder_failures: u64,
+    /// Messages published.
+    pub published: u64,
+    /// Messages queued for subscribers (one per subscriber).
+    pub delivered: u64,
+    /// Messages dropped for subscribers that fell behind.
+    pub dropped: u64,
+    /// Subscriptions ended for falling behind.
+    pub disconnected: u64,
+}
+
+/// Routes requests and publications between the clients it serves. Cheap
+/// to clone; clones are the same broker.
+///
+/// Hand it each client's session with [`serve`](Broker::serve) (a server's
+/// accept loop spawns one per connection; `plex serve` hosts one).
+#[derive(Clone, Debug)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: BrokerConfig,
+    state: Mutex<State>,
+    next_connection: AtomicU64,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    no_responders: AtomicU64,
+    responder_failures: AtomicU64,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    disconnected: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    router: Router<u64>,
+    /// Each connection's session, to open request streams to responders.
+    sessions: HashMap<u64, Session>,
+    /// Each subscriber's outbox and its writer's waker.
+    outboxes: HashMap<SubscriptionId, Mailbox>,
+}
+
+#[derive(Debug)]
+struct Mailbox {
+    outbox: Outbox,
+    writer: Option<Waker>,
+    /// Ended for falling behind: the writer resets the stream.
+    evicted: bool,
+}
+
+impl Broker {
+    /// A broker with `config`.
+    pub fn new(config: BrokerConfig) -> Broker {
+        Broker {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State::default()),
+                next_connection: AtomicU64::new(1),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// The config.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BrokerStats {
+        let c = &self.inner.counters;
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        BrokerStats {
+            connections: load(&c.connections),
+            subscriptions: self.inner.lock().router.len() as u64,
+            requests: load(&c.requests),
+            no_responders: load(&c.no_responders),
+            responder_failures: load(&c.responder_failures),
+            published: load(&c.published),
+            delivered: load(&c.delivered),
+            dropped: load(&c.dropped),
+            disconnected: load(&c.disconnected),
+        }
+    }
+
+    /// Serves one client's session until it closes; its subscriptions end
+    /// with it. Every stream the client opens is handled in a task of its
+    /// own on the session's runtime.
+    pub async fn serve(&self, session: Session) {
+        let connection = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .lock()
+            .sessions
+            .insert(connection, session.clone());
+        let listeners = [
+            session.listen(SUBSCRIBE_PROTOCOL, Bytes::new()),
+            session.listen(REQUEST_PROTOCOL, Bytes::new()),
+            session.listen(PUBLISH_PROTOCOL, Bytes::new()),
+        ];
+        let accepting = async {
+            loop {
+                let Some((kind, incoming)) = next_incoming(&listeners).await else {
+                    return;
+                };
+                let broker = self.clone();
+                let task: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
+                    0 => Box::pin(async move { broker.subscribed(connection, incoming).await }),
+                    1 => Box::pin(async move { broker.request(incoming).await }),
+                    _ => Box::pin(async move { broker.publishing(incoming).await }),
+                };
+                session.runtime().spawn(task);
+            }
+        };
+        accepting.await;
+        // The subscriptions' own tasks end as their streams do; requests
+        // meanwhile skip responders whose session is gone.
+        self.inner.lock().sessions.remove(&connection);
+        self.inner
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A subscription stream: registered until the client ends it.
+    async fn subscribed(&self, connection: u64, incoming: Incoming) {
+        let spec = match Subscribe::decode(incoming.handshake().clone()) {
+            Ok(spec) => spec,
+            Err(_) => return refuse(incoming, &BusError::Refused),
+        };
+        let id = {
+            let mut state = self.inner.lock();
+            let id = state.router.subscribe(connection, spec.role, &spec.pattern);
+            if spec.role == Role::Subscriber {
+                let outbox = Outbox::new(
+                    self.inner.config.subscriber_buffer,
+                    self.inner.config.slow_policy,
+                );
+                state.outboxes.insert(
+                    id,
+                    Mailbox {
+                        outbox,
+                        writer: None,
+                        evicted: false,
+                    },
+                );
+            }
+            id
+        };
+        let Ok(mut stream) = incoming.accept(Bytes::copy_from_slice(&id.to_le_bytes())) else {
+            self.inner.lock().end_subscription(id);
+            return;
+        };
+        match spec.role {
+            Role::Subscriber => self.deliver(id, &mut stream).await,
+            // A responder's stream only says the responder is there: it
+            // ends when the client unsubscribes or goes.
+            _ => {
+                let mut byte = [0u8; 1];
+                let _ = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut byte)).await;
+            }
+        }
+        self.inner.lock().end_subscription(id);
+    }
+
+    /// Writes a subscriber's outbox to its stream until either ends.
+    async fn deliver(&self, id: SubscriptionId, stream: &mut Stream) {
+        loop {
+            let next = poll_fn(|cx| {
+                // The client ending its side ends the subscription.
+                let mut probe = [0u8; 1];
+                if Pin::new(&mut *stream).poll_read(cx, &mut probe).is_ready() {
+                    return Poll::Ready(None);
+                }
+                let mut state = self.inner.lock();
+                let Some(mailbox) = state.outboxes.get_mut(&id) else {
+                    return Poll::Ready(None);
+                };
+                if mailbox.evicted {
+                    return Poll::Ready(Some(Err(())));
+                }
+                match mailbox.outbox.pop() {
+                    Some(record) => Poll::Ready(Some(Ok(record))),
+                    None => {
+                        mailbox.writer = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+            })
+            .await;
+            let record = match next {
+                Some(Ok(record)) => record,
+                Some(Err(())) => return stream.reset(SLOW_CONSUMER),
+                None => return,
+            };
+            if write_record(stream, &record).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A publish stream: every record goes to the subscribers of its channel.
+    async fn publishing(&self, incoming: Incoming) {
+        let Ok(mut stream) = incoming.accept(Bytes::new()) else {
+            return;
+        };
+        let mut decoder = RecordDecoder::new(self.inner.config.max_payload);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match decoder.next() {
+                Ok(Some(Record::Message { channel, payload })) => {
+                    self.publish(&channel, payload);
+                    continue;
+                }
+                Ok(Some(_)) | Err(_) => return stream.reset(plex_proto::bus::BAD_REQUEST),
+                Ok(None) => {}
+            }
+            let want = decoder.wanted().min(buf.len());
+            let read = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut buf[..want])).await;
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => decoder.push(&buf[..n]),
+            }
+        }
+    }
+
+    /// Offers one message to every subscriber of `channel`; never waits.
+    fn publish(&self, channel: &str, payload: Bytes) {
+        let counters = &self.inner.counters;
+        counters.published.fetch_add(1, Ordering::Relaxed);
+        let mut wake = Vec::new();
+        let mut state = self.inner.lock();
+        for id in state.router.subscribers(channel) {
+            let Some(mailbox) = state.outboxes.get_mut(&id) else {
+                continue;
+            };
+            match mailbox.outbox.push(channel, payload.clone()) {
+                Pushed::Queued => {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    wake.extend(mailbox.writer.take());
+                }
+                Pushed::Dropped => {
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    if !mailbox.evicted {
+                        mailbox.evicted = true;
+                        counters.disconnected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    wake.extend(mailbox.writer.take());
+                }
+            }
+        }
+        drop(state);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// A request stream: joined to one responder's, or refused.
+    async fn request(&self, incoming: Incoming) {
+        let head = match RequestHead::decode(incoming.handshake().clone()) {
+            Ok(head) => head,
+            Err(_) => return refuse(incoming, &BusError::Refused),
+        };
+        let candidates: Vec<(SubscriptionId, Session)> = {
+            let mut state = self.inner.lock();
+            let ids = state.router.responders(&head.channel);
+            ids.into_iter()
+                .filter_map(|id| {
+                    let connection = state.router.subscription(id)?.connection;
+                    Some((id, state.sessions.get(&connection)?.clone()))
+                })
+                .collect()
+        };
+        // The first responder that takes the stream gets the request; one
+        // whose connection is gone is skipped.
+        let mut responder = None;
+        for (id, session) in candidates {
+            let delivery = Delivery {
+                subscription: id,
+                channel: head.channel.clone(),
+            };
+            let options =
+                OpenOptions::new(DELIVER_PROTOCOL, Bytes::new()).handshake(delivery.to_bytes());
+            if let Ok(stream) = session.open_stream(options).await {
+                responder = Some(stream);
+                break;
+            }
+        }
+        let Some(mut responder) = responder else {
+            self.inner
+                .counters
+                .no_responders
+                .fetch_add(1, Ordering::Relaxed);
+            return refuse(incoming, &BusError::NoResponders);
+        };
+        let Ok(mut requester) = incoming.accept(Bytes::new()) else {
+            return responder.reset(ErrorCode::CANCEL);
+        };
+        match pipe::join(&mut requester, &mut responder).await {
+            Ok(()) => {
+                self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+            }
+            // The requester gave up (cancel, timeout, gone): so does the
+            // responder.
+            Err(Failed::First) => responder.reset(ErrorCode::CANCEL),
+            Err(Failed::Second) => {
+                self.inner
+                    .counters
+                    .responder_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                requester.reset(RESPONDER_GONE);
+            }
+        }
+    }
+}
+
+/// Refuses a stream with the code of `error`: accepted and reset at once,
+/// so the client sees why.
+fn refuse(incoming: Incoming, error: &BusError) {
+    if let Ok(mut stream) = incoming.accept(Bytes::new()) {
+        stream.reset(code_of(error));
+    }
+}
+
+/// The next stream any of `listeners` has, with the listener's index;
+/// `None` once the session has closed.
+async fn next_incoming(listeners: &[Listener; 3]) -> Option<(usize, Incoming)> {
+    let mut accepts = [
+        pin!(listeners[0].accept()),
+        pin!(listeners[1].accept()),
+        pin!(listeners[2].accept()),
+    ];
+    poll_fn(|cx| {
+        for (i, accept) in accepts.iter_mut().enumerate() {
+            if let Poll::Ready(result) = accept.as_mut().poll(cx) {
+                return Poll::Ready(result.ok().map(|incoming| (i, incoming)));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Writes one record: its header, then its payload.
+async fn write_record(stream: &mut Stream, record: &Record) -> std::io::Result<()> {
+    stream.write_all(&record.header()).await?;
+    if let Record::Message { payload, .. } = record {
+        stream.write_all(payload).await?;
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn end_subscription(&mut self, id: SubscriptionId) {
+        self.router.unsubscribe(id);
+        if let Some(mailbox) = self.outboxes.remove(&id) {
+            if let Some(writer) = mailbox.writer {
+                writer.wake();
+            }
+        }
+    }
+}

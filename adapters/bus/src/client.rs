@@ -1,0 +1,338 @@
+//! The bus client: requests, replies, publications and subscriptions over
+//! one session to a broker.
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_io::AsyncRead;
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::lock::Mutex as AsyncMutex;
+use plex_proto::bus::{
+    check_channel, Delivery, Record, RequestHead, Role, Subscribe, SubscriptionId,
+    DELIVER_PROTOCOL, PUBLISH_PROTOCOL, REQUEST_PROTOCOL, SUBSCRIBE_PROTOCOL,
+};
+use plex_proto::ErrorCode;
+use plex_runtime::{OpenOptions, Session, Stream};
+
+use crate::error::from_io;
+use crate::subscription::{Inbox, Request, Responder, Subscription};
+use crate::BusError;
+
+/// A client's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// How long a request waits for its reply when the caller gives no
+    /// timeout (or zero). Default 30 s.
+    pub request_timeout: Duration,
+    /// The largest reply, request body or message this client takes into
+    /// memory. Default 64 MiB.
+    pub max_payload: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            request_timeout: Duration::from_secs(30),
+            max_payload: 64 << 20,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Sets [`request_timeout`](ClientConfig::request_timeout).
+    pub fn request_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_payload`](ClientConfig::max_payload).
+    pub fn max_payload(mut self, bytes: usize) -> ClientConfig {
+        self.max_payload = bytes;
+        self
+    }
+}
+
+/// A connection to a broker. Cheap to clone and safe to share: any number
+/// of tasks may request, publish, subscribe and respond on one client at
+/// once. Every request travels on a stream of its own, so nothing of one
+/// can mix with another.
+#[derive(Clone, Debug)]
+pub struct BusClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    session: Session,
+    config: ClientConfig,
+    closed: AtomicBool,
+    /// The one publish stream, so that this client's messages keep their
+    /// order; opened at the first publish.
+    publisher: AsyncMutex<Option<Stream>>,
+    /// Each responder's queue of requests, by subscription.
+    responders: Mutex<HashMap<SubscriptionId, Arc<Inbox<Request>>>>,
+}
+
+impl BusClient {
+    /// A client over a session to a broker, with the default config.
+    pub fn new(session: Session) -> BusClient {
+        BusClient::with_config(session, ClientConfig::default())
+    }
+
+    /// A client with `config`.
+    pub fn with_config(session: Session, config: ClientConfig) -> BusClient {
+        let inner = Arc::new(Inner {
+            session,
+            config,
+            closed: AtomicBool::new(false),
+            publisher: AsyncMutex::new(None),
+            responders: Mutex::new(HashMap::new()),
+        });
+        let listener = inner.session.listen(DELIVER_PROTOCOL, Bytes::new());
+        let weak = Arc::downgrade(&inner);
+        inner.session.runtime().spawn(Box::pin(async move {
+            // Requests the broker hands this client's responders.
+            while let Ok(incoming) = listener.accept().await {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let Ok(delivery) = Delivery::decode(incoming.handshake().clone()) else {
+                    incoming.refuse();
+                    continue;
+                };
+                let inbox = inner.lock_responders().get(&delivery.subscription).cloned();
+                let Some(inbox) = inbox else {
+                    // Unsubscribed meanwhile: the broker tries another.
+                    incoming.refuse();
+                    continue;
+                };
+                if let Ok(stream) = incoming.accept(Bytes::new()) {
+                    let request = Request::new(delivery.channel, stream, inner.config.max_payload);
+                    inbox.push(request);
+                }
+            }
+        }));
+        BusClient { inner }
+    }
+
+    /// The session underneath.
+    pub fn session(&self) -> &Session {
+        &self.inner.session
+    }
+
+    /// Sends `payload` to one responder of `channel` and returns its reply,
+    /// waiting at most the configured timeout.
+    pub async fn request(&self, channel: &str, payload: Bytes) -> Result<Bytes, BusError> {
+        self.request_timeout(channel, payload, None).await
+    }
+
+    /// [`request`](BusClient::request) with its own timeout; `None` or zero
+    /// means the configured one.
+    pub async fn request_timeout(
+        &self,
+        channel: &str,
+        payload: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, BusError> {
+        let mut source = futures_util::io::Cursor::new(payload);
+        self.request_from(channel, &mut source, timeout).await
+    }
+
+    /// Sends a request whose payload is read from `source` as it goes, of
+    /// any size, and returns the reply. A read error from `source` fails
+    /// the request ([`BusError::Source`]) and cancels it at the responder.
+    /// Dropping the future cancels it too.
+    pub async fn request_from(
+        &self,
+        channel: &str,
+        source: &mut (impl AsyncRead + Unpin),
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, BusError> {
+        self.check_open()?;
+        check_channel(channel, false)?;
+        let timeout = match timeout {
+            Some(t) if !t.is_zero() => t,
+            _ => self.inner.config.request_timeout,
+        };
+        let runtime = self.inner.session.runtime();
+        let mut timer = runtime.sleep_until(runtime.now() + timeout);
+        let head = RequestHead {
+            channel: channel.to_owned(),
+        };
+        let options = OpenOptions::new(REQUEST_PROTOCOL, Bytes::new()).handshake(head.to_bytes());
+        let mut stream = self.inner.session.open_stream(options).await?;
+        let result = {
+            let work = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = source
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| BusError::Source(Arc::new(e)))?;
+                    if n == 0 {
+                        break;
+                    }
+                    stream.write_all(&buf[..n]).await.map_err(from_io)?;
+                }
+                stream.finish()?;
+                read_to_end(&mut stream, self.inner.config.max_payload).await
+            };
+            let mut work = pin!(work);
+            poll_fn(|cx| {
+                if let Poll::Ready(result) = work.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+                timer
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| Err(BusError::Timeout(timeout)))
+            })
+            .await
+        };
+        if result.is_err() {
+            // Cancels the request at the broker and so at the responder.
+            stream.reset(ErrorCode::CANCEL);
+        }
+        result
+    }
+
+    /// Publishes `payload` to every subscriber of `channel`. Messages of one
+    /// client reach each subscriber in the order they were published.
+    pub async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
+        self.check_open()?;
+        check_channel(channel, false)?;
+        if payload.len() > self.inner.config.max_payload {
+            let max = self.inner.config.max_payload;
+            return Err(BusError::TooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let record = Record::Message {
+            channel: channel.to_owned(),
+            payload,
+        };
+        let mut publisher = self.inner.publisher.lock().await;
+        if publisher.is_none() {
+            let options = OpenOptions::new(PUBLISH_PROTOCOL, Bytes::new());
+            *publisher = Some(self.inner.session.open_stream(options).await?);
+        }
+        let stream = publisher.as_mut().expect("opened above");
+        let written = async {
+            stream.write_all(&record.header()).await?;
+            if let Record::Message { payload, .. } = &record {
+                stream.write_all(payload).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        if let Err(e) = written.await {
+            // A half-written record: the stream cannot be used again.
+            *publisher = None;
+            return Err(from_io(e));
+        }
+        Ok(())
+    }
+
+    /// Subscribes to `pattern`: a channel, or a prefix followed by `*`
+    /// (every channel that starts with it).
+    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
+        let (stream, id) = self.open_subscription(Role::Subscriber, pattern).await?;
+        Ok(Subscription::new(stream, id, self.inner.config.max_payload))
+    }
+
+    /// Offers to answer requests to `pattern`. Each request goes to one of
+    /// the channel's responders, in turn.
+    pub async fn respond(&self, pattern: &str) -> Result<Responder, BusError> {
+        let inbox = Arc::new(Inbox::default());
+        let (stream, id) = self.open_subscription(Role::Responder, pattern).await?;
+        self.inner.lock_responders().insert(id, inbox.clone());
+        Ok(Responder::new(
+            stream,
+            id,
+            inbox,
+            Arc::downgrade(&self.inner),
+        ))
+    }
+
+    /// Closes the client: later calls fail with [`BusError::Closed`]; the
+    /// session closes gracefully. Closing twice is harmless.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(stream) = self.inner.publisher.lock().await.take() {
+            let _ = stream.finish();
+        }
+        let _ = self.inner.session.close().await;
+    }
+
+    /// Whether [`close`](BusClient::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    fn check_open(&self) -> Result<(), BusError> {
+        if self.is_closed() {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn open_subscription(
+        &self,
+        role: Role,
+        pattern: &str,
+    ) -> Result<(Stream, SubscriptionId), BusError> {
+        self.check_open()?;
+        check_channel(pattern, true)?;
+        let spec = Subscribe {
+            role,
+            pattern: pattern.to_owned(),
+        };
+        let options = OpenOptions::new(SUBSCRIBE_PROTOCOL, Bytes::new()).handshake(spec.to_bytes());
+        let stream = self.inner.session.open_stream(options).await?;
+        let accepted = stream.remote_open().await?;
+        let id = <[u8; 8]>::try_from(&accepted[..])
+            .map(u64::from_le_bytes)
+            .map_err(|_| BusError::Refused)?;
+        Ok((stream, id))
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_responders(
+        &self,
+    ) -> MutexGuard<'_, HashMap<SubscriptionId, Arc<Inbox<Request>>>> {
+        // No code panics while holding the lock.
+        self.responders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Reads a stream to its end, refusing more than `max` bytes.
+pub(crate) async fn read_to_end(stream: &mut Stream, max: usize) -> Result<Bytes, BusError> {
+    let mut out = BytesMut::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(from_io)?;
+        if n == 0 {
+            return Ok(out.freeze());
+        }
+        if out.len() + n > max {
+            return Err(BusError::TooLarge {
+                len: out.len() + n,
+                max,
+            });
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
