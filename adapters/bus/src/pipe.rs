@@ -96,10 +96,15 @@ pub(crate) async fn join(a: &mut Stream, b: &mut Stream) -> Result<(), Failed> {
             other => other.is_ready(),
         };
         if forward && back {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
+            return Poll::Ready(Ok(()));
         }
+        // Nothing left to read from `a` or to write to it for now: watch it
+        // anyway, so that a requester that gives up is noticed while the
+        // responder still works.
+        if forward && a.poll_stopped(cx).is_ready() {
+            return Poll::Ready(Err(Failed::First));
+        }
+        Poll::Pending
     })
     .await
 }

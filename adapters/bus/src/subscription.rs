@@ -208,6 +208,7 @@ pub struct Request {
     channel: String,
     stream: Stream,
     max_payload: usize,
+    replied: bool,
 }
 
 impl Request {
@@ -216,6 +217,7 @@ impl Request {
             channel,
             stream,
             max_payload,
+            replied: false,
         }
     }
 
@@ -234,15 +236,28 @@ impl Request {
         &mut self.stream
     }
 
-    /// Sends the reply and ends the request.
+    /// Sends the reply and ends the request. A reply cut short (the
+    /// future dropped, the write failed) fails the request at the
+    /// requester; it never arrives as a whole reply.
     pub async fn reply(mut self, payload: Bytes) -> Result<(), BusError> {
         self.stream.write_all(&payload).await.map_err(from_io)?;
         self.stream.finish()?;
+        self.replied = true;
         Ok(())
     }
 
     /// Ready once the requester gave up (cancelled, timed out, or gone).
     pub fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.stream.poll_stopped(cx).map(|_| ())
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if !self.replied {
+            // Unanswered: a reset, so that the requester learns the
+            // responder gave up rather than reading an empty reply.
+            self.stream.reset(plex_proto::ErrorCode::CANCEL);
+        }
     }
 }
