@@ -193,9 +193,9 @@ impl Rt {
     /// This runtime's TCP (and, except async-std, WebSocket) transport.
     pub fn transport(self) -> Arc<dyn Transport> {
         match self {
-            Rt::Tokio => Arc::new(plex_tokio::TokioTransport),
-            Rt::Smol => Arc::new(plex_smol::SmolTransport),
-            Rt::AsyncStd => Arc::new(plex_async_std::AsyncStdTransport),
+            Rt::Tokio => Arc::new(plex_tokio::TokioTransport::default()),
+            Rt::Smol => Arc::new(plex_smol::SmolTransport::default()),
+            Rt::AsyncStd => Arc::new(plex_async_std::AsyncStdTransport::default()),
         }
     }
 
