@@ -15,7 +15,7 @@
 //!   `tls://host:port?fingerprint=sha256:HEX`, pins that connection
 //!   whatever the client's settings, so `connect` with the default
 //!   settings reaches a development server.
-//! - Failures are typed: [`TlsError`](crate::TlsError) says whether the
+//! - Failures are typed: [`TlsError`] says whether the
 //!   issuer was unknown, the name wrong, the certificate expired, the pin
 //!   mismatched, or the peer does not speak TLS.
 //!
