@@ -52,6 +52,75 @@ macro_rules! on_every_runtime_and_wire {
     };
 }
 
+/// Generates one test per runtime and network transport (TCP, TLS) for
+/// each function named, each taking an [`Rt`] and a [`Net`].
+#[macro_export]
+macro_rules! on_every_runtime_and_net {
+    ($($test:ident),* $(,)?) => {
+        mod tokio_tcp {
+            $(#[test] fn $test() { super::$test($crate::Rt::Tokio, $crate::Net::Tcp) })*
+        }
+        mod tokio_tls {
+            $(#[test] fn $test() { super::$test($crate::Rt::Tokio, $crate::Net::Tls) })*
+        }
+        mod smol_tcp {
+            $(#[test] fn $test() { super::$test($crate::Rt::Smol, $crate::Net::Tcp) })*
+        }
+        mod smol_tls {
+            $(#[test] fn $test() { super::$test($crate::Rt::Smol, $crate::Net::Tls) })*
+        }
+        mod async_std_tcp {
+            $(#[test] fn $test() { super::$test($crate::Rt::AsyncStd, $crate::Net::Tcp) })*
+        }
+        mod async_std_tls {
+            $(#[test] fn $test() { super::$test($crate::Rt::AsyncStd, $crate::Net::Tls) })*
+        }
+    };
+}
+
+/// The byte-stream transports every runtime dials and listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// `tcp://`.
+    Tcp,
+    /// `tls://`, with [`test_tls`]'s certificate and pin.
+    Tls,
+}
+
+impl Net {
+    /// Both.
+    pub const ALL: [Net; 2] = [Net::Tcp, Net::Tls];
+
+    /// The URL scheme.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Net::Tcp => "tcp",
+            Net::Tls => "tls",
+        }
+    }
+
+    /// A loopback URL on any free port.
+    pub fn any_port(self) -> String {
+        format!("{}://127.0.0.1:0", self.scheme())
+    }
+}
+
+/// One self-signed certificate for `127.0.0.1` and `localhost`, made once
+/// per test process.
+pub fn dev_certificate() -> &'static ServerTls {
+    static CERT: OnceLock<ServerTls> = OnceLock::new();
+    CERT.get_or_init(|| ServerTls::self_signed(&["127.0.0.1", "localhost"]).expect("dev cert"))
+}
+
+/// The tests' TLS settings: listen with [`dev_certificate`], dial pinning
+/// it.
+pub fn test_tls() -> TlsConfig {
+    let cert = dev_certificate();
+    TlsConfig::default()
+        .with_server(cert.clone())
+        .with_client(ClientTls::pinned(cert.fingerprint()))
+}
+
 /// The wires the Plex layer runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -65,12 +134,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
 use plex_runtime::mux::{Mux, MuxConfig};
+use plex_runtime::tls::{ClientTls, ServerTls, TlsConfig};
 use plex_runtime::{
     Config, DriverConfig, Error, OpenOptions, Role, Runtime, Session, Stream, Transport,
 };
@@ -116,86 +186,99 @@ impl Rt {
         }
     }
 
-    /// Dials `url` with this runtime's adapter.
+    /// Dials `url` with this runtime's [`transport`](Rt::transport).
     pub async fn connect(self, url: &str, config: Config) -> Result<Session, Error> {
-        match self {
-            Rt::Tokio => plex_tokio::connect(url, config).await,
-            Rt::Smol => plex_smol::connect(url, config).await,
-            Rt::AsyncStd => plex_async_std::connect(url, config).await,
-        }
+        plex_runtime::connect(&*self.transport(), self.runtime(), url, config).await
     }
 
     /// A client and a server session joined over loopback TCP. Call inside
     /// [`Rt::block_on`].
     pub async fn pair(self, client: Config, server: Config) -> (Session, Session) {
-        let (client, server, _) = self.pair_through(client, server, false).await;
+        self.pair_over(Net::Tcp, client, server).await
+    }
+
+    /// A client and a server session joined over loopback `net`.
+    pub async fn pair_over(self, net: Net, client: Config, server: Config) -> (Session, Session) {
+        let (client, server, _) = self.pair_through(net, client, server, false).await;
         (client, server)
     }
 
     /// Like [`Rt::pair`], with the connection going through a [`Proxy`]
     /// the test can make fail.
     pub async fn pair_via_proxy(self, client: Config, server: Config) -> (Session, Session, Proxy) {
-        let (client, server, proxy) = self.pair_through(client, server, true).await;
+        self.pair_via_proxy_over(Net::Tcp, client, server).await
+    }
+
+    /// Like [`Rt::pair_over`], with the connection going through a
+    /// [`Proxy`] the test can make fail.
+    pub async fn pair_via_proxy_over(
+        self,
+        net: Net,
+        client: Config,
+        server: Config,
+    ) -> (Session, Session, Proxy) {
+        let (client, server, proxy) = self.pair_through(net, client, server, true).await;
         (client, server, proxy.expect("proxy"))
     }
 
     async fn pair_through(
         self,
+        net: Net,
         client: Config,
         server: Config,
         proxied: bool,
     ) -> (Session, Session, Option<Proxy>) {
-        macro_rules! pair {
-            ($adapter:ident) => {{
-                let listener = $adapter::listen("tcp://127.0.0.1:0", server)
-                    .await
-                    .expect("listen");
-                let endpoint = listener.local_endpoint();
-                let proxy =
-                    proxied.then(|| Proxy::spawn(endpoint.authority().parse().expect("address")));
-                let url = match &proxy {
-                    Some(proxy) => format!("tcp://{}", proxy.addr),
-                    None => endpoint.to_string(),
-                };
-                let (client, accepted) =
-                    smol::future::zip($adapter::connect(&url, client), listener.accept()).await;
-                (client.expect("connect"), accepted.expect("accept").0, proxy)
-            }};
-        }
-        match self {
-            Rt::Tokio => pair!(plex_tokio),
-            Rt::Smol => pair!(plex_smol),
-            Rt::AsyncStd => pair!(plex_async_std),
-        }
+        let (transport, runtime) = (self.transport(), self.runtime());
+        let listener = plex_runtime::listen(&*transport, runtime.clone(), &net.any_port(), server)
+            .await
+            .expect("listen");
+        let endpoint = listener.local_endpoint();
+        let proxy = proxied.then(|| Proxy::spawn(endpoint.authority().parse().expect("address")));
+        let url = match &proxy {
+            Some(proxy) => format!("{}://{}", net.scheme(), proxy.addr),
+            None => endpoint.to_string(),
+        };
+        let connect = plex_runtime::connect(&*transport, runtime, &url, client);
+        let (client, accepted) = smol::future::zip(connect, listener.accept()).await;
+        (client.expect("connect"), accepted.expect("accept").0, proxy)
     }
 
     /// A client and a server Protomux connection joined over loopback TCP.
     /// Call inside [`Rt::block_on`].
     pub async fn mux_pair(self, config: MuxConfig) -> (Mux, Mux) {
-        macro_rules! pair {
-            ($adapter:ident) => {{
-                let listener = $adapter::listen_mux("tcp://127.0.0.1:0", config.clone())
-                    .await
-                    .expect("listen");
-                let url = listener.local_endpoint().to_string();
-                let (client, accepted) =
-                    smol::future::zip($adapter::connect_mux(&url, config), listener.accept()).await;
-                (client.expect("connect"), accepted.expect("accept").0)
-            }};
-        }
-        match self {
-            Rt::Tokio => pair!(plex_tokio),
-            Rt::Smol => pair!(plex_smol),
-            Rt::AsyncStd => pair!(plex_async_std),
-        }
+        self.mux_pair_over(Net::Tcp, config).await
     }
 
-    /// This runtime's TCP (and, except async-std, WebSocket) transport.
+    /// A client and a server Protomux connection joined over loopback `net`.
+    pub async fn mux_pair_over(self, net: Net, config: MuxConfig) -> (Mux, Mux) {
+        use plex_runtime::mux::{connect_mux, listen_mux};
+        let (transport, runtime) = (self.transport(), self.runtime());
+        let listener = listen_mux(
+            &*transport,
+            runtime.clone(),
+            &net.any_port(),
+            config.clone(),
+        )
+        .await
+        .expect("listen");
+        let url = listener.local_endpoint().to_string();
+        let connect = connect_mux(&*transport, runtime, &url, config);
+        let (client, accepted) = smol::future::zip(connect, listener.accept()).await;
+        (client.expect("connect"), accepted.expect("accept").0)
+    }
+
+    /// This runtime's transport (TCP, TLS with [`test_tls`] and, except on
+    /// async-std, WebSocket).
     pub fn transport(self) -> Arc<dyn Transport> {
+        self.transport_with(test_tls())
+    }
+
+    /// This runtime's transport with these TLS settings.
+    pub fn transport_with(self, tls: TlsConfig) -> Arc<dyn Transport> {
         match self {
-            Rt::Tokio => Arc::new(plex_tokio::TokioTransport),
-            Rt::Smol => Arc::new(plex_smol::SmolTransport),
-            Rt::AsyncStd => Arc::new(plex_async_std::AsyncStdTransport),
+            Rt::Tokio => Arc::new(plex_tokio::TokioTransport::with_tls(tls)),
+            Rt::Smol => Arc::new(plex_smol::SmolTransport::with_tls(tls)),
+            Rt::AsyncStd => Arc::new(plex_async_std::AsyncStdTransport::with_tls(tls)),
         }
     }
 
@@ -264,20 +347,13 @@ impl Rt {
         config: Config,
         bound: std::sync::mpsc::Sender<String>,
     ) -> Session {
-        macro_rules! accept {
-            ($adapter:ident) => {{
-                let listener = $adapter::listen(url, config).await.expect("listen");
-                bound
-                    .send(listener.local_endpoint().to_string())
-                    .expect("report address");
-                listener.accept().await.expect("accept").0
-            }};
-        }
-        match self {
-            Rt::Tokio => accept!(plex_tokio),
-            Rt::Smol => accept!(plex_smol),
-            Rt::AsyncStd => accept!(plex_async_std),
-        }
+        let listener = plex_runtime::listen(&*self.transport(), self.runtime(), url, config)
+            .await
+            .expect("listen");
+        bound
+            .send(listener.local_endpoint().to_string())
+            .expect("report address");
+        listener.accept().await.expect("accept").0
     }
 }
 

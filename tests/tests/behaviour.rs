@@ -1,27 +1,30 @@
 //! Behaviour users of other multiplexers complain about, checked over real
 //! loopback TCP on every runtime: each test runs on tokio, smol and
-//! async-std.
+//! async-std, and those about the connection over TLS too.
 
 use std::time::Duration;
 
 use plex_runtime::{CloseReason, Config, Error, ErrorCode, OpenOptions, ResetReason, Stream};
-use plex_tests::{open_pair, payload, Rt};
+use plex_tests::{open_pair, payload, Net, Rt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Bounds every wait: a hang is a failure, not a stuck CI run.
 const LIMIT: Duration = Duration::from_secs(60);
 
-plex_tests::on_every_runtime!(
+plex_tests::on_every_runtime_and_net!(
     both_sides_writing_large_amounts_before_reading_do_not_deadlock,
     pending_read_fails_as_soon_as_the_connection_dies,
     a_vanished_peer_is_detected_by_the_idle_timeout,
+    goaway_lets_active_streams_finish_and_new_opens_fail,
+    ping_stats_and_graceful_close,
+);
+
+plex_tests::on_every_runtime!(
     dropping_a_stream_finishes_it_without_losing_data,
     a_slow_reader_does_not_stall_other_streams,
     backpressure_reaches_the_writer,
     named_pairing_with_handshakes_and_a_refused_open,
-    goaway_lets_active_streams_finish_and_new_opens_fail,
     read_and_write_deadlines_time_out,
-    ping_stats_and_graceful_close,
     ten_thousand_idle_streams_on_one_connection,
 );
 
@@ -38,10 +41,12 @@ async fn exchange(stream: Stream, data: &[u8]) -> Vec<u8> {
     got
 }
 
-fn both_sides_writing_large_amounts_before_reading_do_not_deadlock(rt: Rt) {
+fn both_sides_writing_large_amounts_before_reading_do_not_deadlock(rt: Rt, net: Net) {
     // rust-yamux #227: each side writes 8 MiB before reading anything.
     rt.block_on(async {
-        let (client, server) = rt.pair(Config::default(), Config::default()).await;
+        let (client, server) = rt
+            .pair_over(net, Config::default(), Config::default())
+            .await;
         let (a, b) = open_pair(&client, &server).await;
         let data = payload(8 << 20);
         let both = smol::future::zip(exchange(a, &data), exchange(b, &data));
@@ -50,11 +55,11 @@ fn both_sides_writing_large_amounts_before_reading_do_not_deadlock(rt: Rt) {
     });
 }
 
-fn pending_read_fails_as_soon_as_the_connection_dies(rt: Rt) {
+fn pending_read_fails_as_soon_as_the_connection_dies(rt: Rt, net: Net) {
     // rust-yamux #216: a read parked on a dead connection must wake up.
     rt.block_on(async {
         let (client, server, proxy) = rt
-            .pair_via_proxy(Config::default(), Config::default())
+            .pair_via_proxy_over(net, Config::default(), Config::default())
             .await;
         let (mut a, mut b) = open_pair(&client, &server).await;
         a.write_all(b"x").await.unwrap();
@@ -77,12 +82,12 @@ fn pending_read_fails_as_soon_as_the_connection_dies(rt: Rt) {
     });
 }
 
-fn a_vanished_peer_is_detected_by_the_idle_timeout(rt: Rt) {
+fn a_vanished_peer_is_detected_by_the_idle_timeout(rt: Rt, net: Net) {
     rt.block_on(async {
         let mut quick = Config::default();
         quick.ping_interval = Some(Duration::from_millis(100));
         quick.idle_timeout = Some(Duration::from_millis(400));
-        let (client, server, proxy) = rt.pair_via_proxy(quick.clone(), quick).await;
+        let (client, server, proxy) = rt.pair_via_proxy_over(net, quick.clone(), quick).await;
         let (mut a, _b) = open_pair(&client, &server).await;
         proxy.blackhole();
         let read = rt
@@ -202,9 +207,11 @@ fn named_pairing_with_handshakes_and_a_refused_open(rt: Rt) {
     });
 }
 
-fn goaway_lets_active_streams_finish_and_new_opens_fail(rt: Rt) {
+fn goaway_lets_active_streams_finish_and_new_opens_fail(rt: Rt, net: Net) {
     rt.block_on(async {
-        let (client, server) = rt.pair(Config::default(), Config::default()).await;
+        let (client, server) = rt
+            .pair_over(net, Config::default(), Config::default())
+            .await;
         let (a, b) = open_pair(&client, &server).await;
         server.go_away(ErrorCode::NO_ERROR).unwrap();
         // Before the client has seen the GOAWAY the server refuses its open;
@@ -247,9 +254,11 @@ fn read_and_write_deadlines_time_out(rt: Rt) {
     });
 }
 
-fn ping_stats_and_graceful_close(rt: Rt) {
+fn ping_stats_and_graceful_close(rt: Rt, net: Net) {
     rt.block_on(async {
-        let (client, server) = rt.pair(Config::default(), Config::default()).await;
+        let (client, server) = rt
+            .pair_over(net, Config::default(), Config::default())
+            .await;
         let rtt = client.ping().await.unwrap();
         assert!(rtt < LIMIT);
         let (a, b) = open_pair(&client, &server).await;

@@ -179,7 +179,7 @@ impl Transport for Counting {
 async fn a_custom_transport_plugs_in() {
     let url = echo_endpoint().await;
     let transport = Arc::new(Counting {
-        inner: TokioTransport,
+        inner: TokioTransport::default(),
         dials: AtomicUsize::new(0),
     });
     let manager = Manager::new(transport.clone(), TokioRuntime::current(), config(10, 1));
@@ -219,7 +219,7 @@ async fn a_get_stream_dropped_mid_dial_releases_its_reservation() {
     // connection allowed, nothing ever dialled again.
     let url = echo_endpoint().await;
     let transport = Arc::new(StallsFirst {
-        inner: TokioTransport,
+        inner: TokioTransport::default(),
         dials: AtomicUsize::new(0),
         stalled: Notify::new(),
     });

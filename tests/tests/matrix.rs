@@ -1,10 +1,10 @@
-//! Every client/server pair of runtimes over loopback TCP: 1,000 concurrent
-//! streams echo payloads of 0 B to 5 MiB, every byte checked.
+//! Every client/server pair of runtimes over loopback TCP and TLS: 1,000
+//! concurrent streams echo payloads of 0 B to 5 MiB, every byte checked.
 
 use std::sync::mpsc;
 
 use plex_runtime::{Config, OpenOptions, Session};
-use plex_tests::{echo_server, payload, Rt};
+use plex_tests::{echo_server, payload, Net, Rt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 const STREAMS: usize = 1000;
@@ -47,13 +47,11 @@ async fn futures_join<A: std::future::Future, B: std::future::Future>(
     smol::future::zip(a, b).await
 }
 
-fn run_pair(client_rt: Rt, server_rt: Rt) {
+fn run_pair(client_rt: Rt, server_rt: Rt, net: Net) {
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
         server_rt.block_on(async move {
-            let session = server_rt
-                .accept_one("tcp://127.0.0.1:0", config(), tx)
-                .await;
+            let session = server_rt.accept_one(&net.any_port(), config(), tx).await;
             echo_server(session, server_rt.runtime()).await;
         })
     });
@@ -77,7 +75,7 @@ fn run_pair(client_rt: Rt, server_rt: Rt) {
         drop(done_tx);
         let mut ok = 0;
         while let Ok(result) = done_rx.recv().await {
-            result.unwrap_or_else(|e| panic!("{client_rt:?} -> {server_rt:?}: {e}"));
+            result.unwrap_or_else(|e| panic!("{client_rt:?} -> {server_rt:?} over {net:?}: {e}"));
             ok += 1;
         }
         assert_eq!(ok, STREAMS);
@@ -90,7 +88,16 @@ fn run_pair(client_rt: Rt, server_rt: Rt) {
 fn every_runtime_pair_echoes_a_thousand_concurrent_streams() {
     for client in Rt::ALL {
         for server in Rt::ALL {
-            run_pair(client, server);
+            run_pair(client, server, Net::Tcp);
+        }
+    }
+}
+
+#[test]
+fn every_runtime_pair_echoes_a_thousand_concurrent_streams_over_tls() {
+    for client in Rt::ALL {
+        for server in Rt::ALL {
+            run_pair(client, server, Net::Tls);
         }
     }
 }

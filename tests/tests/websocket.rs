@@ -130,20 +130,17 @@ fn refused_connection_is_an_io_error() {
     }
 }
 
-fn a_silent_client_does_not_hold_up_the_websocket_accept_loop(rt: Rt) {
+/// Over `url`'s scheme (WebSocket or TLS: the handshakes run per
+/// connection).
+fn a_silent_client_does_not_hold_up_the_accept_loop(rt: Rt, url: &str) {
     // V10: the upgrade ran inside `accept`: one silent client blocked every
     // other, and its leaving ended the accept loop.
     const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
     rt.block_on(async {
         let transport = rt.transport();
-        let server = plex_runtime::listen(
-            &*transport,
-            rt.runtime(),
-            "ws://127.0.0.1:0/plex",
-            Config::default(),
-        )
-        .await
-        .unwrap();
+        let server = plex_runtime::listen(&*transport, rt.runtime(), url, Config::default())
+            .await
+            .unwrap();
         let url = server.local_endpoint().to_string();
         let silent = std::net::TcpStream::connect(server.local_endpoint().authority()).unwrap();
         let runtime = rt.runtime();
@@ -178,6 +175,13 @@ fn a_silent_client_does_not_hold_up_the_websocket_accept_loop(rt: Rt) {
 #[test]
 fn a_silent_client_does_not_hold_up_the_websocket_accept_loop_on_tokio_and_smol() {
     for rt in [Rt::Tokio, Rt::Smol] {
-        a_silent_client_does_not_hold_up_the_websocket_accept_loop(rt);
+        a_silent_client_does_not_hold_up_the_accept_loop(rt, "ws://127.0.0.1:0/plex");
+    }
+}
+
+#[test]
+fn a_silent_client_does_not_hold_up_the_tls_accept_loop_on_every_runtime() {
+    for rt in Rt::ALL {
+        a_silent_client_does_not_hold_up_the_accept_loop(rt, "tls://127.0.0.1:0");
     }
 }

@@ -1,4 +1,4 @@
-//! Runs plex sessions on async-std, over TCP.
+//! Runs plex sessions on async-std, over TCP or TLS.
 //!
 //! **async-std is discontinued upstream (RUSTSEC-2025-0052).** This adapter
 //! stays for users who asked for it, as a thin layer over the shared
@@ -11,9 +11,11 @@ use std::time::Instant;
 
 use async_std::net::{TcpListener, TcpStream};
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
-    BoxFuture, BoxIo, BoxResult, Config, Endpoint, Error, Manager, ManagerConfig, PlainListener,
-    RawListener, Runtime, Scheme, Server, Session, Sleep, Transport, TransportListener,
+    BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error, HandshakeListener,
+    Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server, Session, Sleep,
+    Transport, TransportListener,
 };
 
 /// [`Runtime`] on async-std's global executor.
@@ -42,26 +44,69 @@ impl Runtime for AsyncStdRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`) on async-std.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AsyncStdTransport;
+/// TCP (with `TCP_NODELAY`) and TLS (futures-rustls) on async-std.
+///
+/// The default dials `tls://` trusting the system's roots (or the URL's
+/// pinned fingerprint) and cannot listen on `tls://`:
+/// [`with_tls`](AsyncStdTransport::with_tls) gives it a certificate or
+/// other trust.
+#[derive(Debug, Clone, Default)]
+pub struct AsyncStdTransport {
+    tls: TlsConfig,
+}
+
+impl AsyncStdTransport {
+    /// A transport with these TLS settings.
+    pub fn with_tls(tls: TlsConfig) -> AsyncStdTransport {
+        AsyncStdTransport { tls }
+    }
+}
 
 impl Transport for AsyncStdTransport {
     fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
-            let tcp = TcpStream::connect(endpoint.require(Scheme::Tcp)?.authority()).await?;
+            let scheme = supported(endpoint)?;
+            let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
-            Ok(Box::new(tcp) as BoxIo)
+            match scheme {
+                Scheme::Tls => {
+                    let client = self.tls.client();
+                    tls::connect(&AsyncStdRuntime, client, endpoint, tcp).await
+                }
+                _ => Ok(Box::new(tcp) as BoxIo),
+            }
         })
     }
 
+    /// Listens on `endpoint`. TLS handshakes run in tasks of their own,
+    /// each bounded by the server's handshake timeout.
     fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
-            let tcp = TcpListener::bind(endpoint.require(Scheme::Tcp)?.authority()).await?;
+            let server = match supported(endpoint)? {
+                Scheme::Tls => Some(self.tls.server()?.clone()),
+                _ => None,
+            };
+            let tcp = TcpListener::bind(endpoint.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
             let raw = AsyncStdListener { tcp, endpoint };
-            Ok(Box::new(PlainListener(raw)) as Box<dyn TransportListener>)
+            Ok(match server {
+                Some(server) => Box::new(HandshakeListener::new(
+                    raw,
+                    AsyncStdRuntime::shared(),
+                    tls::acceptor(&server),
+                    server.handshake_timeout(),
+                )) as Box<dyn TransportListener>,
+                None => Box::new(PlainListener(raw)),
+            })
         })
+    }
+}
+
+/// The endpoint's scheme if this adapter supports it (TCP and TLS).
+fn supported(endpoint: &Endpoint) -> Result<Scheme, EndpointError> {
+    match endpoint.scheme {
+        scheme @ (Scheme::Tcp | Scheme::Tls) => Ok(scheme),
+        other => Err(EndpointError::UnsupportedScheme(other.name().into())),
     }
 }
 
@@ -86,31 +131,59 @@ impl RawListener for AsyncStdListener {
     }
 }
 
-/// Dials `url` (`tcp://host:port`) and starts a client session.
+/// Dials `url` (`tcp://host:port` or
+/// `tls://host:port[?fingerprint=sha256:HEX]`) and starts a client session.
+/// TLS trusts the system's roots, or the fingerprint in the URL.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    plex_runtime::connect(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
+    plex_runtime::connect(
+        &AsyncStdTransport::default(),
+        AsyncStdRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
-/// Listens on `url` (`tcp://host:port`; port 0 picks one).
+/// Listens on `url` (`tcp://host:port`; port 0 picks one). For `tls://`,
+/// listen through an [`AsyncStdTransport::with_tls`] that has a
+/// certificate.
 pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
-    plex_runtime::listen(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
+    plex_runtime::listen(
+        &AsyncStdTransport::default(),
+        AsyncStdRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Dials `url` (`tcp://host:port`) and runs a Protomux
 /// connection over it: the wire JavaScript Plex speaks.
 pub async fn connect_mux(url: &str, config: MuxConfig) -> Result<Mux, Error> {
-    plex_runtime::mux::connect_mux(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
+    plex_runtime::mux::connect_mux(
+        &AsyncStdTransport::default(),
+        AsyncStdRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Listens on `url` for Protomux connections.
 pub async fn listen_mux(url: &str, config: MuxConfig) -> Result<MuxServer, Error> {
-    plex_runtime::mux::listen_mux(&AsyncStdTransport, AsyncStdRuntime::shared(), url, config).await
+    plex_runtime::mux::listen_mux(
+        &AsyncStdTransport::default(),
+        AsyncStdRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// A connection-pooling [`Manager`] on async-std.
 pub fn manager(config: ManagerConfig) -> Manager {
     Manager::new(
-        Arc::new(AsyncStdTransport),
+        Arc::new(AsyncStdTransport::default()),
         AsyncStdRuntime::shared(),
         config,
     )

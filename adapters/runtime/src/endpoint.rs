@@ -1,7 +1,10 @@
-//! Endpoint URLs: `tcp://host:port` and `ws://host:port/path`.
+//! Endpoint URLs: `tcp://host:port`, `ws://host:port/path` and
+//! `tls://host:port[?fingerprint=sha256:HEX]`.
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::{Fingerprint, FingerprintError};
 
 /// Where to dial or listen.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -12,8 +15,12 @@ pub struct Endpoint {
     pub host: String,
     /// Port.
     pub port: u16,
-    /// Request path for WebSocket; `/` by default, empty for TCP.
+    /// Request path for WebSocket; `/` by default, empty for TCP and TLS.
     pub path: String,
+    /// On `tls://`, the server certificate's pinned SHA-256 fingerprint
+    /// (`?fingerprint=sha256:HEX`): when set, the client accepts exactly
+    /// that certificate, whoever issued it and whatever names it carries.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// The transports the adapters know.
@@ -24,6 +31,8 @@ pub enum Scheme {
     Tcp,
     /// WebSocket, binary messages.
     Ws,
+    /// TLS over TCP (rustls), ALPN `plex/1`.
+    Tls,
 }
 
 /// Why an endpoint URL was rejected.
@@ -31,10 +40,12 @@ pub enum Scheme {
 #[non_exhaustive]
 pub enum EndpointError {
     /// No `scheme://` prefix.
-    #[error("endpoint {0:?} has no scheme (expected tcp://host:port or ws://host:port/path)")]
+    #[error(
+        "endpoint {0:?} has no scheme (expected tcp://host:port, tls://host:port or ws://host:port/path)"
+    )]
     MissingScheme(String),
     /// A scheme this crate cannot dial.
-    #[error("unsupported scheme {0:?} (supported: tcp, ws)")]
+    #[error("unsupported scheme {0:?} (supported: tcp, tls, ws)")]
     UnsupportedScheme(String),
     /// No host before the port.
     #[error("endpoint {0:?} has no host")]
@@ -42,9 +53,23 @@ pub enum EndpointError {
     /// No `:port`, or one that is not a number in 0..=65535.
     #[error("endpoint {0:?} needs a numeric port")]
     BadPort(String),
-    /// A path on a TCP endpoint.
-    #[error("tcp endpoint {0:?} cannot have a path")]
+    /// A path on a TCP or TLS endpoint.
+    #[error("endpoint {0:?} cannot have a path")]
     UnexpectedPath(String),
+    /// A `?query` on a TCP endpoint: only `tls://` takes parameters.
+    #[error("endpoint {0:?} cannot have a query (only tls:// takes ?fingerprint=)")]
+    UnexpectedQuery(String),
+    /// A query parameter other than `fingerprint` on a TLS endpoint.
+    #[error("endpoint {url:?}: unknown parameter {name:?} (tls:// takes only fingerprint)")]
+    UnknownParameter {
+        /// The whole URL.
+        url: String,
+        /// The parameter's name.
+        name: String,
+    },
+    /// A `fingerprint` parameter that is not `sha256:` and 64 hex digits.
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
 }
 
 impl FromStr for Endpoint {
@@ -57,7 +82,14 @@ impl FromStr for Endpoint {
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "tcp" => Scheme::Tcp,
             "ws" => Scheme::Ws,
+            "tls" => Scheme::Tls,
             other => return Err(EndpointError::UnsupportedScheme(other.into())),
+        };
+        // A WebSocket path keeps its query (it is the HTTP request target).
+        let (rest, query) = match (scheme, rest.split_once('?')) {
+            (Scheme::Ws, _) | (_, None) => (rest, None),
+            (Scheme::Tcp, Some(_)) => return Err(EndpointError::UnexpectedQuery(url.into())),
+            (_, Some((rest, query))) => (rest, Some(query)),
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -80,16 +112,29 @@ impl FromStr for Endpoint {
             .parse()
             .map_err(|_| EndpointError::BadPort(url.into()))?;
         let path = match (scheme, path) {
-            (Scheme::Tcp, "") => String::new(),
-            (Scheme::Tcp, _) => return Err(EndpointError::UnexpectedPath(url.into())),
             (Scheme::Ws, "") => "/".into(),
             (Scheme::Ws, path) => path.into(),
+            (_, "") => String::new(),
+            (_, _) => return Err(EndpointError::UnexpectedPath(url.into())),
         };
+        let mut fingerprint = None;
+        for parameter in query.into_iter().flat_map(|q| q.split('&')) {
+            match parameter.split_once('=') {
+                Some(("fingerprint", value)) => fingerprint = Some(value.parse()?),
+                _ => {
+                    return Err(EndpointError::UnknownParameter {
+                        url: url.into(),
+                        name: parameter.split('=').next().unwrap_or_default().into(),
+                    })
+                }
+            }
+        }
         Ok(Endpoint {
             scheme,
             host: host.into(),
             port,
             path,
+            fingerprint,
         })
     }
 }
@@ -130,6 +175,7 @@ impl Scheme {
         match self {
             Scheme::Tcp => "tcp",
             Scheme::Ws => "ws",
+            Scheme::Tls => "tls",
         }
     }
 }
@@ -142,7 +188,11 @@ impl fmt::Display for Endpoint {
             self.scheme.name(),
             self.authority(),
             self.path
-        )
+        )?;
+        match &self.fingerprint {
+            Some(fingerprint) => write!(f, "?fingerprint={fingerprint}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -179,5 +229,38 @@ mod tests {
             err("tcp://host:80/x"),
             EndpointError::UnexpectedPath(_)
         ));
+        assert!(matches!(
+            err("tls://host:80/x"),
+            EndpointError::UnexpectedPath(_)
+        ));
+    }
+
+    #[test]
+    fn a_fingerprint_query_is_taken_on_tls_only() {
+        let hex = "ab".repeat(32);
+        let url = format!("tls://localhost:7443?fingerprint=sha256:{hex}");
+        let e: Endpoint = url.parse().unwrap();
+        assert_eq!((e.scheme, e.port, e.path.as_str()), (Scheme::Tls, 7443, ""));
+        assert_eq!(e.fingerprint, Some(Fingerprint([0xab; 32])));
+        assert_eq!(e.to_string(), url);
+        let plain: Endpoint = "tls://[::1]:1".parse().unwrap();
+        assert_eq!((plain.host.as_str(), plain.fingerprint), ("::1", None));
+
+        let err = |s: &str| s.parse::<Endpoint>().unwrap_err();
+        assert!(matches!(
+            err(&format!("tcp://h:1?fingerprint=sha256:{hex}")),
+            EndpointError::UnexpectedQuery(_)
+        ));
+        assert!(matches!(
+            err("tls://h:1?pin=x"),
+            EndpointError::UnknownParameter { name, .. } if name == "pin"
+        ));
+        assert!(matches!(
+            err("tls://h:1?fingerprint=sha256:abc"),
+            EndpointError::Fingerprint(FingerprintError::Digest(_))
+        ));
+        // A WebSocket request target keeps its query.
+        let ws: Endpoint = "ws://h:1/p?x=1".parse().unwrap();
+        assert_eq!(ws.path, "/p?x=1");
     }
 }

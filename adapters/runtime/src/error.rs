@@ -48,6 +48,9 @@ pub enum Error {
     /// The peer rejected the Protomux channel: nothing listens for it there.
     #[error("the peer rejected the channel: nothing listens for it there")]
     Rejected,
+    /// A `tls://` handshake or TLS setting failed.
+    #[error(transparent)]
+    Tls(#[from] crate::TlsError),
 }
 
 impl From<io::Error> for Error {
@@ -69,6 +72,7 @@ impl From<Error> for io::Error {
             Error::Closed(CloseReason::IdleTimeout) | Error::TimedOut => io::ErrorKind::TimedOut,
             Error::Closed(_) => io::ErrorKind::ConnectionAborted,
             Error::Io(io) => io.kind(),
+            Error::Tls(tls) => tls.io_kind(),
         };
         io::Error::new(kind, e)
     }

@@ -17,6 +17,7 @@ mod conn;
 mod driver;
 mod endpoint;
 mod error;
+mod fingerprint;
 mod manager;
 pub mod mux;
 mod net;
@@ -24,6 +25,9 @@ mod session;
 mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod tls_error;
 mod transport;
 mod waiters;
 #[cfg(feature = "ws")]
@@ -40,6 +44,7 @@ pub use accept::{
 pub use driver::DriverConfig;
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::Error;
+pub use fingerprint::{Fingerprint, FingerprintError};
 pub use manager::{Manager, ManagerConfig, ManagerStats};
 pub use net::{connect, listen, Server};
 pub use plex_proto::{
@@ -47,6 +52,7 @@ pub use plex_proto::{
 };
 pub use session::{Incoming, Listener, Session};
 pub use stream::Stream;
+pub use tls_error::TlsError;
 
 // Handles are shared across tasks by reference: keep them Send + Sync.
 const _: fn() = || {

@@ -1,4 +1,4 @@
-//! Runs plex sessions on smol, over TCP or WebSocket. Streams are
+//! Runs plex sessions on smol, over TCP, TLS or WebSocket. Streams are
 //! futures-io byte streams; smol is the recommended runtime for futures-io
 //! code.
 //!
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
     HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
@@ -57,9 +58,23 @@ impl Runtime for SmolRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`) and WebSocket on smol.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SmolTransport;
+/// TCP (with `TCP_NODELAY`), TLS (futures-rustls) and WebSocket on smol.
+///
+/// The default dials `tls://` trusting the system's roots (or the URL's
+/// pinned fingerprint) and cannot listen on `tls://`:
+/// [`with_tls`](SmolTransport::with_tls) gives it a certificate or other
+/// trust.
+#[derive(Debug, Clone, Default)]
+pub struct SmolTransport {
+    tls: TlsConfig,
+}
+
+impl SmolTransport {
+    /// A transport with these TLS settings.
+    pub fn with_tls(tls: TlsConfig) -> SmolTransport {
+        SmolTransport { tls }
+    }
+}
 
 impl Transport for SmolTransport {
     fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
@@ -92,6 +107,7 @@ impl SmolTransport {
             tcp.set_nodelay(true)?;
             match endpoint.scheme {
                 Scheme::Tcp => Ok(Box::new(tcp) as BoxIo),
+                Scheme::Tls => tls::connect(&SmolRuntime, self.tls.client(), endpoint, tcp).await,
                 Scheme::Ws => {
                     let (ws, _) = async_tungstenite::client_async(endpoint.to_string(), tcp)
                         .await
@@ -103,19 +119,29 @@ impl SmolTransport {
         })
     }
 
-    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
-    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    /// Listens on `endpoint`. WebSocket upgrades and TLS handshakes run in
+    /// tasks of their own, each bounded by a timeout.
     fn listen_with<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         messages: bool,
     ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
+            let server = match endpoint.scheme {
+                Scheme::Tls => Some(self.tls.server()?.clone()),
+                _ => None,
+            };
             let tcp = TcpListener::bind(endpoint.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
             let raw = SmolListener { tcp, endpoint };
-            Ok(match raw.endpoint.scheme {
-                Scheme::Ws => {
+            Ok(match (raw.endpoint.scheme, server) {
+                (_, Some(server)) => Box::new(HandshakeListener::new(
+                    raw,
+                    SmolRuntime::shared(),
+                    tls::acceptor(&server),
+                    server.handshake_timeout(),
+                )) as Box<dyn TransportListener>,
+                (Scheme::Ws, None) => {
                     let check = raw.endpoint.path.clone();
                     let upgrade = move |tcp: TcpStream| -> BoxResult<'static, BoxIo> {
                         let check = accept_path(check.clone());
@@ -169,30 +195,61 @@ impl RawListener for SmolListener {
     }
 }
 
-/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
-/// client session.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
+/// or `ws://host:port/path`) and starts a client session. TLS trusts the
+/// system's roots, or the fingerprint in the URL.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    plex_runtime::connect(&SmolTransport, SmolRuntime::shared(), url, config).await
+    plex_runtime::connect(
+        &SmolTransport::default(),
+        SmolRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
-/// picks one). A WebSocket listener answers other paths with 404.
+/// picks one). A WebSocket listener answers other paths with 404. For
+/// `tls://`, listen through a [`SmolTransport::with_tls`] that has a
+/// certificate.
 pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
-    plex_runtime::listen(&SmolTransport, SmolRuntime::shared(), url, config).await
+    plex_runtime::listen(
+        &SmolTransport::default(),
+        SmolRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and runs a Protomux
 /// connection over it: the wire JavaScript Plex speaks.
 pub async fn connect_mux(url: &str, config: MuxConfig) -> Result<Mux, Error> {
-    plex_runtime::mux::connect_mux(&SmolTransport, SmolRuntime::shared(), url, config).await
+    plex_runtime::mux::connect_mux(
+        &SmolTransport::default(),
+        SmolRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Listens on `url` for Protomux connections.
 pub async fn listen_mux(url: &str, config: MuxConfig) -> Result<MuxServer, Error> {
-    plex_runtime::mux::listen_mux(&SmolTransport, SmolRuntime::shared(), url, config).await
+    plex_runtime::mux::listen_mux(
+        &SmolTransport::default(),
+        SmolRuntime::shared(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// A connection-pooling [`Manager`] on smol.
 pub fn manager(config: ManagerConfig) -> Manager {
-    Manager::new(Arc::new(SmolTransport), SmolRuntime::shared(), config)
+    Manager::new(
+        Arc::new(SmolTransport::default()),
+        SmolRuntime::shared(),
+        config,
+    )
 }

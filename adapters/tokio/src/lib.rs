@@ -1,4 +1,4 @@
-//! Runs plex sessions on tokio, over TCP or WebSocket.
+//! Runs plex sessions on tokio, over TCP, TLS or WebSocket.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), plex_runtime::Error> {
@@ -13,6 +13,26 @@
 //! stream.read_to_end(&mut reply).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Over TLS, the default client trusts the system's roots or the
+//! fingerprint pinned in the URL; a server needs a certificate, given in
+//! the transport's [`TlsConfig`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), plex_runtime::Error> {
+//! use plex_runtime::tls::{ServerTls, TlsConfig};
+//! use plex_runtime::Config;
+//! use plex_tokio::{TokioRuntime, TokioTransport};
+//!
+//! let cert = ServerTls::self_signed(&["localhost"])?;
+//! let transport = TokioTransport::with_tls(TlsConfig::default().with_server(cert.clone()));
+//! let url = "tls://127.0.0.1:7443";
+//! let server = plex_runtime::listen(&transport, TokioRuntime::current(), url, Config::default()).await?;
+//! // Elsewhere: the client pins the server's certificate in the URL.
+//! let url = format!("tls://127.0.0.1:7443?fingerprint={}", cert.fingerprint());
+//! let session = plex_tokio::connect(&url, Config::default()).await?;
+//! # let _ = (server, session); Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 use std::io;
@@ -23,6 +43,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::tls::{client_handshake, TlsConfig};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
     HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
@@ -56,9 +77,23 @@ impl Runtime for TokioRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`) and WebSocket on tokio.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioTransport;
+/// TCP (with `TCP_NODELAY`), TLS (tokio-rustls) and WebSocket on tokio.
+///
+/// The default dials `tls://` trusting the system's roots (or the URL's
+/// pinned fingerprint) and cannot listen on `tls://`:
+/// [`with_tls`](TokioTransport::with_tls) gives it a certificate or other
+/// trust.
+#[derive(Debug, Clone, Default)]
+pub struct TokioTransport {
+    tls: TlsConfig,
+}
+
+impl TokioTransport {
+    /// A transport with these TLS settings.
+    pub fn with_tls(tls: TlsConfig) -> TokioTransport {
+        TokioTransport { tls }
+    }
+}
 
 impl Transport for TokioTransport {
     fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
@@ -91,6 +126,14 @@ impl TokioTransport {
             tcp.set_nodelay(true)?;
             match endpoint.scheme {
                 Scheme::Tcp => Ok(Box::new(TokioIo(tcp)) as BoxIo),
+                Scheme::Tls => {
+                    let client = self.tls.client();
+                    let (config, name) = client.rustls_config(endpoint)?;
+                    let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+                    let runtime = TokioRuntime::current();
+                    let tls = client_handshake(&*runtime, client, endpoint, connect).await?;
+                    Ok(Box::new(TokioIo(tls)) as BoxIo)
+                }
                 Scheme::Ws => {
                     let (ws, _) = tokio_tungstenite::client_async(endpoint.to_string(), tcp)
                         .await
@@ -102,19 +145,36 @@ impl TokioTransport {
         })
     }
 
-    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
-    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    /// Listens on `endpoint`. WebSocket upgrades and TLS handshakes run in
+    /// tasks of their own, each bounded by a timeout.
     fn listen_with<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         messages: bool,
     ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
+            let server = match endpoint.scheme {
+                Scheme::Tls => Some(self.tls.server()?.clone()),
+                _ => None,
+            };
             let tcp = TcpListener::bind(endpoint.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
             let raw = TokioListener { tcp, endpoint };
-            Ok(match raw.endpoint.scheme {
-                Scheme::Ws => {
+            Ok(match (raw.endpoint.scheme, server) {
+                (_, Some(server)) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(server.rustls_config());
+                    let handshake = move |tcp: TokioIo<TcpStream>| -> BoxResult<'static, BoxIo> {
+                        let accept = acceptor.accept(tcp.0);
+                        Box::pin(async move { Ok(Box::new(TokioIo(accept.await?)) as BoxIo) })
+                    };
+                    Box::new(HandshakeListener::new(
+                        raw,
+                        TokioRuntime::current(),
+                        Arc::new(handshake),
+                        server.handshake_timeout(),
+                    )) as Box<dyn TransportListener>
+                }
+                (Scheme::Ws, None) => {
                     let check = raw.endpoint.path.clone();
                     let upgrade = move |tcp: TokioIo<TcpStream>| -> BoxResult<'static, BoxIo> {
                         let check = accept_path(check.clone());
@@ -218,32 +278,63 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for TokioIo<T> {
     }
 }
 
-/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and starts a
-/// client session.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
+/// or `ws://host:port/path`) and starts a client session. TLS trusts the
+/// system's roots, or the fingerprint in the URL.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
-    plex_runtime::connect(&TokioTransport, TokioRuntime::current(), url, config).await
+    plex_runtime::connect(
+        &TokioTransport::default(),
+        TokioRuntime::current(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
-/// picks one). A WebSocket listener answers other paths with 404.
+/// picks one). A WebSocket listener answers other paths with 404. For
+/// `tls://`, listen through a [`TokioTransport::with_tls`] that has a
+/// certificate.
 pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
-    plex_runtime::listen(&TokioTransport, TokioRuntime::current(), url, config).await
+    plex_runtime::listen(
+        &TokioTransport::default(),
+        TokioRuntime::current(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and runs a Protomux
 /// connection over it: the wire JavaScript Plex speaks.
 pub async fn connect_mux(url: &str, config: MuxConfig) -> Result<Mux, Error> {
-    plex_runtime::mux::connect_mux(&TokioTransport, TokioRuntime::current(), url, config).await
+    plex_runtime::mux::connect_mux(
+        &TokioTransport::default(),
+        TokioRuntime::current(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// Listens on `url` for Protomux connections.
 pub async fn listen_mux(url: &str, config: MuxConfig) -> Result<MuxServer, Error> {
-    plex_runtime::mux::listen_mux(&TokioTransport, TokioRuntime::current(), url, config).await
+    plex_runtime::mux::listen_mux(
+        &TokioTransport::default(),
+        TokioRuntime::current(),
+        url,
+        config,
+    )
+    .await
 }
 
 /// A connection-pooling [`Manager`] on tokio.
 pub fn manager(config: ManagerConfig) -> Manager {
-    Manager::new(Arc::new(TokioTransport), TokioRuntime::current(), config)
+    Manager::new(
+        Arc::new(TokioTransport::default()),
+        TokioRuntime::current(),
+        config,
+    )
 }
 
 /// A plex stream with tokio's IO traits (and futures-io's, through `Deref`).

@@ -11,6 +11,10 @@
 //!   Raw TCP opens a connection and h2 makes a request per operation.
 //! - `idle_streams`: heap and resident memory per idle stream with 10,000
 //!   streams open on one connection, both ends in this process.
+//! - `tls_bulk_1`, `tls_rpc_1`, `tls_rpc_64`: `bulk_1`, `rpc_1` and
+//!   `rpc_64` with plex over `tls://` against raw rustls over TCP (a
+//!   connection and a handshake per stream, made before the clock starts
+//!   for rpc's lanes, as raw TCP's).
 //!
 //! The implementations alternate, each run on a fresh runtime, and every
 //! figure is the median of the runs. `idle_streams` runs in a fresh process
@@ -19,6 +23,7 @@
 
 mod h2_peer;
 mod peer;
+mod tls_peer;
 mod workload;
 mod yamux_peer;
 
@@ -29,6 +34,7 @@ use std::time::Duration;
 
 use h2_peer::H2;
 use peer::{Mux, Plex, Tcp};
+use tls_peer::{PlexTls, RawTls};
 use yamux_peer::Yamux;
 
 use crate::pattern::pattern;
@@ -91,6 +97,9 @@ enum Peer {
     Raw,
     Yamux,
     H2,
+    /// Plex over `tls://`, reported as plex in the TLS rows.
+    PlexTls,
+    RawTls,
 }
 
 impl Peer {
@@ -99,6 +108,8 @@ impl Peer {
     /// Those with streams: raw TCP cannot hold 10,000 idle connections
     /// within the open-file limit, and their cost is the kernel's anyway.
     const MULTIPLEXED: [Peer; 3] = [Peer::Plex, Peer::Yamux, Peer::H2];
+    /// The TLS rows: plex over `tls://` and raw rustls over TCP.
+    const TLS: [Peer; 2] = [Peer::PlexTls, Peer::RawTls];
 
     fn name(self) -> &'static str {
         match self {
@@ -106,6 +117,8 @@ impl Peer {
             Peer::Raw => Tcp::NAME,
             Peer::Yamux => Yamux::NAME,
             Peer::H2 => H2::NAME,
+            Peer::PlexTls => PlexTls::NAME,
+            Peer::RawTls => RawTls::NAME,
         }
     }
 }
@@ -205,16 +218,17 @@ fn plans(options: Options) -> Vec<Plan> {
     let quick = options.quick;
     let pattern: Arc<[u8]> = pattern(PATTERN_LEN).into();
     let requests = if quick { 10_000 } else { 50_000 };
-    let rpc = |[label, p50, p99]: [&'static str; 3], lanes, rate_targets, p50_targets| Plan {
-        label,
-        workload: Workload::Rpc { lanes, requests },
-        peers: &Peer::ALL,
-        metrics: vec![
-            Metric::higher(label, "req/s", rate_targets),
-            Metric::lower(p50, "µs", p50_targets),
-            Metric::lower(p99, "µs", Vec::new()),
-        ],
-    };
+    let rpc_of =
+        |peers, [label, p50, p99]: [&'static str; 3], lanes, rate_targets, p50_targets| Plan {
+            label,
+            workload: Workload::Rpc { lanes, requests },
+            peers,
+            metrics: vec![
+                Metric::higher(label, "req/s", rate_targets),
+                Metric::lower(p50, "µs", p50_targets),
+                Metric::lower(p99, "µs", Vec::new()),
+            ],
+        };
     vec![
         Plan {
             label: "bulk_1",
@@ -235,7 +249,7 @@ fn plans(options: Options) -> Vec<Plan> {
             workload: Workload::Bulk {
                 streams: BULK_STREAMS,
                 per_stream: if quick { 2 * MIB } else { 10 * MIB },
-                pattern,
+                pattern: pattern.clone(),
             },
             peers: &Peer::ALL,
             metrics: vec![Metric::higher(
@@ -244,13 +258,15 @@ fn plans(options: Options) -> Vec<Plan> {
                 vec![ratio(Peer::Raw, 0.85)],
             )],
         },
-        rpc(
+        rpc_of(
+            &Peer::ALL,
             ["rpc_1", "rpc_1_p50", "rpc_1_p99"],
             1,
             Vec::new(),
             vec![ratio(Peer::Raw, 1.3)],
         ),
-        rpc(
+        rpc_of(
+            &Peer::ALL,
             ["rpc_64", "rpc_64_p50", "rpc_64_p99"],
             64,
             vec![ratio(Peer::Yamux, 2.0)],
@@ -279,6 +295,34 @@ fn plans(options: Options) -> Vec<Plan> {
                 Metric::lower("idle_streams_rss", "B/stream", Vec::new()),
             ],
         },
+        Plan {
+            label: "tls_bulk_1",
+            workload: Workload::Bulk {
+                streams: 1,
+                per_stream: if quick { 256 * MIB } else { 1024 * MIB },
+                pattern,
+            },
+            peers: &Peer::TLS,
+            metrics: vec![Metric::higher(
+                "tls_bulk_1",
+                "MB/s",
+                vec![ratio(Peer::RawTls, 0.9)],
+            )],
+        },
+        rpc_of(
+            &Peer::TLS,
+            ["tls_rpc_1", "tls_rpc_1_p50", "tls_rpc_1_p99"],
+            1,
+            Vec::new(),
+            Vec::new(),
+        ),
+        rpc_of(
+            &Peer::TLS,
+            ["tls_rpc_64", "tls_rpc_64_p50", "tls_rpc_64_p99"],
+            64,
+            Vec::new(),
+            Vec::new(),
+        ),
     ]
 }
 
@@ -327,6 +371,8 @@ fn run_once(workload: Workload, peer: Peer) -> Result<Figures> {
                 Peer::Raw => workload.run::<Tcp>().await,
                 Peer::Yamux => workload.run::<Yamux>().await,
                 Peer::H2 => workload.run::<H2>().await,
+                Peer::PlexTls => workload.run::<PlexTls>().await,
+                Peer::RawTls => workload.run::<RawTls>().await,
             }
         };
         tokio::time::timeout(RUN_LIMIT, run)
@@ -409,6 +455,10 @@ fn notes(options: Options) -> Vec<String> {
              bytes (allocator overhead excluded), rss the growth of /proc/self/statm's \
              resident pages; raw TCP omitted (a connection per stream; kernel memory)"
         ),
+        "tls_*: plex over tls:// (one TLS connection) against raw rustls over TCP (a TLS \
+         connection per stream); rustls 0.23 with ring on both, one self-signed certificate \
+         pinned by fingerprint"
+            .into(),
         "targets are plex's goals, judged on the medians, never asserted".into(),
     ]
 }

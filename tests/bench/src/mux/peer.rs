@@ -88,7 +88,7 @@ pub(crate) struct Plex {
 }
 
 /// `Config::default()`, but with room for the `idle_streams` scenario.
-fn plex_config() -> Config {
+pub(super) fn plex_config() -> Config {
     let mut config = Config::default();
     config.max_concurrent_streams = STREAM_LIMIT as u32;
     config
