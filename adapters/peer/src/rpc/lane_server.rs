@@ -69,14 +69,16 @@ impl<S: Service> LaneTask<S> {
             let Some(Ok(Some(message))) = received else {
                 break;
             };
-            // A CANCEL stops the handler before the core frees its slot,
-            // so nothing is produced for a call that no longer counts.
+            // A CANCEL of a running call goes to the call's task: it stops
+            // its handler, then frees the core's slot, so nothing is
+            // produced once the call no longer counts as in flight.
             let cancel = message.first() == Some(&CANCEL);
             if let Some(Ok(Frame::Cancel { rid, .. })) =
                 cancel.then(|| Frame::decode(message.clone()))
             {
                 if let Some(cancel) = lock(&self.calls).remove(&rid) {
                     cancel.cancel();
+                    continue;
                 }
             }
             let action = self.shared.core().handle_message(message);
@@ -208,9 +210,16 @@ impl LaneCall {
             }
         };
         let last = matches!(&frame, Frame::Response { more: false, .. });
+        // A send waiting for room on the lane ends with a cancel too.
         let sent = {
-            let sending = pin!(self.channel.send(frame.to_bytes()));
-            first(sending, watch).await
+            let mut sending = pin!(self.channel.send(frame.to_bytes()));
+            poll_fn(|cx| {
+                if let Poll::Ready(sent) = sending.as_mut().poll(cx) {
+                    return Poll::Ready(Some(sent));
+                }
+                self.poll_cancelled(cx, watch).map(|()| None)
+            })
+            .await
         };
         match sent {
             Some(Ok(())) => !last,
