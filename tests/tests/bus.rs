@@ -32,6 +32,7 @@ plex_tests::on_every_runtime!(
     a_slow_subscriber_gets_gaps_and_never_slows_the_others,
     a_slow_subscriber_can_be_disconnected_instead,
     wildcard_subscriptions_match_a_prefix,
+    all_subscribers_together_stay_within_the_broker_budget,
 );
 
 /// A broker on loopback; returns its URL.
@@ -562,5 +563,34 @@ fn wildcard_subscriptions_match_a_prefix(rt: Rt) {
         }
         // A pattern with `*` in the middle is refused before it is sent.
         assert!(matches!(sub.subscribe("a*b").await, Err(BusError::Wire(_))));
+    });
+}
+
+fn all_subscribers_together_stay_within_the_broker_budget(rt: Rt) {
+    rt.block_on(async {
+        // Each subscriber may hold 1 MiB, all of them together 256 KiB.
+        let config = BrokerConfig::default()
+            .subscriber_buffer(1 << 20)
+            .max_buffered(256 * 1024);
+        let (broker, url) = broker(rt, config).await;
+        let publisher = client(rt, &url).await;
+        let subscriber = client(rt, &url).await;
+        let mut subs = Vec::new();
+        for _ in 0..8 {
+            subs.push(subscriber.subscribe("load").await.expect("subscribe"));
+        }
+        let mut peak = 0;
+        for _ in 0..1000 {
+            publisher
+                .publish("load", Bytes::from(vec![3u8; 4096]))
+                .await
+                .expect("publish");
+            peak = peak.max(broker.stats().buffered);
+        }
+        // Over the budget each outbox takes one message at most (an empty
+        // one always takes one): 8 × (4 KiB + overhead) past 256 KiB.
+        assert!(peak <= 256 * 1024 + 8 * (4096 + 128), "peak {peak}");
+        assert!(broker.stats().dropped > 0);
+        drop(subs);
     });
 }

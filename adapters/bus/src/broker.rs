@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_io::AsyncRead;
 use futures_util::io::AsyncWriteExt;
 use plex_proto::bus::{
@@ -23,6 +23,9 @@ use crate::error::code_of;
 use crate::pipe::{self, Failed};
 use crate::BusError;
 
+/// Bytes of small records written to a subscriber in one go.
+const BATCH: usize = 64 * 1024;
+
 /// A broker's limits and its policy for slow subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -36,6 +39,10 @@ pub struct BrokerConfig {
     /// What happens when a subscriber's buffer is full. Default
     /// [`SlowPolicy::DropWithGap`].
     pub slow_policy: SlowPolicy,
+    /// Bytes all subscribers' buffers together may hold; past it every
+    /// subscriber is treated as full (the slow policy applies). Default
+    /// 256 MiB.
+    pub max_buffered: usize,
 }
 
 impl Default for BrokerConfig {
@@ -44,6 +51,7 @@ impl Default for BrokerConfig {
             max_payload: 64 << 20,
             subscriber_buffer: 8 << 20,
             slow_policy: SlowPolicy::DropWithGap,
+            max_buffered: 256 << 20,
         }
     }
 }
@@ -58,6 +66,12 @@ impl BrokerConfig {
     /// Sets [`subscriber_buffer`](BrokerConfig::subscriber_buffer).
     pub fn subscriber_buffer(mut self, bytes: usize) -> BrokerConfig {
         self.subscriber_buffer = bytes;
+        self
+    }
+
+    /// Sets [`max_buffered`](BrokerConfig::max_buffered).
+    pub fn max_buffered(mut self, bytes: usize) -> BrokerConfig {
+        self.max_buffered = bytes;
         self
     }
 
@@ -88,6 +102,8 @@ pub struct BrokerStats {
     pub delivered: u64,
     /// Messages dropped for subscribers that fell behind.
     pub dropped: u64,
+    /// Bytes the subscribers' buffers hold now.
+    pub buffered: u64,
     /// Subscriptions ended for falling behind.
     pub disconnected: u64,
 }
@@ -129,6 +145,8 @@ struct State {
     sessions: HashMap<u64, Session>,
     /// Each subscriber's outbox and its writer's waker.
     outboxes: HashMap<SubscriptionId, Mailbox>,
+    /// Bytes all outboxes hold.
+    buffered: usize,
 }
 
 #[derive(Debug)]
@@ -161,15 +179,21 @@ impl Broker {
     pub fn stats(&self) -> BrokerStats {
         let c = &self.inner.counters;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        // One lock: a second in the same expression would wait for the first.
+        let (subscriptions, buffered) = {
+            let state = self.inner.lock();
+            (state.router.len() as u64, state.buffered as u64)
+        };
         BrokerStats {
             connections: load(&c.connections),
-            subscriptions: self.inner.lock().router.len() as u64,
+            subscriptions,
             requests: load(&c.requests),
             no_responders: load(&c.no_responders),
             responder_failures: load(&c.responder_failures),
             published: load(&c.published),
             delivered: load(&c.delivered),
             dropped: load(&c.dropped),
+            buffered,
             disconnected: load(&c.disconnected),
         }
     }
@@ -259,7 +283,10 @@ impl Broker {
 
     /// Writes a subscriber's outbox to its stream until either ends.
     async fn deliver(&self, id: SubscriptionId, stream: &mut Stream) {
+        let mut batch = BytesMut::new();
         loop {
+            // Everything queued, up to a batch, under one lock; written in
+            // one go (large payloads after their header, as they are).
             let next = poll_fn(|cx| {
                 // The client ending its side ends the subscription.
                 let mut probe = [0u8; 1];
@@ -267,29 +294,52 @@ impl Broker {
                     return Poll::Ready(None);
                 }
                 let mut state = self.inner.lock();
+                let state = &mut *state;
                 let Some(mailbox) = state.outboxes.get_mut(&id) else {
                     return Poll::Ready(None);
                 };
                 if mailbox.evicted {
                     return Poll::Ready(Some(Err(())));
                 }
-                match mailbox.outbox.pop() {
-                    Some(record) => Poll::Ready(Some(Ok(record))),
-                    None => {
-                        mailbox.writer = Some(cx.waker().clone());
-                        Poll::Pending
+                let before = mailbox.outbox.bytes();
+                let mut large = None;
+                while batch.len() < BATCH {
+                    let Some(record) = mailbox.outbox.pop() else {
+                        break;
+                    };
+                    batch.extend_from_slice(&record.header());
+                    if let Record::Message { payload, .. } = record {
+                        if payload.len() > crate::client::CHUNK {
+                            large = Some(payload);
+                            break;
+                        }
+                        batch.extend_from_slice(&payload);
                     }
                 }
+                state.buffered -= before - mailbox.outbox.bytes();
+                if batch.is_empty() {
+                    mailbox.writer = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(large)))
             })
             .await;
-            let record = match next {
-                Some(Ok(record)) => record,
+            let large = match next {
+                Some(Ok(large)) => large,
                 Some(Err(())) => return stream.reset(SLOW_CONSUMER),
                 None => return,
             };
-            if write_record(stream, &record).await.is_err() {
+            let written = async {
+                stream.write_all(&batch).await?;
+                if let Some(payload) = large {
+                    stream.write_all(&payload).await?;
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            if written.await.is_err() {
                 return;
             }
+            batch.clear();
         }
     }
 
@@ -299,7 +349,7 @@ impl Broker {
             return;
         };
         let mut decoder = RecordDecoder::new(self.inner.config.max_payload);
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; crate::client::CHUNK];
         loop {
             match decoder.next() {
                 Ok(Some(Record::Message { channel, payload })) => {
@@ -309,8 +359,8 @@ impl Broker {
                 Ok(Some(_)) | Err(_) => return stream.reset(plex_proto::bus::BAD_REQUEST),
                 Ok(None) => {}
             }
-            let want = decoder.wanted().min(buf.len());
-            let read = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut buf[..want])).await;
+            // As much as there is: the decoder keeps what is past a record.
+            let read = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut buf)).await;
             match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => decoder.push(&buf[..n]),
@@ -323,12 +373,26 @@ impl Broker {
         let counters = &self.inner.counters;
         counters.published.fetch_add(1, Ordering::Relaxed);
         let mut wake = Vec::new();
+        let budget = self.inner.config.max_buffered;
         let mut state = self.inner.lock();
-        for id in state.router.subscribers(channel) {
-            let Some(mailbox) = state.outboxes.get_mut(&id) else {
+        let State {
+            router,
+            outboxes,
+            buffered,
+            ..
+        } = &mut *state;
+        for id in router.subscribers(channel) {
+            let Some(mailbox) = outboxes.get_mut(&id) else {
                 continue;
             };
-            match mailbox.outbox.push(channel, payload.clone()) {
+            let before = mailbox.outbox.bytes();
+            let pushed = if *buffered + payload.len() > budget {
+                mailbox.outbox.push_over_budget(channel, payload.clone())
+            } else {
+                mailbox.outbox.push(channel, payload.clone())
+            };
+            *buffered = *buffered + mailbox.outbox.bytes() - before;
+            match pushed {
                 Pushed::Queued => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
                     wake.extend(mailbox.writer.take());
@@ -435,15 +499,6 @@ async fn next_incoming(listeners: &[Listener; 3]) -> Option<(usize, Incoming)> {
     .await
 }
 
-/// Writes one record: its header, then its payload.
-async fn write_record(stream: &mut Stream, record: &Record) -> std::io::Result<()> {
-    stream.write_all(&record.header()).await?;
-    if let Record::Message { payload, .. } = record {
-        stream.write_all(payload).await?;
-    }
-    Ok(())
-}
-
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // No code panics while holding the lock.
@@ -455,6 +510,7 @@ impl State {
     fn end_subscription(&mut self, id: SubscriptionId) {
         self.router.unsubscribe(id);
         if let Some(mailbox) = self.outboxes.remove(&id) {
+            self.buffered -= mailbox.outbox.bytes();
             if let Some(writer) = mailbox.writer {
                 writer.wake();
             }

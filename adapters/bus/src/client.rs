@@ -76,9 +76,25 @@ pub(crate) struct Inner {
     /// The one publish stream, so that this client's messages keep their
     /// order; opened at the first publish.
     publisher: AsyncMutex<Option<Stream>>,
-    /// Each responder's queue of requests, by subscription.
-    responders: Mutex<HashMap<SubscriptionId, Arc<Inbox<Request>>>>,
+    /// Each responder's queue of requests, by subscription, and requests
+    /// that came for a responder still being set up.
+    responders: Mutex<Responders>,
 }
+
+/// The responders' queues. The broker may hand a request to a new
+/// responder the moment it has accepted the subscription, before
+/// [`BusClient::respond`] has its number: such requests wait in `early`
+/// while a `respond` is under way, and are refused otherwise.
+#[derive(Debug, Default)]
+pub(crate) struct Responders {
+    pub(crate) queues: HashMap<SubscriptionId, Arc<Inbox<Request>>>,
+    early: HashMap<SubscriptionId, Vec<Request>>,
+    /// `respond` calls under way.
+    opening: usize,
+}
+
+/// Requests held for responders being set up; past it they are refused.
+const EARLY_LIMIT: usize = 256;
 
 impl BusClient {
     /// A client over a session to a broker, with the default config.
@@ -93,7 +109,7 @@ impl BusClient {
             config,
             closed: AtomicBool::new(false),
             publisher: AsyncMutex::new(None),
-            responders: Mutex::new(HashMap::new()),
+            responders: Mutex::new(Responders::default()),
         });
         let listener = inner.session.listen(DELIVER_PROTOCOL, Bytes::new());
         let weak = Arc::downgrade(&inner);
@@ -107,15 +123,28 @@ impl BusClient {
                     incoming.refuse();
                     continue;
                 };
-                let inbox = inner.lock_responders().get(&delivery.subscription).cloned();
-                let Some(inbox) = inbox else {
-                    // Unsubscribed meanwhile: the broker tries another.
+                let mut responders = inner.lock_responders();
+                let id = delivery.subscription;
+                let known = responders.queues.get(&id).cloned();
+                let early: usize = responders.early.values().map(Vec::len).sum();
+                let wait = known.is_none() && responders.opening > 0 && early < EARLY_LIMIT;
+                if known.is_none() && !wait {
+                    // Unsubscribed meanwhile: the requester learns the
+                    // responder is gone.
+                    drop(responders);
                     incoming.refuse();
                     continue;
+                }
+                let Ok(stream) = incoming.accept(Bytes::new()) else {
+                    continue;
                 };
-                if let Ok(stream) = incoming.accept(Bytes::new()) {
-                    let request = Request::new(delivery.channel, stream, inner.config.max_payload);
-                    inbox.push(request);
+                let request = Request::new(delivery.channel, stream, inner.config.max_payload);
+                match known {
+                    Some(inbox) => {
+                        drop(responders);
+                        inbox.push(request);
+                    }
+                    None => responders.early.entry(id).or_default().push(request),
                 }
             }
         }));
@@ -141,8 +170,12 @@ impl BusClient {
         payload: Bytes,
         timeout: Option<Duration>,
     ) -> Result<Bytes, BusError> {
-        let mut source = futures_util::io::Cursor::new(payload);
-        self.request_from(channel, &mut source, timeout).await
+        self.call(
+            channel,
+            Body::<futures_util::io::Empty>::Bytes(payload),
+            timeout,
+        )
+        .await
     }
 
     /// Sends a request whose payload is read from `source` as it goes, of
@@ -153,6 +186,15 @@ impl BusClient {
         &self,
         channel: &str,
         source: &mut (impl AsyncRead + Unpin),
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, BusError> {
+        self.call(channel, Body::Reader(source), timeout).await
+    }
+
+    async fn call(
+        &self,
+        channel: &str,
+        body: Body<'_, impl AsyncRead + Unpin>,
         timeout: Option<Duration>,
     ) -> Result<Bytes, BusError> {
         self.check_open()?;
@@ -170,16 +212,21 @@ impl BusClient {
         let mut stream = self.inner.session.open_stream(options).await?;
         let result = {
             let work = async {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = source
-                        .read(&mut buf)
-                        .await
-                        .map_err(|e| BusError::Source(Arc::new(e)))?;
-                    if n == 0 {
-                        break;
+                match body {
+                    Body::Bytes(payload) => stream.write_all(&payload).await.map_err(from_io)?,
+                    Body::Reader(source) => {
+                        let mut buf = vec![0u8; CHUNK];
+                        loop {
+                            let n = source
+                                .read(&mut buf)
+                                .await
+                                .map_err(|e| BusError::Source(Arc::new(e)))?;
+                            if n == 0 {
+                                break;
+                            }
+                            stream.write_all(&buf[..n]).await.map_err(from_io)?;
+                        }
                     }
-                    stream.write_all(&buf[..n]).await.map_err(from_io)?;
                 }
                 stream.finish()?;
                 read_to_end(&mut stream, self.inner.config.max_payload).await
@@ -226,9 +273,17 @@ impl BusClient {
         }
         let stream = publisher.as_mut().expect("opened above");
         let written = async {
-            stream.write_all(&record.header()).await?;
-            if let Record::Message { payload, .. } = &record {
-                stream.write_all(payload).await?;
+            let header = record.header();
+            match &record {
+                // Small messages go in one write, header and payload.
+                Record::Message { payload, .. } if payload.len() <= CHUNK => {
+                    stream.write_all(&[&header[..], payload].concat()).await?;
+                }
+                Record::Message { payload, .. } => {
+                    stream.write_all(&header).await?;
+                    stream.write_all(payload).await?;
+                }
+                _ => stream.write_all(&header).await?,
             }
             Ok::<(), std::io::Error>(())
         };
@@ -251,8 +306,28 @@ impl BusClient {
     /// the channel's responders, in turn.
     pub async fn respond(&self, pattern: &str) -> Result<Responder, BusError> {
         let inbox = Arc::new(Inbox::default());
-        let (stream, id) = self.open_subscription(Role::Responder, pattern).await?;
-        self.inner.lock_responders().insert(id, inbox.clone());
+        self.inner.lock_responders().opening += 1;
+        let opened = self.open_subscription(Role::Responder, pattern).await;
+        let mut responders = self.inner.lock_responders();
+        responders.opening -= 1;
+        let ours = opened.as_ref().ok().map(|(_, id)| *id);
+        let mine = ours.and_then(|id| responders.early.remove(&id));
+        // Held for numbers no `respond` will claim now: dropped unanswered
+        // below, so that their requesters learn it at once.
+        let orphans = if responders.opening == 0 {
+            std::mem::take(&mut responders.early)
+        } else {
+            HashMap::new()
+        };
+        if let Some(id) = ours {
+            responders.queues.insert(id, inbox.clone());
+        }
+        drop(responders);
+        drop(orphans);
+        let (stream, id) = opened?;
+        for request in mine.into_iter().flatten() {
+            inbox.push(request);
+        }
         Ok(Responder::new(
             stream,
             id,
@@ -261,8 +336,10 @@ impl BusClient {
         ))
     }
 
-    /// Closes the client: later calls fail with [`BusError::Closed`]; the
-    /// session closes gracefully. Closing twice is harmless.
+    /// Closes the client: later calls fail with [`BusError::Closed`], what
+    /// was published is sent, and the session goes away (GOAWAY) once the
+    /// streams still open end: subscriptions and responders end when they
+    /// are dropped. Closing twice is harmless; it never waits for them.
     pub async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
@@ -270,7 +347,8 @@ impl BusClient {
         if let Some(stream) = self.inner.publisher.lock().await.take() {
             let _ = stream.finish();
         }
-        let _ = self.inner.session.close().await;
+        // Already closing or closed: nothing more to say.
+        let _ = self.inner.session.go_away(ErrorCode::NO_ERROR);
     }
 
     /// Whether [`close`](BusClient::close) was called.
@@ -308,9 +386,7 @@ impl BusClient {
 }
 
 impl Inner {
-    pub(crate) fn lock_responders(
-        &self,
-    ) -> MutexGuard<'_, HashMap<SubscriptionId, Arc<Inbox<Request>>>> {
+    pub(crate) fn lock_responders(&self) -> MutexGuard<'_, Responders> {
         // No code panics while holding the lock.
         self.responders
             .lock()
@@ -318,10 +394,19 @@ impl Inner {
     }
 }
 
+/// A request's body: bytes at hand, or a source read as it goes.
+enum Body<'a, R> {
+    Bytes(Bytes),
+    Reader(&'a mut R),
+}
+
+/// Bytes read or copied per step: a `plex/1` DATA frame's worth.
+pub(crate) const CHUNK: usize = 16 * 1024;
+
 /// Reads a stream to its end, refusing more than `max` bytes.
 pub(crate) async fn read_to_end(stream: &mut Stream, max: usize) -> Result<Bytes, BusError> {
     let mut out = BytesMut::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let n = stream.read(&mut buf).await.map_err(from_io)?;
         if n == 0 {

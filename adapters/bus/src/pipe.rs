@@ -8,8 +8,7 @@ use std::task::{ready, Context, Poll};
 use futures_io::{AsyncRead, AsyncWrite};
 use plex_runtime::Stream;
 
-/// Bytes in flight per direction.
-const CHUNK: usize = 64 * 1024;
+use crate::client::CHUNK;
 
 /// One direction: read from one stream, write to the other, then end it.
 struct Copy {

@@ -51,7 +51,7 @@ impl Subscription {
             stream,
             id,
             decoder: RecordDecoder::new(max_payload),
-            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            buf: vec![0; crate::client::CHUNK].into_boxed_slice(),
             ended: None,
         }
     }
@@ -93,9 +93,9 @@ impl Subscription {
                     continue;
                 }
             }
-            let want = self.decoder.wanted().min(self.buf.len());
-            match std::task::ready!(Pin::new(&mut self.stream).poll_read(cx, &mut self.buf[..want]))
-            {
+            // As much as there is: the decoder keeps what is past a record.
+            let read = Pin::new(&mut self.stream).poll_read(cx, &mut self.buf);
+            match std::task::ready!(read) {
                 Ok(0) => self.ended = Some(Ok(())),
                 Ok(n) => self.decoder.push(&self.buf[..n]),
                 Err(e) => self.ended = Some(Err(from_io(e))),
@@ -195,7 +195,7 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(client) = self.client.upgrade() {
-            client.lock_responders().remove(&self.id);
+            client.lock_responders().queues.remove(&self.id);
         }
     }
 }

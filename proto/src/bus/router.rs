@@ -251,6 +251,20 @@ impl Outbox {
         Pushed::Queued
     }
 
+    /// Turns a message away without queueing it, as a full outbox would
+    /// (the broker's memory budget is spent): dropped with a gap, or
+    /// `Disconnect`, by the policy. An empty outbox still takes it: it
+    /// holds nothing to make room with.
+    pub fn push_over_budget(&mut self, channel: &str, payload: Bytes) -> Pushed {
+        if self.queue.is_empty() {
+            return self.push(channel, payload);
+        }
+        let limit = std::mem::replace(&mut self.limit, 0);
+        let pushed = self.push(channel, payload);
+        self.limit = limit;
+        pushed
+    }
+
     /// The next record to write, in order.
     pub fn pop(&mut self) -> Option<Record> {
         let record = self.queue.pop_front()?;

@@ -271,15 +271,6 @@ impl RecordDecoder {
         self.buffer.len()
     }
 
-    /// How many more bytes the record in progress needs at least, so a
-    /// reader can size its next read (1 when nothing is known yet).
-    pub fn wanted(&self) -> usize {
-        match self.need() {
-            Ok(Some(total)) => total.saturating_sub(self.buffer.len()).max(1),
-            _ => 1,
-        }
-    }
-
     /// Appends bytes read from the stream.
     pub fn push(&mut self, input: &[u8]) {
         self.buffer.extend_from_slice(input);
