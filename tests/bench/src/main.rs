@@ -3,6 +3,7 @@
 //! `cargo run --release -p plex-bench -- <suite> [--quick]` runs a suite of
 //! scenarios, prints a table and writes JSON to `target/plex-bench/<suite>.json`.
 
+mod bus;
 mod counting_alloc;
 mod latency;
 mod mux;
@@ -32,6 +33,9 @@ suites:
            tokio, 1 and 64 calls in flight
   protomux the Rust peer on the Protomux wire against a JavaScript Protomux peer
            (npm protomux), both serving the same JavaScript client: echo, store-port gets
+  bus      plex-bus broker and clients against NATS (nats-server, async-nats; installed with
+           apt-get when missing), loopback TCP on tokio: request/reply with 1 and 64 in
+           flight (128 B, 16 KiB), publish/subscribe fan-out to 1 and 16 subscribers
 
 options:
   --quick  fewer and smaller runs (about a minute)
@@ -45,6 +49,7 @@ enum Suite {
     Store,
     Rpc,
     Protomux,
+    Bus,
 }
 
 impl Suite {
@@ -55,6 +60,7 @@ impl Suite {
             "store" => Some(Suite::Store),
             "rpc" => Some(Suite::Rpc),
             "protomux" => Some(Suite::Protomux),
+            "bus" => Some(Suite::Bus),
             _ => None,
         }
     }
@@ -66,6 +72,7 @@ impl Suite {
             Suite::Store => "store",
             Suite::Rpc => "rpc",
             Suite::Protomux => "protomux",
+            Suite::Bus => "bus",
         }
     }
 }
@@ -121,6 +128,7 @@ fn main() -> ExitCode {
         Suite::Store => store::run(options).map_err(|e| e as Box<dyn std::error::Error>),
         Suite::Rpc => rpc::run(options).map_err(|e| e as Box<dyn std::error::Error>),
         Suite::Protomux => protomux::run(options).map_err(|e| e as Box<dyn std::error::Error>),
+        Suite::Bus => bus::run(options).map_err(|e| e as Box<dyn std::error::Error>),
     };
     let report = match result {
         Ok(report) => report,
@@ -205,6 +213,7 @@ mod tests {
         assert_eq!(parse(&["mux"]), Ok(Command::Run(Suite::Mux, full)));
         assert_eq!(parse(&["store"]), Ok(Command::Run(Suite::Store, full)));
         assert_eq!(parse(&["rpc"]), Ok(Command::Run(Suite::Rpc, full)));
+        assert_eq!(parse(&["bus"]), Ok(Command::Run(Suite::Bus, full)));
         assert_eq!(parse(&["proto", "--help"]), Ok(Command::Help));
     }
 
