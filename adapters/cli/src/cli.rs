@@ -29,9 +29,13 @@ Errors:
   {\"error\":{\"kind\":K,\"message\":M,\"hint\":H,\"path\":P,\"seq\":S,\"line\":L}},
   fields absent when unknown. Exit codes: 0 ok, 1 Internal, 2 Usage,
   3 NotFound, 4 AlreadyExists, 5 Busy, 6 Permission, 7 Corrupt, 8 Io,
-  9 RetentionGap, 65 feed --errors skip skipped bad lines (the others were
-  stored), 124 follow timed out. If stdout is closed early (a broken pipe),
-  plex stops quietly with 0.";
+  9 RetentionGap, 10 Unreachable (bus broker), 11 NoResponders,
+  12 ResponderGone, 65 feed --errors skip skipped bad lines (the others were
+  stored), 124 follow or bus request timed out. If stdout is closed early (a
+  broken pipe), plex stops quietly with 0.";
+
+/// Where `plex bus` finds its broker unless told.
+pub(crate) const DEFAULT_BUS_URL: &str = "tcp://127.0.0.1:7070";
 
 /// Persistent pools of JSON messages that many processes append to, read and follow.
 #[derive(Debug, Parser)]
@@ -93,6 +97,136 @@ pub(crate) enum Command {
     /// first such report decides the exit code.
     #[command(verbatim_doc_comment)]
     Follow(FollowArgs),
+    /// Request/reply and publish/subscribe through a bus broker
+    ///
+    /// Clients connect to a broker (`plex bus broker`) by URL: tcp://host:port,
+    /// ws://host:port/path or tls://host:port[?fingerprint=sha256:HEX]. A request
+    /// goes to one responder of its channel; a published message goes to every
+    /// subscriber of a matching pattern (a channel, or a prefix ending in `*`).
+    #[command(subcommand, verbatim_doc_comment)]
+    Bus(BusCommand),
+}
+
+/// `plex bus …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BusCommand {
+    /// Send a request to one responder and print its reply (raw bytes)
+    ///
+    /// The request is DATA, or stdin streamed to the end when DATA is absent.
+    /// Exits 11 (NoResponders) at once if nothing responds on CHANNEL, 12
+    /// (ResponderGone) if the responder failed before it answered, 124
+    /// (Timeout) after --timeout, 10 (Unreachable) if the broker cannot be
+    /// reached or the connection fails.
+    #[command(verbatim_doc_comment)]
+    Request(RequestArgs),
+    /// Answer requests by running a command per request
+    ///
+    /// The command gets the request body on stdin; what it prints on stdout
+    /// is the reply; its stderr is plex's. A command that exits non-zero
+    /// leaves its request unanswered (the requester sees ResponderGone, exit
+    /// 12) and a ResponderGone line on stderr. A requester that gives up
+    /// kills its command. Runs until killed; exits 10 if the connection to
+    /// the broker ends, or with the error's code if the command cannot be
+    /// started.
+    #[command(verbatim_doc_comment)]
+    Reply(ReplyArgs),
+    /// Publish one message: DATA, or all of stdin (or one per line)
+    Pub(PubArgs),
+    /// Print the messages published to channels matching PATTERN
+    ///
+    /// One line per message: its payload, or with --json
+    /// {"channel":C,"payload":P,"encoding":E} where E is "text" (P is the
+    /// UTF-8 payload) or "base64" (P is its standard base64). If the broker
+    /// dropped messages because this subscriber fell behind, a RetentionGap
+    /// line says how many on stderr (with --json also a {"gap":N} record on
+    /// stdout, in stream order) and the exit code is then 9.
+    #[command(verbatim_doc_comment)]
+    Sub(SubArgs),
+    /// Run a broker, printing the URL it listens on (one line)
+    Broker(BrokerArgs),
+}
+
+/// The broker a `plex bus` client talks to.
+#[derive(Debug, Args)]
+pub(crate) struct BusUrl {
+    /// The broker's URL (tcp://, ws:// or tls://)
+    #[arg(long, value_name = "URL", default_value = DEFAULT_BUS_URL)]
+    pub(crate) url: String,
+}
+
+/// `plex bus request`.
+#[derive(Debug, Args)]
+pub(crate) struct RequestArgs {
+    /// The channel to send to
+    #[arg(value_name = "CHANNEL")]
+    pub(crate) channel: String,
+    /// The request body; without it, stdin is streamed
+    #[arg(value_name = "DATA")]
+    pub(crate) data: Option<String>,
+    #[command(flatten)]
+    pub(crate) bus: BusUrl,
+    /// How long to wait for the reply (like 500ms, 30s, 2m); 0s means the
+    /// default [default: 30s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// `plex bus reply`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplyArgs {
+    /// The channel (or pattern ending in `*`) to answer
+    #[arg(value_name = "CHANNEL")]
+    pub(crate) channel: String,
+    #[command(flatten)]
+    pub(crate) bus: BusUrl,
+    /// How many requests may run at once (each in its own process)
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) concurrency: u16,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// `plex bus pub`.
+#[derive(Debug, Args)]
+pub(crate) struct PubArgs {
+    /// The channel to publish to
+    #[arg(value_name = "CHANNEL")]
+    pub(crate) channel: String,
+    /// The message; without it, all of stdin is one message
+    #[arg(value_name = "DATA", conflicts_with = "lines")]
+    pub(crate) data: Option<String>,
+    #[command(flatten)]
+    pub(crate) bus: BusUrl,
+    /// Publish each line of stdin (without its newline) as a message
+    #[arg(long)]
+    pub(crate) lines: bool,
+}
+
+/// `plex bus sub`.
+#[derive(Debug, Args)]
+pub(crate) struct SubArgs {
+    /// A channel, or a prefix ending in `*` (every channel starting with it)
+    #[arg(value_name = "PATTERN")]
+    pub(crate) pattern: String,
+    #[command(flatten)]
+    pub(crate) bus: BusUrl,
+    /// Print each message as a JSON record with its channel
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Exit after printing N messages
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+}
+
+/// `plex bus broker`.
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    /// Where to listen: tcp://host:port or ws://host:port/path (port 0
+    /// picks a free one)
+    #[arg(long, value_name = "URL", default_value = DEFAULT_BUS_URL)]
+    pub(crate) listen: String,
 }
 
 /// `plex pool …`.

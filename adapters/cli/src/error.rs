@@ -8,20 +8,44 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// The stable error kinds, shared with Plasmite: the store's own.
-pub(crate) use plex_store::ErrorKind as Kind;
-
-/// What the command line makes of a kind: its exit code and its name.
-pub(crate) trait KindExt {
-    /// The process exit code.
-    fn exit_code(self) -> u8;
-    /// The stable name printed in JSON error lines.
-    fn name(self) -> &'static str;
+/// The stable error kinds: the store's own (shared with Plasmite), then
+/// the bus's. Each has a fixed exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A bug in plex.
+    Internal,
+    /// A bad argument or input.
+    Usage,
+    /// A pool, a seq or a file does not exist.
+    NotFound,
+    /// The pool already exists.
+    AlreadyExists,
+    /// The pool is locked.
+    Busy,
+    /// Access was denied.
+    Permission,
+    /// The pool file failed validation.
+    Corrupt,
+    /// An operating-system call failed.
+    Io,
+    /// Messages were lost before they were read: overwritten in a pool, or
+    /// dropped by a bus broker for a subscriber that fell behind.
+    RetentionGap,
+    /// The bus broker could not be reached, or the connection to it failed.
+    Unreachable,
+    /// No responder is subscribed to the request's channel.
+    NoResponders,
+    /// The responder failed before it answered.
+    ResponderGone,
+    /// A bus request got no answer in time.
+    Timeout,
 }
 
-impl KindExt for Kind {
-    fn exit_code(self) -> u8 {
+impl Kind {
+    /// The process exit code.
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
+            Kind::Internal => 1,
             Kind::Usage => 2,
             Kind::NotFound => 3,
             Kind::AlreadyExists => 4,
@@ -30,13 +54,18 @@ impl KindExt for Kind {
             Kind::Corrupt => 7,
             Kind::Io => 8,
             Kind::RetentionGap => 9,
-            // Internal, and any kind a newer store adds.
-            _ => 1,
+            Kind::Unreachable => 10,
+            Kind::NoResponders => 11,
+            Kind::ResponderGone => 12,
+            // As `follow --timeout` and timeout(1).
+            Kind::Timeout => 124,
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The stable name printed in JSON error lines.
+    pub(crate) fn name(self) -> &'static str {
         match self {
+            Kind::Internal => "Internal",
             Kind::Usage => "Usage",
             Kind::NotFound => "NotFound",
             Kind::AlreadyExists => "AlreadyExists",
@@ -45,7 +74,28 @@ impl KindExt for Kind {
             Kind::Corrupt => "Corrupt",
             Kind::Io => "Io",
             Kind::RetentionGap => "RetentionGap",
-            _ => "Internal",
+            Kind::Unreachable => "Unreachable",
+            Kind::NoResponders => "NoResponders",
+            Kind::ResponderGone => "ResponderGone",
+            Kind::Timeout => "Timeout",
+        }
+    }
+}
+
+impl From<plex_store::ErrorKind> for Kind {
+    fn from(kind: plex_store::ErrorKind) -> Kind {
+        use plex_store::ErrorKind as Store;
+        match kind {
+            Store::Usage => Kind::Usage,
+            Store::NotFound => Kind::NotFound,
+            Store::AlreadyExists => Kind::AlreadyExists,
+            Store::Busy => Kind::Busy,
+            Store::Permission => Kind::Permission,
+            Store::Corrupt => Kind::Corrupt,
+            Store::Io => Kind::Io,
+            Store::RetentionGap => Kind::RetentionGap,
+            // Internal, and any kind a newer store adds.
+            _ => Kind::Internal,
         }
     }
 }
@@ -186,7 +236,7 @@ impl fmt::Display for Error {
 impl From<plex_store::Error> for Error {
     fn from(e: plex_store::Error) -> Error {
         use plex_store::Error as E;
-        let kind = e.kind();
+        let kind = Kind::from(e.kind());
         let mut err = Error::new(kind, e.to_string());
         match &e {
             E::NotFound { path }

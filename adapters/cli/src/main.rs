@@ -1,9 +1,11 @@
-//! `plex`: the command-line tool for local pools.
+//! `plex`: the command-line tool for local pools, and a client (and broker)
+//! of the plex bus.
 //!
 //! It parses arguments ([`cli`]), resolves pool names ([`refs`]), runs a
 //! command ([`commands`]) that prints JSON records to stdout ([`output`],
 //! [`record`]), and maps every failure to a stable kind and exit code
-//! ([`error`]). The storage logic is all in `plex-store`.
+//! ([`error`]). The storage logic is all in `plex-store`, the bus's in
+//! `plex-bus`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::error::{Error, KindExt};
+use crate::error::Error;
 use crate::output::Out;
 use crate::refs::PoolDir;
 

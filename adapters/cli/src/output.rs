@@ -44,6 +44,11 @@ impl Out {
             .map_err(|e| Error::output(&e))
     }
 
+    /// Writes `bytes` as they are.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.writer.write_all(bytes).map_err(|e| Error::output(&e))
+    }
+
     /// Pushes buffered records to stdout.
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.writer.flush().map_err(|e| Error::output(&e))

@@ -122,7 +122,7 @@ impl PoolRef {
     pub(crate) fn open_or_create(&self, size: Option<u64>, options: Options) -> Result<Pool> {
         let existing = match Pool::open_with(&self.path, options.clone()) {
             Ok(pool) => pool,
-            Err(e) if e.kind() == Kind::NotFound => {
+            Err(e) if Kind::from(e.kind()) == Kind::NotFound => {
                 match self.create(size.unwrap_or(DEFAULT_SIZE), options.clone()) {
                     Ok(pool) => return Ok(pool),
                     // Another process created it since.

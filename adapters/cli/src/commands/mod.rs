@@ -1,11 +1,12 @@
 //! The commands, one module per group, and how a command ends.
 
+mod bus;
 mod feed;
 mod pool;
 mod read;
 
 use crate::cli::Command;
-use crate::error::{Kind, KindExt, Result};
+use crate::error::{Kind, Result};
 use crate::output::Out;
 use crate::refs::PoolDir;
 
@@ -46,5 +47,6 @@ pub(crate) fn run(command: Command, dir: &PoolDir, out: &mut Out) -> Result<Outc
         Command::Feed(args) => feed::run(args, dir, out),
         Command::Fetch(args) => read::fetch(args, dir, out),
         Command::Follow(args) => read::follow(args, dir, out),
+        Command::Bus(command) => bus::run(command, out),
     }
 }

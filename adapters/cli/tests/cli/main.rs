@@ -7,6 +7,7 @@
 //! Exit 6 (Permission) is checked as an unprivileged user: run as root, the
 //! test drops to `nobody` for the child.
 
+mod bus;
 mod common;
 mod damage;
 mod feed;
