@@ -344,7 +344,7 @@ fn bad_command_lines_exit_2() {
 }
 
 #[test]
-fn a_wildcard_subscriber_prints_count_messages_in_order() {
+fn a_wildcard_subscriber_prints_count_matching_messages() {
     let env = Env::new();
     let broker = Broker::tcp(&env);
     let mut json = sub(&env, &broker, "news.*", &["--json", "--count", "3"]);
@@ -366,20 +366,23 @@ fn a_wildcard_subscriber_prints_count_messages_in_order() {
     assert_eq!(run.code, 0, "{run:?}");
     let records = run.records();
     assert_eq!(records.len(), 3, "{run:?}");
-    let first = number(records[0]["payload"].as_str().unwrap());
-    for (k, record) in (first..).zip(&records) {
+    // Each message matches the pattern and is the one published to its
+    // channel. Separate `plex bus pub` processes are separate publishers:
+    // order is kept per publisher only, so only distinctness is checked.
+    let mut seen = std::collections::HashSet::new();
+    for record in &records {
+        let k = number(record["payload"].as_str().unwrap());
         assert_eq!(record["channel"], format!("news.{}.x", k % 2));
-        assert_eq!(record["payload"], format!("m{k}"));
         assert_eq!(record["encoding"], "text");
+        assert!(seen.insert(k), "{run:?}");
     }
     // By default, each payload is a line.
     let run = plain.finish();
     assert_eq!(run.code, 0, "{run:?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{run:?}");
-    let first = number(lines[0]);
-    let expected: Vec<String> = (first..first + 3).map(|k| format!("m{k}")).collect();
-    assert_eq!(lines, expected);
+    let distinct: std::collections::HashSet<u64> = lines.iter().map(|l| number(l)).collect();
+    assert_eq!(distinct.len(), 3, "{run:?}");
 }
 
 /// The number in a payload `m<N>`.
