@@ -10,8 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use plex_bus::{Broker, BrokerConfig, BusClient, BusError, Event, SlowPolicy};
-use plex_runtime::Config;
+use plex_proto::bus::{Record, PUBLISH_PROTOCOL};
+use plex_runtime::{Config, OpenOptions};
 use plex_tests::Rt;
+use smol::io::AsyncWriteExt;
 
 /// Bounds every wait: a hang is a failure.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -20,6 +22,7 @@ plex_tests::on_every_runtime!(
     connection_refused_is_a_typed_error,
     calls_after_close_fail_and_close_twice_is_harmless,
     close_returns_once_the_broker_has_every_published_message,
+    a_connections_publish_streams_take_turns,
     empty_and_boundary_sized_payloads_round_trip,
     a_five_megabyte_payload_round_trips,
     a_zero_timeout_means_the_default,
@@ -635,5 +638,46 @@ fn close_returns_once_the_broker_has_every_published_message(rt: Rt) {
         rt.within(LIMIT, publisher.close()).await.expect("no hang");
         // Not "eventually": a process may exit the moment close returns.
         assert_eq!(broker.stats().published, 200);
+    });
+}
+
+fn a_connections_publish_streams_take_turns(rt: Rt) {
+    rt.block_on(async {
+        let (broker, url) = broker(rt, BrokerConfig::default()).await;
+        let subscriber = client(rt, &url).await;
+        let mut messages = subscriber.subscribe("turns").await.expect("subscribe");
+        // Two publish streams on one raw connection: the first stops in
+        // the middle of a message, the second sends a whole one.
+        let session = rt.connect(&url, Config::default()).await.expect("connect");
+        let record = |payload: &'static [u8]| {
+            let record = Record::Message {
+                channel: "turns".into(),
+                payload: Bytes::from_static(payload),
+            };
+            [&record.header()[..], payload].concat()
+        };
+        let options = || OpenOptions::new(PUBLISH_PROTOCOL, Bytes::new());
+        let mut first = session.open_stream(options()).await.expect("open");
+        let first_record = record(b"first");
+        first.write_all(&first_record[..8]).await.expect("write");
+        let mut second = session.open_stream(options()).await.expect("open");
+        second.write_all(&record(b"second")).await.expect("write");
+        second.close().await.expect("finish");
+        // The second waits for the first: nothing is published while the
+        // first message is unfinished (were the second read, its message
+        // would arrive well within this), then both are, in turn.
+        let early = rt.within(Duration::from_millis(300), messages.next()).await;
+        assert!(early.is_none(), "published out of turn: {early:?}");
+        assert_eq!(broker.stats().published, 0);
+        first.write_all(&first_record[8..]).await.expect("write");
+        first.close().await.expect("finish");
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match rt.within(LIMIT, messages.next()).await.expect("no hang") {
+                Some(Ok(Event::Message { payload, .. })) => got.push(payload),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, [&b"first"[..], &b"second"[..]]);
     });
 }

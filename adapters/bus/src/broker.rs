@@ -29,8 +29,11 @@ const BATCH: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerConfig {
-    /// The largest published message. Default 64 MiB. Requests and replies
-    /// are streamed through and have no limit here.
+    /// The largest published message. Default 64 MiB. A published message
+    /// is held whole (its subscribers take it at their own pace); the
+    /// broker assembles one per connection at a time, so unfinished ones
+    /// hold at most this much per connection. Requests and replies are
+    /// streamed through and have no limit here.
     pub max_payload: usize,
     /// Bytes the broker holds for one subscriber that reads slower than
     /// messages come. Default 8 MiB.
@@ -236,6 +239,18 @@ impl Broker {
             session.listen(REQUEST_PROTOCOL, Bytes::new()),
             session.listen(PUBLISH_PROTOCOL, Bytes::new()),
         ];
+        // A connection's publish streams take turns, in the order they
+        // came: the broker assembles one message per connection at a time,
+        // so what it holds of unfinished messages is at most `max_payload`
+        // per connection. The streams waiting are held back by flow
+        // control, and their number by the session's stream limit.
+        let (publish_streams, queued) = async_channel::unbounded::<Incoming>();
+        let publisher = self.clone();
+        session.runtime().spawn(Box::pin(async move {
+            while let Ok(incoming) = queued.recv().await {
+                publisher.publishing(incoming).await;
+            }
+        }));
         let accepting = async {
             loop {
                 let Some((kind, incoming)) = next_incoming(&listeners).await else {
@@ -245,7 +260,11 @@ impl Broker {
                 let task: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
                     0 => Box::pin(async move { broker.subscribed(connection, incoming).await }),
                     1 => Box::pin(async move { broker.request(incoming).await }),
-                    _ => Box::pin(async move { broker.publishing(incoming).await }),
+                    _ => {
+                        // The queue's reader lives as long as its sender.
+                        let _ = publish_streams.try_send(incoming);
+                        continue;
+                    }
                 };
                 session.runtime().spawn(task);
             }

@@ -15,7 +15,10 @@
 //!   comes back. The broker opens a stream for [`DELIVER_PROTOCOL`] to one
 //!   responder (a [`Delivery`] handshake) and joins the two;
 //! - a client publishes on one stream for [`PUBLISH_PROTOCOL`], record
-//!   after record, so its messages keep their order.
+//!   after record, so its messages keep their order. The broker reads a
+//!   connection's publish streams one at a time (the others wait, held
+//!   back by flow control), so it assembles at most one message per
+//!   connection.
 //!
 //! ```
 //! use plex_proto::bus::{Outbox, Pushed, Record, Role, Router, SlowPolicy};
