@@ -55,6 +55,22 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Refuses limits of zero, which would refuse every request.
+    pub(crate) fn check(&self) -> Result<(), ServeError> {
+        let counts = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_tails", self.max_tails),
+            ("max_storage_calls", self.max_storage_calls),
+            ("max_connections", self.max_connections),
+        ];
+        match counts.iter().find(|(_, n)| *n == 0) {
+            Some((name, _)) => Err(ServeError::Limit(name)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A server's settings: the pool directory, the listener and the limits.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -20,6 +20,9 @@ pub enum ServeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A limit is zero, which would refuse everything.
+    #[error("the limit {0} must be at least 1")]
+    Limit(&'static str),
     /// The address is off loopback: that needs TLS and an access token,
     /// which this server does not offer yet.
     #[error(

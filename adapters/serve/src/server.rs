@@ -45,6 +45,7 @@ impl Server {
         if !config.addr.ip().is_loopback() {
             return Err(ServeError::OffLoopback { addr: config.addr });
         }
+        config.limits.check()?;
         let dir_error = |source| ServeError::Dir {
             path: config.dir.clone(),
             source,

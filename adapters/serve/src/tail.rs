@@ -15,6 +15,7 @@ use futures_util::stream::{self, Stream};
 use plex_store::{Error as StoreError, Notifier, Seq, Start};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::{ApiError, Kind};
 use crate::pools::{Entry, Pools};
@@ -112,6 +113,8 @@ struct State {
     left: Option<u64>,
     /// Nothing more to send.
     done: bool,
+    /// The tail's span, entered while it reads and waits.
+    span: tracing::Span,
 }
 
 impl Tail {
@@ -119,18 +122,21 @@ impl Tail {
     /// `max` messages, or at shutdown, or after one error line.
     pub(crate) fn into_stream(self) -> impl Stream<Item = Bytes> + Send + 'static {
         let left = self.query.max;
+        let span = tracing::debug_span!("tail", pool = %self.name);
         let state = State {
             tail: self,
             open: None,
             next: None,
             left,
             done: false,
+            span,
         };
         stream::unfold(state, |mut st| async move {
             if st.done || st.left == Some(0) {
                 return None;
             }
-            let chunk = st.step().await;
+            let span = st.span.clone();
+            let chunk = st.step().instrument(span).await;
             chunk.map(|c| (c, st))
         })
     }

@@ -134,6 +134,15 @@ async fn listeners_off_loopback_are_refused() {
     let err = Server::bind(config).await.unwrap_err();
     assert!(matches!(err, ServeError::OffLoopback { .. }), "{err}");
     assert!(err.to_string().contains("TLS"), "{err}");
+    let mut limits = Limits::default();
+    limits.max_tails = 0;
+    let zero = Config::new(dir.path())
+        .addr("127.0.0.1:0".parse().unwrap())
+        .limits(limits);
+    assert!(matches!(
+        Server::bind(zero).await.unwrap_err(),
+        ServeError::Limit("max_tails")
+    ));
     let taken = Server::bind(Config::new(dir.path()).addr("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();
