@@ -233,3 +233,59 @@ impl std::fmt::Display for ApiError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_plasmites_statuses() {
+        let cases = [
+            (Kind::Usage, 400),
+            (Kind::NotFound, 404),
+            (Kind::AlreadyExists, 409),
+            (Kind::Busy, 423),
+            (Kind::Permission, 401),
+            (Kind::Corrupt, 500),
+            (Kind::Io, 500),
+            (Kind::Internal, 500),
+            (Kind::RetentionGap, 410),
+        ];
+        for (kind, status) in cases {
+            let err = ApiError::new(kind, "m");
+            assert_eq!(err.status.as_u16(), status, "{kind:?}");
+            let envelope: serde_json::Value = serde_json::from_slice(&err.envelope()).unwrap();
+            assert_eq!(
+                envelope,
+                serde_json::json!({"error": {"kind": kind.name(), "message": "m"}})
+            );
+        }
+    }
+
+    #[test]
+    fn store_errors_keep_their_path_and_seq() {
+        let path = std::path::Path::new("/pools/a.plex");
+        let missing = plex_store::Error::SeqNotFound {
+            seq: plex_store::Seq(7),
+            oldest: plex_store::Seq(1),
+            newest: plex_store::Seq(3),
+        };
+        let err = ApiError::store(&missing, path);
+        assert_eq!((err.kind, err.status.as_u16()), (Kind::NotFound, 404));
+        assert_eq!(err.message, "message not found");
+        assert_eq!(
+            (err.path.as_deref(), err.seq),
+            (Some("/pools/a.plex"), Some(7))
+        );
+        let gap = plex_store::Error::RetentionGap {
+            lost: plex_store::Seq(2)..plex_store::Seq(5),
+        };
+        let err = ApiError::store(&gap, path);
+        assert_eq!(
+            (err.kind, err.status.as_u16(), err.seq),
+            (Kind::RetentionGap, 410, Some(2))
+        );
+        let exists = plex_store::Error::AlreadyExists { path: path.into() };
+        assert_eq!(ApiError::store(&exists, path).status.as_u16(), 409);
+    }
+}

@@ -15,6 +15,16 @@
 //! `.plasmite`, so pool info reports `path` as `DIR/NAME.plasmite` and the
 //! real file as the additional field `file` ([`WIRE_EXTENSION`]).
 //!
+//! Where it knowingly differs from `plasmite serve` 1.2.1: the Lite3
+//! endpoints answer 400 Usage (no Lite3 codec outside the `plasmite`
+//! crate); refusals that Plasmite's framework sends without an envelope
+//! carry one here (413 body too large, 415 not JSON, 405 method, 404 route,
+//! and 400 rather than 422 for a missing field); a message whose stored
+//! bytes are not JSON (fed by another tool) has its data as a string with
+//! `meta.encoding` `"text"` or `"base64"`, as `plex follow` prints it; and a
+//! tail that starts before the oldest message held reports the gap at once
+//! rather than on the next message.
+//!
 //! Only a loopback listener exists so far, credential-free like Plasmite's
 //! and guarded against DNS rebinding by `Host` and `Origin` checks (403);
 //! other addresses are refused ([`ServeError::OffLoopback`]) until TLS and

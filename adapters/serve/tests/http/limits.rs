@@ -87,6 +87,32 @@ async fn concurrent_tails_are_capped_and_a_disconnect_frees_a_slot() {
 }
 
 #[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_one() {
+    let mut limits = Limits::default();
+    limits.max_connections = 1;
+    let h = Harness::with_limits(limits).await;
+    let mut first = h.connect().await;
+    assert_eq!(
+        first.call(Method::GET, "/healthz", None).await.status,
+        StatusCode::OK
+    );
+    // The second connection waits in the backlog, unanswered, while the
+    // first is open (a bounded wait that only a broken limit ends early).
+    let mut second = tokio::spawn({
+        let addr = h.addr;
+        async move {
+            let mut client = crate::common::Client::connect(addr).await;
+            client.call(Method::GET, "/healthz", None).await.status
+        }
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(200), &mut second).await;
+    assert!(waited.is_err(), "served beyond the connection limit");
+    drop(first);
+    assert_eq!(second.await.unwrap(), StatusCode::OK);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn host_and_origin_guard_against_rebinding() {
     let h = Harness::start().await;
     let mut client = h.connect().await;

@@ -114,6 +114,33 @@ async fn create_open_info_list_delete() {
 }
 
 #[tokio::test]
+async fn a_damaged_pool_file_is_corrupt_and_left_out_of_listings() {
+    let h = Harness::start().await;
+    h.create("good", None).await;
+    std::fs::write(h.dir.path().join("bad.plex"), vec![7u8; 8192]).unwrap();
+    let err = h
+        .call(Method::GET, "/v0/pools/bad/info", None)
+        .await
+        .error(StatusCode::INTERNAL_SERVER_ERROR, "Corrupt");
+    assert!(
+        err["path"].as_str().unwrap().ends_with("/bad.plex"),
+        "{err}"
+    );
+    h.call(Method::GET, "/v0/pools/bad/messages/1", None)
+        .await
+        .error(StatusCode::INTERNAL_SERVER_ERROR, "Corrupt");
+    let reply = h.call(Method::GET, "/v0/pools", None).await;
+    let pools = reply.json()["pools"].clone();
+    assert_eq!(pools.as_array().unwrap().len(), 1, "{pools}");
+    assert_eq!(pools[0]["name"], "good");
+    // Delete refuses files that are not pools.
+    h.call(Method::DELETE, "/v0/pools/bad", None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "Usage");
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn names_are_names_not_paths() {
     let h = Harness::start().await;
     for path in [
