@@ -26,6 +26,7 @@ plex_tests::on_every_runtime!(
     named_pairing_with_handshakes_and_a_refused_open,
     read_and_write_deadlines_time_out,
     ten_thousand_idle_streams_on_one_connection,
+    read_chunk_hands_out_the_frames_bytes_and_mixes_with_read,
 );
 
 /// Writes `data` and finishes while reading everything the peer sends.
@@ -306,5 +307,38 @@ fn ten_thousand_idle_streams_on_one_connection(rt: Rt) {
             .await
             .expect("close hung")
             .unwrap();
+    });
+}
+
+fn read_chunk_hands_out_the_frames_bytes_and_mixes_with_read(rt: Rt) {
+    rt.block_on(async {
+        let (client, server) = rt.pair(Config::default(), Config::default()).await;
+        let data = payload(1 << 20);
+        let write = async {
+            let mut s = client.open_stream(OpenOptions::default()).await.unwrap();
+            s.write_all(&data).await.unwrap();
+            s.close().await.unwrap();
+        };
+        let read = async {
+            let mut s = server.accept_stream().await.unwrap();
+            // A plain read first, then chunks no larger than asked for,
+            // then the end, which stays the end.
+            let mut got = vec![0u8; 10];
+            s.read_exact(&mut got).await.unwrap();
+            let mut largest = 0;
+            while let Some(chunk) = s.read_chunk(5000).await.unwrap() {
+                assert!(!chunk.is_empty() && chunk.len() <= 5000);
+                largest = largest.max(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(s.read_chunk(5000).await.unwrap(), None);
+            (got, largest)
+        };
+        let ((), (got, largest)) = rt
+            .within(LIMIT, smol::future::zip(write, read))
+            .await
+            .expect("hung");
+        assert!(got == data);
+        assert_eq!(largest, 5000, "a 1 MiB stream fills 5000-byte chunks");
     });
 }

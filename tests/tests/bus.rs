@@ -19,6 +19,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 plex_tests::on_every_runtime!(
     connection_refused_is_a_typed_error,
     calls_after_close_fail_and_close_twice_is_harmless,
+    close_returns_once_the_broker_has_every_published_message,
     empty_and_boundary_sized_payloads_round_trip,
     a_five_megabyte_payload_round_trips,
     a_zero_timeout_means_the_default,
@@ -508,14 +509,37 @@ fn a_slow_subscriber_can_be_disconnected_instead(rt: Rt) {
         let publisher = client(rt, &url).await;
         let subscriber = client(rt, &url).await;
         let mut slow = subscriber.subscribe("flood").await.expect("subscribe");
-        for _ in 0..2000 {
+        let message = Bytes::from(vec![1u8; 8 * 1024]);
+        // One message at a time, each taken off the queue by the writer,
+        // until the unread stream holds what it can and the writer waits
+        // on it (a megabyte or so): the case where only the broker's own
+        // wake-up can end the writer.
+        let mut sent = 0;
+        while broker.stats().stalled == 0 {
+            assert!(sent < 4096, "the writer never waited on the unread stream");
             publisher
-                .publish("flood", Bytes::from(vec![1u8; 1024]))
+                .publish("flood", message.clone())
+                .await
+                .expect("publish");
+            sent += 1;
+            rt.until(LIMIT, "the writer takes it or waits", || {
+                let stats = broker.stats();
+                stats.delivered == sent && (stats.buffered == 0 || stats.stalled == 1)
+            })
+            .await;
+        }
+        // Now the queue fills, and the subscriber is evicted.
+        while broker.stats().disconnected == 0 {
+            publisher
+                .publish("flood", message.clone())
                 .await
                 .expect("publish");
         }
-        rt.until(LIMIT, "the broker evicts it", || {
-            broker.stats().disconnected == 1
+        // Its writer was waiting on the unread stream: the eviction ends
+        // it anyway, and frees what was held, before the subscriber reads.
+        rt.until(LIMIT, "the evicted subscription ends unread", || {
+            let stats = broker.stats();
+            stats.subscriptions == 0 && stats.buffered == 0 && stats.stalled == 0
         })
         .await;
         let mut ended = None;
@@ -592,5 +616,24 @@ fn all_subscribers_together_stay_within_the_broker_budget(rt: Rt) {
         assert!(peak <= 256 * 1024 + 8 * (4096 + 128), "peak {peak}");
         assert!(broker.stats().dropped > 0);
         drop(subs);
+    });
+}
+
+fn close_returns_once_the_broker_has_every_published_message(rt: Rt) {
+    rt.block_on(async {
+        let (broker, url) = broker(rt, BrokerConfig::default()).await;
+        let publisher = client(rt, &url).await;
+        // Small and large, so that the last ones are still on their way
+        // when `close` is called.
+        for i in 0..200u32 {
+            let len = if i % 50 == 49 { 1 << 20 } else { 100 };
+            publisher
+                .publish("anyone", Bytes::from(vec![i as u8; len]))
+                .await
+                .expect("publish");
+        }
+        rt.within(LIMIT, publisher.close()).await.expect("no hang");
+        // Not "eventually": a process may exit the moment close returns.
+        assert_eq!(broker.stats().published, 200);
     });
 }

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
-use futures_io::AsyncRead;
-use futures_util::io::AsyncWriteExt;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::bus::{
     Delivery, Outbox, Pushed, Record, RecordDecoder, RequestHead, Role, Router, SlowPolicy,
     Subscribe, SubscriptionId, DELIVER_PROTOCOL, PUBLISH_PROTOCOL, REQUEST_PROTOCOL,
@@ -106,6 +105,9 @@ pub struct BrokerStats {
     pub buffered: u64,
     /// Subscriptions ended for falling behind.
     pub disconnected: u64,
+    /// Subscribers whose connection takes nothing more for now: the
+    /// broker's writes to them wait (their queues then fill).
+    pub stalled: u64,
 }
 
 /// Routes requests and publications between the clients it serves. Cheap
@@ -155,6 +157,18 @@ struct Mailbox {
     writer: Option<Waker>,
     /// Ended for falling behind: the writer resets the stream.
     evicted: bool,
+    /// The writer waits for the subscriber to take what it wrote, not for
+    /// messages: only an eviction wakes it.
+    writing: bool,
+}
+
+/// How writing to a subscriber ended.
+enum Written {
+    All,
+    /// The subscriber fell behind and was evicted meanwhile.
+    Evicted,
+    /// The stream failed or the subscription ended.
+    Failed,
 }
 
 impl Broker {
@@ -180,9 +194,14 @@ impl Broker {
         let c = &self.inner.counters;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
         // One lock: a second in the same expression would wait for the first.
-        let (subscriptions, buffered) = {
+        let (subscriptions, buffered, stalled) = {
             let state = self.inner.lock();
-            (state.router.len() as u64, state.buffered as u64)
+            let stalled = state.outboxes.values().filter(|m| m.writing).count();
+            (
+                state.router.len() as u64,
+                state.buffered as u64,
+                stalled as u64,
+            )
         };
         BrokerStats {
             connections: load(&c.connections),
@@ -195,6 +214,7 @@ impl Broker {
             dropped: load(&c.dropped),
             buffered,
             disconnected: load(&c.disconnected),
+            stalled,
         }
     }
 
@@ -260,6 +280,7 @@ impl Broker {
                         outbox,
                         writer: None,
                         evicted: false,
+                        writing: false,
                     },
                 );
             }
@@ -319,28 +340,63 @@ impl Broker {
                 state.buffered -= before - mailbox.outbox.bytes();
                 if batch.is_empty() {
                     mailbox.writer = Some(cx.waker().clone());
+                    mailbox.writing = false;
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Ok(large)))
             })
             .await;
-            let large = match next {
+            let mut large = match next {
                 Some(Ok(large)) => large,
                 Some(Err(())) => return stream.reset(SLOW_CONSUMER),
                 None => return,
             };
-            let written = async {
-                stream.write_all(&batch).await?;
-                if let Some(payload) = large {
-                    stream.write_all(&payload).await?;
-                }
-                Ok::<(), std::io::Error>(())
-            };
-            if written.await.is_err() {
-                return;
+            match self.write_batch(id, stream, &batch, &mut large).await {
+                Written::All => {}
+                Written::Evicted => return stream.reset(SLOW_CONSUMER),
+                Written::Failed => return,
             }
             batch.clear();
         }
+    }
+
+    /// Writes `batch`, then `large`, to a subscriber. A subscriber that
+    /// stops reading blocks the write; if the broker evicts it meanwhile,
+    /// the write ends at once rather than when the subscriber reads again.
+    async fn write_batch(
+        &self,
+        id: SubscriptionId,
+        stream: &mut Stream,
+        batch: &[u8],
+        large: &mut Option<Bytes>,
+    ) -> Written {
+        let mut done = 0;
+        poll_fn(|cx| {
+            loop {
+                let rest = match &*large {
+                    _ if done < batch.len() => &batch[done..],
+                    Some(payload) if !payload.is_empty() => &payload[..],
+                    _ => return Poll::Ready(Written::All),
+                };
+                match Pin::new(&mut *stream).poll_write(cx, rest) {
+                    Poll::Ready(Ok(n)) if done < batch.len() => done += n,
+                    Poll::Ready(Ok(n)) => large.as_mut().expect("matched above").advance(n),
+                    Poll::Ready(Err(_)) => return Poll::Ready(Written::Failed),
+                    Poll::Pending => break,
+                }
+            }
+            let mut state = self.inner.lock();
+            match state.outboxes.get_mut(&id) {
+                Some(mailbox) if mailbox.evicted => Poll::Ready(Written::Evicted),
+                Some(mailbox) => {
+                    mailbox.writer = Some(cx.waker().clone());
+                    mailbox.writing = true;
+                    Poll::Pending
+                }
+                None => Poll::Ready(Written::Failed),
+            }
+        })
+        .await
     }
 
     /// A publish stream: every record goes to the subscribers of its channel.
@@ -395,7 +451,9 @@ impl Broker {
             match pushed {
                 Pushed::Queued => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    wake.extend(mailbox.writer.take());
+                    if !mailbox.writing {
+                        wake.extend(mailbox.writer.take());
+                    }
                 }
                 Pushed::Dropped => {
                     counters.dropped.fetch_add(1, Ordering::Relaxed);

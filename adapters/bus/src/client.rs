@@ -336,16 +336,37 @@ impl BusClient {
         ))
     }
 
-    /// Closes the client: later calls fail with [`BusError::Closed`], what
-    /// was published is sent, and the session goes away (GOAWAY) once the
-    /// streams still open end: subscriptions and responders end when they
-    /// are dropped. Closing twice is harmless; it never waits for them.
+    /// Closes the client: later calls fail with [`BusError::Closed`], and
+    /// the session goes away (GOAWAY) once the streams still open end:
+    /// subscriptions and responders end when they are dropped, and closing
+    /// never waits for them.
+    ///
+    /// What was published has reached the broker when `close` returns: it
+    /// waits (at most the configured request timeout) until the broker has
+    /// read this client's messages to the end and routed them. A process
+    /// may exit right after without losing any. Closing twice is harmless.
     pub async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(stream) = self.inner.publisher.lock().await.take() {
-            let _ = stream.finish();
+        if let Some(mut stream) = self.inner.publisher.lock().await.take() {
+            if stream.finish().is_ok() {
+                // The broker ends its side of the publish stream once it
+                // has read ours to the end; an error (the connection
+                // failed) ends the wait as well.
+                let runtime = self.inner.session.runtime();
+                let timeout = self.inner.config.request_timeout;
+                let mut timer = runtime.sleep_until(runtime.now() + timeout);
+                let mut drained =
+                    pin!(async { while let Ok(Some(_)) = stream.read_chunk(usize::MAX).await {} });
+                poll_fn(|cx| {
+                    if drained.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    timer.as_mut().poll(cx)
+                })
+                .await;
+            }
         }
         // Already closing or closed: nothing more to say.
         let _ = self.inner.session.go_away(ErrorCode::NO_ERROR);
@@ -403,21 +424,30 @@ enum Body<'a, R> {
 /// Bytes read or copied per step: a `plex/1` DATA frame's worth.
 pub(crate) const CHUNK: usize = 16 * 1024;
 
-/// Reads a stream to its end, refusing more than `max` bytes.
+/// Reads a stream to its end, refusing more than `max` bytes. A body that
+/// arrived in one frame is returned as that frame's bytes, uncopied.
 pub(crate) async fn read_to_end(stream: &mut Stream, max: usize) -> Result<Bytes, BusError> {
-    let mut out = BytesMut::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(from_io)?;
-        if n == 0 {
-            return Ok(out.freeze());
+    let mut first = Bytes::new();
+    let mut joined = BytesMut::new();
+    let mut len = 0;
+    while let Some(chunk) = stream.read_chunk(usize::MAX).await.map_err(from_io)? {
+        len += chunk.len();
+        if len > max {
+            return Err(BusError::TooLarge { len, max });
         }
-        if out.len() + n > max {
-            return Err(BusError::TooLarge {
-                len: out.len() + n,
-                max,
-            });
+        if first.is_empty() {
+            first = chunk;
+            continue;
         }
-        out.extend_from_slice(&buf[..n]);
+        if joined.is_empty() {
+            joined.reserve(len);
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&chunk);
     }
+    Ok(if joined.is_empty() {
+        first
+    } else {
+        joined.freeze()
+    })
 }

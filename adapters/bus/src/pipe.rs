@@ -5,31 +5,23 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use futures_io::{AsyncRead, AsyncWrite};
+use bytes::{Buf, Bytes};
+use futures_io::AsyncWrite;
 use plex_runtime::Stream;
 
 use crate::client::CHUNK;
 
 /// One direction: read from one stream, write to the other, then end it.
+/// What is read is the received frames' own bytes, moved without a buffer
+/// of its own.
+#[derive(Default)]
 struct Copy {
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
+    pending: Bytes,
     read_done: bool,
     done: bool,
 }
 
 impl Copy {
-    fn new() -> Copy {
-        Copy {
-            buf: vec![0; CHUNK].into_boxed_slice(),
-            start: 0,
-            end: 0,
-            read_done: false,
-            done: false,
-        }
-    }
-
     /// Moves bytes until `from` ends (then finishes `to`) or one side
     /// fails (`Source` for `from`, `Sink` for `to`); `Pending` while both
     /// wait.
@@ -43,9 +35,10 @@ impl Copy {
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            if self.start < self.end {
-                let written = Pin::new(&mut *to).poll_write(cx, &self.buf[self.start..self.end]);
-                self.start += ready!(written).map_err(|_| Broke::Sink)?;
+            if !self.pending.is_empty() {
+                let written = Pin::new(&mut *to).poll_write(cx, &self.pending);
+                let n = ready!(written).map_err(|_| Broke::Sink)?;
+                self.pending.advance(n);
                 continue;
             }
             if self.read_done {
@@ -53,13 +46,10 @@ impl Copy {
                 self.done = true;
                 continue;
             }
-            let n = ready!(Pin::new(&mut *from).poll_read(cx, &mut self.buf))
-                .map_err(|_| Broke::Source)?;
-            if n == 0 {
-                self.read_done = true;
+            match ready!(from.poll_read_chunk(cx, CHUNK)).map_err(|_| Broke::Source)? {
+                Some(chunk) => self.pending = chunk,
+                None => self.read_done = true,
             }
-            self.start = 0;
-            self.end = n;
         }
     }
 }
@@ -82,7 +72,7 @@ pub(crate) enum Failed {
 /// Copies `a` to `b` and `b` to `a` until both directions have ended, or
 /// one stream fails.
 pub(crate) async fn join(a: &mut Stream, b: &mut Stream) -> Result<(), Failed> {
-    let (mut ab, mut ba) = (Copy::new(), Copy::new());
+    let (mut ab, mut ba) = (Copy::default(), Copy::default());
     poll_fn(|cx| {
         let forward = match ab.poll(cx, a, b) {
             Poll::Ready(Err(Broke::Source)) => return Poll::Ready(Err(Failed::First)),

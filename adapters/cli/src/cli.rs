@@ -254,6 +254,31 @@ pub(crate) struct BrokerArgs {
     /// picks a free one)
     #[arg(long, value_name = "URL", default_value = DEFAULT_BUS_URL)]
     pub(crate) listen: String,
+    /// The largest message a publisher may send: bytes with an optional K,
+    /// M or G suffix; a larger one ends that publisher's stream. Requests
+    /// and replies are streamed and have no limit [default: 64M]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) max_payload: Option<u64>,
+    /// What the broker holds for one subscriber that reads slower than
+    /// messages come [default: 8M]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) subscriber_buffer: Option<u64>,
+    /// What all subscribers' buffers together may hold; past it each is
+    /// treated as full [default: 256M]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) max_buffered: Option<u64>,
+    /// What happens to a subscriber whose buffer is full
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "drop")]
+    pub(crate) slow_policy: SlowPolicyArg,
+}
+
+/// `--slow-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SlowPolicyArg {
+    /// Drop its newest messages and tell it how many (a gap notice)
+    Drop,
+    /// End its subscription (it sees SlowConsumer)
+    Disconnect,
 }
 
 /// `plex pool …`.

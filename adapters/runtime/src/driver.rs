@@ -58,6 +58,10 @@ pub(crate) struct Driver<T> {
     out: VecDeque<Bytes>,
     out_len: usize,
     needs_flush: bool,
+    /// Output waits one pass through the scheduler before it is written,
+    /// so that frames the woken stream tasks are about to queue go out in
+    /// the same write (see [`Driver::poll`]).
+    held: bool,
     timer: Option<(Instant, Sleep)>,
     /// While winding down: when to give up on the transport.
     linger: Option<Instant>,
@@ -73,6 +77,7 @@ impl<T> Driver<T> {
             out: VecDeque::new(),
             out_len: 0,
             needs_flush: false,
+            held: false,
             timer: None,
             linger: None,
         }
@@ -254,6 +259,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
             let mut inputs = Vec::new();
             this.read(cx, &mut inputs);
             let round = this.exchange(cx, inputs, None);
+            if !this.out.is_empty() && !this.held && !round.winding_down {
+                // A stream task that queues a frame wakes this task, and a
+                // work-stealing scheduler runs a task woken that way next
+                // (tokio's LIFO slot): writing now would make one system
+                // call per frame while other stream tasks wait to queue
+                // theirs. Yielding puts this task behind them; they queue
+                // their frames, and one write carries them all.
+                this.held = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            this.held = false;
             let wrote = match this.write(cx) {
                 Ok(wrote) => wrote,
                 Err(e) => {

@@ -222,53 +222,80 @@ fn expired(
     timer.as_mut().poll(cx).is_ready()
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+impl Stream {
+    /// Takes up to `max` received bytes without copying them: the slices of
+    /// the frames they arrived in. `None` is the end of the stream.
+    pub fn poll_read_chunk(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let mut inner = this.conn.lock();
-        let result = inner.session.read(this.id, buf);
+        max: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        self.poll_read_with(cx, |session, id| session.read_chunk(id, max))
+    }
+
+    /// [`poll_read_chunk`](Stream::poll_read_chunk) as a future.
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        poll_fn(|cx| self.poll_read_chunk(cx, max)).await
+    }
+
+    /// One read of the session: `read` gives something, or `None` at the
+    /// end of the stream.
+    fn poll_read_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        read: impl FnOnce(&mut plex_proto::Session, StreamId) -> Result<Option<T>, ReadError>,
+    ) -> Poll<io::Result<Option<T>>> {
+        let mut inner = self.conn.lock();
+        let result = read(&mut inner.session, self.id);
         let poll = match result {
-            Ok(n) => {
-                if n.is_none() {
-                    if let Some(slot) = inner.slots.get_mut(&this.id) {
+            Ok(got) => {
+                if got.is_none() {
+                    if let Some(slot) = inner.slots.get_mut(&self.id) {
                         slot.read_end = true;
                     }
                 }
                 let driver = inner.driver_if_needed();
                 drop(inner);
                 driver.into_iter().for_each(Waker::wake);
-                Poll::Ready(Ok(n.unwrap_or(0)))
+                Poll::Ready(Ok(got))
             }
             Err(ReadError::Blocked) => {
-                if let Some(slot) = inner.slots.get_mut(&this.id) {
+                if let Some(slot) = inner.slots.get_mut(&self.id) {
                     slot.reader = Some(cx.waker().clone());
                 }
                 drop(inner);
-                if expired(&this.conn, this.read_timeout, &mut this.read_timer, cx) {
-                    this.read_timer = None;
+                if expired(&self.conn, self.read_timeout, &mut self.read_timer, cx) {
+                    self.read_timer = None;
                     return Poll::Ready(Err(Error::TimedOut.into()));
                 }
                 return Poll::Pending;
             }
             // Forgotten after end-of-stream was read: still the end.
             Err(ReadError::Local(LocalError::UnknownStream(_)))
-                if inner.slots.get(&this.id).is_some_and(|s| s.read_end) =>
+                if inner.slots.get(&self.id).is_some_and(|s| s.read_end) =>
             {
-                Poll::Ready(Ok(0))
+                Poll::Ready(Ok(None))
             }
-            Err(ReadError::Local(LocalError::UnknownStream(_))) => match this.gone(&inner) {
+            Err(ReadError::Local(LocalError::UnknownStream(_))) => match self.gone(&inner) {
                 Some(e) => Poll::Ready(Err(e.into())),
-                None => Poll::Ready(Ok(0)),
+                None => Poll::Ready(Ok(None)),
             },
             Err(ReadError::Local(e)) => Poll::Ready(Err(Error::Local(e).into())),
             Err(e) => Poll::Ready(Err(io::Error::other(e))),
         };
-        this.read_timer = None;
+        self.read_timer = None;
         poll
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, |session, id| session.read(id, buf))
+            .map_ok(|n| n.unwrap_or(0))
     }
 }
 

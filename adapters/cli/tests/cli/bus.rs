@@ -77,9 +77,15 @@ struct Broker {
 
 impl Broker {
     fn start(env: &Env, listen: &str) -> Broker {
+        Broker::start_with(env, listen, &[])
+    }
+
+    /// With more flags.
+    fn start_with(env: &Env, listen: &str, flags: &[&str]) -> Broker {
         let mut process = Background::spawn(
             env.cmd()
                 .args(["bus", "broker", "--listen", listen])
+                .args(flags)
                 .stdout(Stdio::piped()),
         );
         let mut line = String::new();
@@ -383,6 +389,48 @@ fn a_wildcard_subscriber_prints_count_matching_messages() {
     assert_eq!(lines.len(), 3, "{run:?}");
     let distinct: std::collections::HashSet<u64> = lines.iter().map(|l| number(l)).collect();
     assert_eq!(distinct.len(), 3, "{run:?}");
+}
+
+#[test]
+fn broker_flags_set_its_limits() {
+    let env = Env::new();
+    let broker = Broker::start_with(
+        &env,
+        "tcp://127.0.0.1:0",
+        &[
+            "--max-payload",
+            "1K",
+            "--subscriber-buffer",
+            "64K",
+            "--max-buffered",
+            "1M",
+            "--slow-policy",
+            "disconnect",
+        ],
+    );
+    let url = broker.url.as_str();
+    // Three messages: were the big ones delivered, one would be among them.
+    let mut subscriber = sub(&env, &broker, "limits", &["--count", "3"]);
+    let big = "x".repeat(1025);
+    publish_until_exit(&mut [&mut subscriber], |i| {
+        // Over --max-payload: the broker ends that publisher's stream and
+        // no subscriber sees it.
+        env.ok(&["bus", "pub", "limits", &big, "--url", url]);
+        env.ok(&["bus", "pub", "limits", &format!("m{i}"), "--url", url]);
+    });
+    let run = subscriber.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{run:?}");
+    assert!(lines.iter().all(|l| l.starts_with('m')), "{run:?}");
+    for bad in [
+        &["--max-payload", "0"][..],
+        &["--subscriber-buffer", "lots"],
+        &["--slow-policy", "ignore"],
+    ] {
+        let run = env.run(&[&["bus", "broker", "--listen", "tcp://127.0.0.1:0"][..], bad].concat());
+        assert_eq!(run.code, 2, "{bad:?}: {run:?}");
+    }
 }
 
 /// The number in a payload `m<N>`.

@@ -1,9 +1,9 @@
 //! `plex bus broker`: a broker on its own, until `plex serve` hosts one.
 
-use plex_bus::{Broker, BrokerConfig};
+use plex_bus::{Broker, BrokerConfig, SlowPolicy};
 use plex_runtime::Config;
 
-use crate::cli::BrokerArgs;
+use crate::cli::{BrokerArgs, SlowPolicyArg};
 use crate::commands::Outcome;
 use crate::error::{Error, Kind, Result};
 use crate::output::Out;
@@ -23,7 +23,7 @@ pub(super) async fn run(args: BrokerArgs, out: &mut Out) -> Result<Outcome> {
         })?;
     out.bytes(format!("{}\n", server.local_endpoint()).as_bytes())?;
     out.flush()?;
-    let broker = Broker::new(BrokerConfig::default());
+    let broker = Broker::new(config(&args)?);
     loop {
         // Fails only when the listener itself does: a client that fails on
         // its own is skipped by `accept`.
@@ -34,4 +34,35 @@ pub(super) async fn run(args: BrokerArgs, out: &mut Out) -> Result<Outcome> {
         let broker = broker.clone();
         tokio::spawn(async move { broker.serve(session).await });
     }
+}
+
+/// The broker's config from the flags; defaults where none is given.
+fn config(args: &BrokerArgs) -> Result<BrokerConfig> {
+    let size = |flag: &str, value: Option<u64>, default: usize| match value {
+        None => Ok(default),
+        Some(0) => Err(Error::usage(format!("{flag} must be more than 0"))),
+        Some(bytes) => usize::try_from(bytes)
+            .map_err(|_| Error::usage(format!("{flag} {bytes} is too large here"))),
+    };
+    let defaults = BrokerConfig::default();
+    Ok(BrokerConfig::default()
+        .max_payload(size(
+            "--max-payload",
+            args.max_payload,
+            defaults.max_payload,
+        )?)
+        .subscriber_buffer(size(
+            "--subscriber-buffer",
+            args.subscriber_buffer,
+            defaults.subscriber_buffer,
+        )?)
+        .max_buffered(size(
+            "--max-buffered",
+            args.max_buffered,
+            defaults.max_buffered,
+        )?)
+        .slow_policy(match args.slow_policy {
+            SlowPolicyArg::Drop => SlowPolicy::DropWithGap,
+            SlowPolicyArg::Disconnect => SlowPolicy::Disconnect,
+        }))
 }
