@@ -50,6 +50,48 @@ impl Pool {
     /// Appends a batch like [`Pool::append_batch`], and returns its seqs
     /// with the time stored in all of its messages.
     pub fn append_batch_receipt(&self, batch: &[(&[&str], &[u8])]) -> Result<BatchReceipt> {
+        self.append_batch_receipt_with(batch, self.options.durability)
+    }
+
+    /// Appends one message like [`Pool::append_receipt`], acknowledged as
+    /// `durability` says rather than as the handle's
+    /// [`crate::Options::durability`]: for servers whose clients choose per
+    /// append.
+    pub fn append_receipt_with(
+        &self,
+        tags: &[&str],
+        data: &[u8],
+        durability: Durability,
+    ) -> Result<Receipt> {
+        let batch = self.append_batch_receipt_with(&[(tags, data)], durability)?;
+        Ok(Receipt {
+            seq: batch.seqs.start,
+            time: batch.time,
+        })
+    }
+
+    /// Returns once every message published so far, by any process, is on
+    /// stable storage, with the newest seq that covers (0 for an empty
+    /// pool). Shares syncs with concurrent [`Durability::Flush`] appenders.
+    /// Fails with [`Error::SyncFailed`] once a sync of the pool failed, and
+    /// with [`Error::ReadOnly`] through a read-only handle.
+    pub fn sync(&self) -> Result<Seq> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        let newest = self.load(header::NEWEST, Ordering::Acquire);
+        self.sync_through(newest)?;
+        Ok(Seq(newest))
+    }
+
+    /// The body of every append: `durability` decides the acknowledgement.
+    fn append_batch_receipt_with(
+        &self,
+        batch: &[(&[&str], &[u8])],
+        durability: Durability,
+    ) -> Result<BatchReceipt> {
         if self.read_only {
             return Err(Error::ReadOnly {
                 path: self.path.clone(),
@@ -58,7 +100,7 @@ impl Pool {
         for (tags, data) in batch {
             self.check_message(tags, data.len())?;
         }
-        if self.options.durability == Durability::Flush && self.sync_failed() {
+        if durability == Durability::Flush && self.sync_failed() {
             return Err(self.sync_poisoned());
         }
         let time_ns = now_ns();
@@ -69,7 +111,7 @@ impl Pool {
         if !seqs.is_empty() {
             notify::wake_followers(self);
         }
-        if self.options.durability == Durability::Flush && !seqs.is_empty() {
+        if durability == Durability::Flush && !seqs.is_empty() {
             self.sync_through(seqs.end.0 - 1)?;
         }
         Ok(BatchReceipt {

@@ -224,4 +224,28 @@ mod tests {
         let report = crate::check_bytes(&std::fs::read(&path).unwrap()).unwrap();
         assert!(report.sync_failed);
     }
+
+    /// A `Fast` handle syncs on request: one append at a time with
+    /// `append_receipt_with`, or everything published so far with `sync`.
+    #[test]
+    fn per_append_flush_and_sync_on_a_fast_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::create(dir.path().join("s.pool"), 1 << 16, Options::new()).unwrap();
+        assert_eq!(pool.sync().unwrap(), Seq(0));
+        pool.append(&[], b"fast").unwrap();
+        assert_eq!(pool.info().synced, Seq(0));
+        let receipt = pool
+            .append_receipt_with(&["t"], b"flushed", Durability::Flush)
+            .unwrap();
+        assert_eq!(receipt.seq, Seq(2));
+        assert_eq!(pool.info().synced, Seq(2));
+        assert_eq!(pool.get(Seq(2)).unwrap().time, receipt.time);
+        pool.append_receipt_with(&[], b"fast again", Durability::Fast)
+            .unwrap();
+        assert_eq!(pool.info().synced, Seq(2));
+        assert_eq!(pool.sync().unwrap(), Seq(3));
+        assert_eq!(pool.info().synced, Seq(3));
+        let reader = Pool::open_read_only(pool.path()).unwrap();
+        assert!(matches!(reader.sync(), Err(Error::ReadOnly { .. })));
+    }
 }

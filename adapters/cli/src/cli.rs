@@ -105,6 +105,33 @@ pub(crate) enum Command {
     /// subscriber of a matching pattern (a channel, or a prefix ending in `*`).
     #[command(subcommand, verbatim_doc_comment)]
     Bus(BusCommand),
+    /// Serve the pool directory over HTTP, with Plasmite's remote protocol v0
+    ///
+    /// Prints the URL it listens on (one line), then serves until SIGINT or
+    /// SIGTERM: it then stops accepting, ends tails, lets requests finish
+    /// (5 s at most), syncs the pools it opened, and exits 0. Plasmite's
+    /// clients work against it: `plasmite fetch|follow|pool info URL/POOL`,
+    /// `plasmite pool list URL`, and its Rust RemoteClient. Routes:
+    /// GET|POST /v0/pools, POST /v0/pools/open, GET /v0/pools/{pool}/info,
+    /// DELETE /v0/pools/{pool}, POST /v0/pools/{pool}/append,
+    /// GET /v0/pools/{pool}/messages/{seq}, GET /v0/pools/{pool}/tail
+    /// (JSON Lines: since_seq, max, timeout_ms, gap_policy, tag), GET /healthz.
+    ///
+    /// Loopback only for now, without credentials, like Plasmite's local
+    /// listener: requests whose Host or Origin is not this machine get 403
+    /// (DNS-rebinding protection). An address off loopback is refused (exit 2):
+    /// it will need TLS and a token. Logs go to stderr, filtered by RUST_LOG
+    /// (default: warn).
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+}
+
+/// `plex serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where to listen: http://HOST:PORT on loopback (port 0 picks a free one)
+    #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_HTTP)]
+    pub(crate) http: String,
 }
 
 /// `plex bus …`.

@@ -6,7 +6,6 @@ use plex_store::Message;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::record;
 
 /// Where records go: stdout, one JSON record per line.
 pub(crate) struct Out {
@@ -26,7 +25,8 @@ impl Out {
     /// Writes the envelope of `msg`.
     pub(crate) fn envelope(&mut self, msg: &Message) -> Result<()> {
         self.line.clear();
-        record::envelope_into(msg, &mut self.line);
+        plex_serve::wire::envelope_into(msg, &mut self.line);
+        self.line.push(b'\n');
         self.writer
             .write_all(&self.line)
             .map_err(|e| Error::output(&e))

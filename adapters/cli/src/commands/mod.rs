@@ -4,6 +4,7 @@ mod bus;
 mod feed;
 mod pool;
 mod read;
+mod serve;
 
 use crate::cli::Command;
 use crate::error::{Kind, Result};
@@ -48,5 +49,6 @@ pub(crate) fn run(command: Command, dir: &PoolDir, out: &mut Out) -> Result<Outc
         Command::Fetch(args) => read::fetch(args, dir, out),
         Command::Follow(args) => read::follow(args, dir, out),
         Command::Bus(command) => bus::run(command, out),
+        Command::Serve(args) => serve::run(args, dir, out),
     }
 }

@@ -13,3 +13,4 @@ mod damage;
 mod feed;
 mod pools;
 mod read;
+mod serve;

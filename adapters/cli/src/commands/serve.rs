@@ -1,0 +1,81 @@
+//! `plex serve`: the pool directory over HTTP (`plex-serve`), until SIGINT
+//! or SIGTERM.
+
+use std::io::IsTerminal;
+
+use plex_serve::{Config, ServeError, Server};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::ServeArgs;
+use crate::commands::Outcome;
+use crate::error::{Error, Kind, Result};
+use crate::output::Out;
+use crate::refs::PoolDir;
+
+/// Binds, prints the URL, serves until a signal, and shuts down gracefully.
+pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    let addr = plex_serve::parse_http_url(&args.http).map_err(|e| report(&e))?;
+    let dir = dir.path()?;
+    init_logs();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(Kind::Io, format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        // Before the URL is printed: whoever reads it may signal at once.
+        let mut terminate = signal(SignalKind::terminate())
+            .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGTERM: {e}")))?;
+        let mut interrupt = signal(SignalKind::interrupt())
+            .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGINT: {e}")))?;
+        let server = Server::bind(Config::new(dir).addr(addr))
+            .await
+            .map_err(|e| report(&e))?;
+        out.bytes(format!("{}\n", server.url()).as_bytes())?;
+        out.flush()?;
+        let stop = async {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        };
+        server.run(stop).await.map_err(|e| report(&e))?;
+        Ok(Outcome::Success)
+    })
+}
+
+/// Installs the log subscriber: stderr, filtered by `RUST_LOG` (default
+/// `warn`, so that stderr stays quiet unless something goes wrong).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Fails only if a subscriber is already installed, which is then used.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The report of a server that could not start or stop cleanly.
+fn report(e: &ServeError) -> Error {
+    match e {
+        ServeError::Url { .. } => {
+            Error::usage(e.to_string()).with_hint("like --http http://127.0.0.1:9700")
+        }
+        ServeError::OffLoopback { .. } => Error::usage(e.to_string())
+            .with_hint("TLS and access tokens for other machines are not implemented yet"),
+        ServeError::Bind { source, .. } => {
+            let kind = match source.kind() {
+                std::io::ErrorKind::PermissionDenied => Kind::Permission,
+                _ => Kind::Io,
+            };
+            Error::new(kind, e.to_string())
+                .with_hint("another process may be listening there; port 0 picks a free one")
+        }
+        ServeError::Dir { path, source } => {
+            Error::io("cannot use the pool directory", path, source)
+        }
+        ServeError::Sync(store) => Error::new(Kind::from(store.kind()), e.to_string()),
+        _ => Error::new(Kind::Internal, e.to_string()),
+    }
+}

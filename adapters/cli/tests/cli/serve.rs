@@ -1,0 +1,154 @@
+//! `plex serve` as a process: prints its URL, serves the pool directory the
+//! other commands use, refuses what it must, and exits 0 on SIGTERM and
+//! SIGINT after syncing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+use serde_json::Value;
+
+use crate::common::{Env, Run};
+
+/// A running `plex serve`, killed if the test fails before stopping it.
+struct Serve {
+    child: Option<Child>,
+    url: String,
+}
+
+impl Serve {
+    fn start(env: &Env) -> Serve {
+        let mut child = env
+            .cmd()
+            .args(["serve", "--http", "http://127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn plex serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .expect("read the URL");
+        let url = line.trim_end().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "printed {line:?}");
+        Serve {
+            child: Some(child),
+            url,
+        }
+    }
+
+    /// `host:port`.
+    fn authority(&self) -> &str {
+        self.url.strip_prefix("http://").unwrap()
+    }
+
+    /// One HTTP/1.1 request on its own connection: status and body.
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.authority()).expect("connect");
+        let body = body.unwrap_or("");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.authority(),
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("\r\nplasmite-version: 0"),
+            "{head}"
+        );
+        let status = head[9..12].parse().expect("a status");
+        // `Connection: close` responses of a known length are not chunked.
+        (status, body.to_owned())
+    }
+
+    /// Sends `signal` and waits for the exit.
+    fn stop(mut self, signal: &str) -> Run {
+        let child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        Run::from(child.wait_with_output().expect("wait"))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn serves_the_pools_of_the_cli_and_exits_0_on_sigterm() {
+    let env = Env::new();
+    env.create("demo", "1M");
+    env.ok(&["feed", "demo", r#"{"from":"cli"}"#, "--tag", "t"]);
+    let serve = Serve::start(&env);
+
+    let (status, body) = serve.request("GET", "/healthz", None);
+    assert_eq!((status, body.as_str()), (200, r#"{"ok":true}"#));
+    let (status, body) = serve.request("GET", "/v0/pools/demo/messages/1", None);
+    assert_eq!(status, 200, "{body}");
+    let msg: Value = serde_json::from_str(&body).unwrap();
+    // The same envelope as `plex fetch` prints.
+    let fetched = env.ok(&["fetch", "demo", "1"]).records();
+    assert_eq!(msg["message"], fetched[0]);
+
+    let (status, body) = serve.request(
+        "POST",
+        "/v0/pools/demo/append",
+        Some(r#"{"data":{"from":"http"},"tags":["h"],"durability":"flush"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let fetched = env.ok(&["fetch", "demo", "2"]).records();
+    assert_eq!(fetched[0]["data"]["from"], "http");
+    let (status, body) = serve.request("GET", "/v0/pools/nope/info", None);
+    assert_eq!(status, 404, "{body}");
+
+    let run = serve.stop("-TERM");
+    assert_eq!(run.code, 0, "{run:?}");
+    let info = env.ok(&["pool", "info", "demo"]).records();
+    assert_eq!(info[0]["synced"], 2);
+}
+
+#[test]
+fn sigint_also_stops_it_cleanly() {
+    let env = Env::new();
+    let serve = Serve::start(&env);
+    let (status, body) = serve.request("POST", "/v0/pools", Some(r#"{"pool":"made"}"#));
+    assert_eq!(status, 200, "{body}");
+    let run = serve.stop("-INT");
+    assert_eq!(run.code, 0, "{run:?}");
+    // Created over HTTP, used by the CLI.
+    env.ok(&["feed", "made", "1"]);
+}
+
+#[test]
+fn refuses_listeners_off_loopback_and_bad_urls() {
+    let env = Env::new();
+    let err = env
+        .run(&["serve", "--http", "http://0.0.0.0:0"])
+        .fails(2, "Usage");
+    assert!(
+        err["message"].as_str().unwrap().contains("requires TLS"),
+        "{err}"
+    );
+    for url in [
+        "127.0.0.1:9700",
+        "https://127.0.0.1:1",
+        "http://127.0.0.1:1/x",
+    ] {
+        env.run(&["serve", "--http", url]).fails(2, "Usage");
+    }
+}

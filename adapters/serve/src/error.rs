@@ -1,0 +1,291 @@
+//! Errors: [`ServeError`] for the operator (binding, shutting down), and
+//! [`ApiError`], what a request gets back: Plasmite's error envelope with
+//! the status Plasmite maps its kind to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use hyper::StatusCode;
+use serde::Serialize;
+
+/// Why a server could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The listener's URL is not `http://HOST:PORT` with an IP or `localhost`.
+    #[error("invalid listener URL `{url}`: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A limit is zero, which would refuse everything.
+    #[error("the limit {0} must be at least 1")]
+    Limit(&'static str),
+    /// The address is off loopback: that needs TLS and an access token,
+    /// which this server does not offer yet.
+    #[error(
+        "refusing to listen on {addr}: a listener off loopback requires TLS and an access \
+         token, which plex serve does not offer yet; listen on 127.0.0.1 or [::1]"
+    )]
+    OffLoopback {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pool directory could not be created or resolved.
+    #[error("cannot use the pool directory {}: {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syncing a pool at shutdown failed.
+    #[error("cannot sync a pool at shutdown: {0}")]
+    Sync(#[source] plex_store::Error),
+}
+
+/// The protocol's error kinds (Plasmite's, which plex's store shares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A bug.
+    Internal,
+    /// A bad request.
+    Usage,
+    /// A pool, seq or route does not exist.
+    NotFound,
+    /// The pool already exists.
+    AlreadyExists,
+    /// A limit or lock: retry later.
+    Busy,
+    /// Access was denied.
+    Permission,
+    /// A pool file failed validation.
+    Corrupt,
+    /// An operating-system call failed.
+    Io,
+    /// Messages were overwritten before they were read.
+    RetentionGap,
+}
+
+impl Kind {
+    /// The name in the envelope.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Internal => "Internal",
+            Kind::Usage => "Usage",
+            Kind::NotFound => "NotFound",
+            Kind::AlreadyExists => "AlreadyExists",
+            Kind::Busy => "Busy",
+            Kind::Permission => "Permission",
+            Kind::Corrupt => "Corrupt",
+            Kind::Io => "Io",
+            Kind::RetentionGap => "RetentionGap",
+        }
+    }
+
+    /// Plasmite's status for the kind (`interface_wire::error_policy`).
+    fn status(self) -> StatusCode {
+        match self {
+            Kind::Usage => StatusCode::BAD_REQUEST,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::AlreadyExists => StatusCode::CONFLICT,
+            Kind::Busy => StatusCode::LOCKED,
+            Kind::Permission => StatusCode::UNAUTHORIZED,
+            Kind::RetentionGap => StatusCode::GONE,
+            Kind::Internal | Kind::Corrupt | Kind::Io => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<plex_store::ErrorKind> for Kind {
+    fn from(kind: plex_store::ErrorKind) -> Kind {
+        use plex_store::ErrorKind as Store;
+        match kind {
+            Store::Usage => Kind::Usage,
+            Store::NotFound => Kind::NotFound,
+            Store::AlreadyExists => Kind::AlreadyExists,
+            Store::Busy => Kind::Busy,
+            Store::Permission => Kind::Permission,
+            Store::Corrupt => Kind::Corrupt,
+            Store::Io => Kind::Io,
+            Store::RetentionGap => Kind::RetentionGap,
+            // Internal, and any kind a newer store adds.
+            _ => Kind::Internal,
+        }
+    }
+}
+
+/// A failed request: an error envelope and its status.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub(crate) kind: Kind,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) path: Option<String>,
+    pub(crate) seq: Option<u64>,
+    /// The methods a route takes, for a 405's `Allow` header.
+    pub(crate) allow: Option<String>,
+}
+
+impl ApiError {
+    /// An error of `kind` with Plasmite's status for it.
+    pub(crate) fn new(kind: Kind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            status: kind.status(),
+            message: message.into(),
+            path: None,
+            seq: None,
+            allow: None,
+        }
+    }
+
+    /// A [`Kind::Usage`] error (400).
+    pub(crate) fn usage(message: impl Into<String>) -> ApiError {
+        ApiError::new(Kind::Usage, message)
+    }
+
+    /// A [`Kind::Busy`] error (423).
+    pub(crate) fn busy(message: impl Into<String>) -> ApiError {
+        ApiError::new(Kind::Busy, message)
+    }
+
+    /// A store failure on the pool file at `path`.
+    pub(crate) fn store(e: &plex_store::Error, path: &std::path::Path) -> ApiError {
+        let mut err = ApiError::new(Kind::from(e.kind()), e.to_string());
+        err.path = Some(path.to_string_lossy().into_owned());
+        match e {
+            plex_store::Error::SeqNotFound { seq, .. } => {
+                // Plasmite's wording, which its clients show.
+                err.message = "message not found".into();
+                err.seq = Some(seq.get());
+            }
+            plex_store::Error::Corrupt {
+                at: plex_store::Location::Seq(seq),
+                ..
+            } => err.seq = Some(seq.get()),
+            plex_store::Error::RetentionGap { lost } => err.seq = Some(lost.start.get()),
+            _ => {}
+        }
+        err
+    }
+
+    /// Replaces the status (the kind stays): 403, 413, 415, 405.
+    pub(crate) fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        self
+    }
+
+    /// Adds the seq the error is about.
+    pub(crate) fn with_seq(mut self, seq: u64) -> ApiError {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// The envelope `{"error":{"kind":…,"message":…,"path":…,"seq":…}}`.
+    pub(crate) fn envelope(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            error: Body<'a>,
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            kind: &'static str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            path: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            seq: Option<u64>,
+        }
+        let envelope = Envelope {
+            error: Body {
+                kind: self.kind.name(),
+                message: &self.message,
+                path: self.path.as_deref(),
+                seq: self.seq,
+            },
+        };
+        // Strings and integers always serialise.
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.kind.name(),
+            self.message
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_plasmites_statuses() {
+        let cases = [
+            (Kind::Usage, 400),
+            (Kind::NotFound, 404),
+            (Kind::AlreadyExists, 409),
+            (Kind::Busy, 423),
+            (Kind::Permission, 401),
+            (Kind::Corrupt, 500),
+            (Kind::Io, 500),
+            (Kind::Internal, 500),
+            (Kind::RetentionGap, 410),
+        ];
+        for (kind, status) in cases {
+            let err = ApiError::new(kind, "m");
+            assert_eq!(err.status.as_u16(), status, "{kind:?}");
+            let envelope: serde_json::Value = serde_json::from_slice(&err.envelope()).unwrap();
+            assert_eq!(
+                envelope,
+                serde_json::json!({"error": {"kind": kind.name(), "message": "m"}})
+            );
+        }
+    }
+
+    #[test]
+    fn store_errors_keep_their_path_and_seq() {
+        let path = std::path::Path::new("/pools/a.plex");
+        let missing = plex_store::Error::SeqNotFound {
+            seq: plex_store::Seq(7),
+            oldest: plex_store::Seq(1),
+            newest: plex_store::Seq(3),
+        };
+        let err = ApiError::store(&missing, path);
+        assert_eq!((err.kind, err.status.as_u16()), (Kind::NotFound, 404));
+        assert_eq!(err.message, "message not found");
+        assert_eq!(
+            (err.path.as_deref(), err.seq),
+            (Some("/pools/a.plex"), Some(7))
+        );
+        let gap = plex_store::Error::RetentionGap {
+            lost: plex_store::Seq(2)..plex_store::Seq(5),
+        };
+        let err = ApiError::store(&gap, path);
+        assert_eq!(
+            (err.kind, err.status.as_u16(), err.seq),
+            (Kind::RetentionGap, 410, Some(2))
+        );
+        let exists = plex_store::Error::AlreadyExists { path: path.into() };
+        assert_eq!(ApiError::store(&exists, path).status.as_u16(), 409);
+    }
+}

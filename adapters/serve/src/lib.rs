@@ -1,0 +1,50 @@
+//! Serves plex pools over HTTP with Plasmite's remote protocol v0, so that
+//! Plasmite's own clients (its CLI, its Rust and Node `RemoteClient`s)
+//! work against `plex serve` unchanged.
+//!
+//! The routes are Plasmite's JSON subset: `GET|POST /v0/pools`,
+//! `POST /v0/pools/open`, `GET /v0/pools/{pool}/info`,
+//! `DELETE /v0/pools/{pool}`, `POST /v0/pools/{pool}/append`,
+//! `GET /v0/pools/{pool}/messages/{seq}`, `GET /v0/pools/{pool}/tail` (JSON
+//! Lines) and `GET /healthz`; Lite3 endpoints answer 400. Errors are
+//! Plasmite's envelope `{"error":{"kind","message","path"?,"seq"?}}` with
+//! its statuses, and every response carries `plasmite-version: 0`.
+//!
+//! Pool `NAME` is the file `DIR/NAME.plex`, shared with the `plex` CLI.
+//! Plasmite's CLI names a listed pool by the basename of `path` minus
+//! `.plasmite`, so pool info reports `path` as `DIR/NAME.plasmite` and the
+//! real file as the additional field `file` ([`WIRE_EXTENSION`]).
+//!
+//! Where it knowingly differs from `plasmite serve` 1.2.1: the Lite3
+//! endpoints answer 400 Usage (no Lite3 codec outside the `plasmite`
+//! crate); refusals that Plasmite's framework sends without an envelope
+//! carry one here (413 body too large, 415 not JSON, 405 method, 404 route,
+//! and 400 rather than 422 for a missing field); a message whose stored
+//! bytes are not JSON (fed by another tool) has its data as a string with
+//! `meta.encoding` `"text"` or `"base64"`, as `plex follow` prints it; and a
+//! tail that starts before the oldest message held reports the gap at once
+//! rather than on the next message.
+//!
+//! Only a loopback listener exists so far, credential-free like Plasmite's
+//! and guarded against DNS rebinding by `Host` and `Origin` checks (403);
+//! other addresses are refused ([`ServeError::OffLoopback`]) until TLS and
+//! access tokens arrive. Messages print as [`wire::envelope_into`] renders
+//! them, byte for byte as `plex follow` prints them. The crate logs through
+//! `tracing` events, with a span per connection; it installs no subscriber.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg(unix)]
+
+mod config;
+mod error;
+mod guard;
+mod pools;
+mod routes;
+mod server;
+mod tail;
+pub mod wire;
+
+pub use config::{parse_http_url, Config, Limits, DEFAULT_HTTP};
+pub use error::ServeError;
+pub use pools::{EXTENSION, WIRE_EXTENSION};
+pub use server::Server;

@@ -1,0 +1,169 @@
+//! The listener: accepting connections within the limit, serving each
+//! with hyper, and shutting down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::ServeError;
+use crate::pools::Pools;
+use crate::routes::{self, App};
+
+/// A bound server; [`Server::run`] serves until told to stop.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), plex_serve::ServeError> {
+/// use plex_serve::{Config, Server};
+/// let server = Server::bind(Config::new("pools")).await?;
+/// println!("serving {}", server.url());
+/// server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    stop_tails: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Creates the pool directory if needed and binds the listener.
+    ///
+    /// Refuses an address off loopback with [`ServeError::OffLoopback`]:
+    /// this listener has no TLS and no access tokens, so only this machine
+    /// may use it.
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        if !config.addr.ip().is_loopback() {
+            return Err(ServeError::OffLoopback { addr: config.addr });
+        }
+        config.limits.check()?;
+        let dir_error = |source| ServeError::Dir {
+            path: config.dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.dir).map_err(dir_error)?;
+        let dir = std::fs::canonicalize(&config.dir).map_err(dir_error)?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let (stop_tails, shutdown) = watch::channel(false);
+        let limits = config.limits;
+        let app = Arc::new(App {
+            pools: Arc::new(Pools::new(dir, limits.max_storage_calls)),
+            tails: Arc::new(Semaphore::new(limits.max_tails)),
+            limits,
+            shutdown,
+        });
+        Ok(Server {
+            listener,
+            app,
+            stop_tails,
+        })
+    }
+
+    /// The address the listener is bound to (with the port chosen for 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has an address.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The listener's URL, `http://127.0.0.1:9700`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, ends the
+    /// tails, lets in-flight requests finish within
+    /// [`crate::Limits::shutdown_grace`] (closing the connections left
+    /// after it), and syncs every pool it opened.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Server {
+            listener,
+            app,
+            stop_tails,
+        } = self;
+        let limits = app.limits.clone();
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accept = async {
+                // The semaphore is never closed.
+                let slot = slots.clone().acquire_owned().await.ok();
+                (slot, listener.accept().await)
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = connections.join_next() => {}
+                (slot, accepted) = accept => {
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of descriptors, or a connection reset
+                            // before it was accepted: try again shortly.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let app = app.clone();
+                    let service = service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, std::convert::Infallible>(routes::handle(app, req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(limits.header_timeout)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    let span = tracing::info_span!("connection", %peer);
+                    connections.spawn(
+                        async move {
+                            tracing::debug!("accepted");
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection failed");
+                            }
+                            tracing::debug!("closed");
+                            drop(slot);
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: accepting no more connections, ending tails");
+        // Receivers live in the app as long as the server does.
+        let _ = stop_tails.send(true);
+        if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still running after the grace period; closing them");
+        }
+        connections.shutdown().await;
+        let pools = app.pools.clone();
+        let synced = tokio::task::spawn_blocking(move || pools.sync_all()).await;
+        match synced {
+            Ok(result) => result.map_err(ServeError::Sync),
+            Err(e) => Err(ServeError::Sync(plex_store::Error::Internal(format!(
+                "the sync task failed: {e}"
+            )))),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! plex-serve driven over loopback by a real HTTP client (hyper's).
+
+mod common;
+mod limits;
+mod pools;
+mod tail;
