@@ -60,7 +60,7 @@ pub fn acceptor<C: Io>(server: &crate::tls::ServerTls) -> Handshake<C> {
 }
 
 /// The typed error for a failed client handshake.
-fn classify(e: io::Error, endpoint: &Endpoint) -> Error {
+pub(crate) fn classify(e: io::Error, endpoint: &Endpoint) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         return TlsError::ClosedDuringHandshake.into();
     }

@@ -1,0 +1,254 @@
+//! The TLS connection to the relay: opening it, a dialer's ConnectRequest,
+//! a listener's join and the task that keeps it alive.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use plex_proto::relay::{code, Decoder, DeviceId, Message, SessionInvitation};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+
+use super::session::{classify, close, read_some, within, write_message};
+use super::verify::{DevicePin, Whose};
+use super::{Connector, Identity, RelayConfig};
+use crate::tls::provider;
+use crate::{BoxIo, Endpoint, Error, RelayError, Runtime};
+
+/// The ALPN protocol of relay control connections.
+pub const BEP_RELAY: &[u8] = b"bep-relay";
+
+/// Connects to the relay and runs the TLS handshake: `identity` as the one
+/// client certificate, ALPN `bep-relay`, the relay pinned if `?relay=` is
+/// set. The ClientHello goes out at once: the relay drops connections
+/// silent for a second.
+pub(super) async fn open(
+    runtime: &dyn Runtime,
+    connect: &Connector,
+    config: &RelayConfig,
+    identity: &Identity,
+    relay: &Endpoint,
+) -> Result<BoxIo, Error> {
+    let authority = relay.authority();
+    let unreachable = |reason: String| RelayError::Unreachable {
+        relay: authority.clone(),
+        reason,
+    };
+    let timeout = config.session_timeout;
+    let tcp = match within(runtime, timeout, connect(authority.clone())).await {
+        Some(Ok(tcp)) => tcp,
+        Some(Err(e)) => return Err(unreachable(e.to_string()).into()),
+        None => return Err(unreachable(format!("no connection within {timeout:?}")).into()),
+    };
+    let pin = Arc::new(DevicePin::new(Whose::Relay(relay.relay), provider()));
+    let tls_error = |e: rustls::Error| unreachable(e.to_string());
+    let mut tls = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?
+        .dangerous()
+        .with_custom_certificate_verifier(pin)
+        .with_client_auth_cert(vec![identity.certificate().clone()], identity.key())
+        .map_err(tls_error)?;
+    tls.alpn_protocols = vec![BEP_RELAY.to_vec()];
+    // The relay ignores SNI; a host that is no valid name sends none.
+    let name = ServerName::try_from(relay.host.clone())
+        .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let handshake = futures_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp);
+    match within(runtime, timeout, handshake).await {
+        Some(Ok(io)) => Ok(Box::new(io)),
+        Some(Err(e)) => match classify(e) {
+            Error::Relay(pin @ RelayError::WrongRelay { .. }) => Err(pin.into()),
+            other => Err(unreachable(other.to_string()).into()),
+        },
+        None => Err(unreachable(format!("no TLS handshake within {timeout:?}")).into()),
+    }
+}
+
+/// Asks the relay for a session with `target` and returns its invitation.
+pub(super) async fn request(
+    runtime: &dyn Runtime,
+    control: &mut BoxIo,
+    target: DeviceId,
+    timeout: Duration,
+) -> Result<SessionInvitation, Error> {
+    write_message(control, &Message::ConnectRequest { id: target.into() }).await?;
+    let answer = within(runtime, timeout, next_answer(control)).await;
+    match answer.unwrap_or(Err(RelayError::SessionTimedOut(timeout).into()))? {
+        Message::SessionInvitation(invitation) => Ok(invitation),
+        Message::Response(r) if r.code == code::NOT_FOUND => {
+            Err(RelayError::NotFound(target).into())
+        }
+        other => Err(refusal(other)),
+    }
+}
+
+/// Joins the relay as a listener: `JoinRelayRequest`, then its answer.
+pub(super) async fn join(
+    runtime: &dyn Runtime,
+    control: &mut BoxIo,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let token = String::new();
+    write_message(control, &Message::JoinRelayRequest { token }).await?;
+    let answer = within(runtime, timeout, next_answer(control)).await;
+    match answer.unwrap_or(Err(RelayError::SessionTimedOut(timeout).into()))? {
+        Message::Response(r) if r.code == code::SUCCESS => Ok(()),
+        other => Err(refusal(other)),
+    }
+}
+
+/// The error for an answer other than the one hoped for.
+fn refusal(answer: Message) -> Error {
+    match answer {
+        Message::RelayFull => RelayError::RelayFull.into(),
+        Message::Response(r) => RelayError::Refused {
+            code: r.code,
+            message: r.message,
+        }
+        .into(),
+        other => RelayError::Protocol(format!("unexpected {:?}", other.message_type())).into(),
+    }
+}
+
+/// The next message other than Ping and Pong. Only called before the
+/// control task runs, when the relay sends one answer and closes or waits.
+async fn next_answer(control: &mut BoxIo) -> Result<Message, Error> {
+    let mut decoder = Decoder::new();
+    let mut buf = [0; 1100];
+    loop {
+        let n = read_some(control, &mut buf).await?;
+        if n == 0 {
+            let why = "the relay closed the connection without an answer";
+            return Err(RelayError::ControlLost(why.into()).into());
+        }
+        let mut input = &buf[..n];
+        while let Some(message) = decoder
+            .decode(&mut input)
+            .map_err(|e| RelayError::Protocol(e.to_string()))?
+        {
+            match message {
+                Message::Ping | Message::Pong => {}
+                answer => return Ok(answer),
+            }
+        }
+    }
+}
+
+/// What a listener's control task shares with its accept side.
+pub(super) struct Shared {
+    /// Why the task ended, once it has.
+    pub(super) ended: Mutex<Option<RelayError>>,
+}
+
+/// Keeps a joined listener's control connection: answers Pings, sends its
+/// own every `keepalive` (the relay answers with Pong), queues
+/// invitations, and ends on RelayFull, a close, an error, more than two
+/// keepalives without a byte from the relay, or `stop` (the listener
+/// dropped).
+pub(super) struct ControlTask {
+    pub(super) runtime: Arc<dyn Runtime>,
+    pub(super) io: BoxIo,
+    pub(super) keepalive: Duration,
+    pub(super) invitations: async_channel::Sender<SessionInvitation>,
+    pub(super) stop: async_channel::Receiver<()>,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl ControlTask {
+    pub(super) async fn run(mut self) {
+        let ended = self.serve().await;
+        close(&*self.runtime, self.io).await;
+        let mut slot = self.shared.ended.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(ended.unwrap_or_else(|| RelayError::ControlLost("listener closed".into())));
+        drop(slot);
+        // Dropping the sender ends `accept` with the reason just stored.
+        self.invitations.close();
+    }
+
+    /// Why the connection ended: `None` when the listener was dropped.
+    async fn serve(&mut self) -> Option<RelayError> {
+        let runtime = self.runtime.clone();
+        let lost = |why: String| Some(RelayError::ControlLost(why));
+        let ping = frame(&Message::Ping);
+        let pong = frame(&Message::Pong);
+        let silence = 2 * self.keepalive;
+        let mut ping_timer = runtime.sleep_until(runtime.now() + self.keepalive);
+        let mut dead_timer = runtime.sleep_until(runtime.now() + silence);
+        let stop = self.stop.clone();
+        let mut stopped: Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(async move { stop.recv().await });
+        let mut decoder = Decoder::new();
+        let mut out: Vec<u8> = Vec::new();
+        let mut flushing = false;
+        let mut buf = [0u8; 2048];
+        let io = &mut self.io;
+        let invitations = &self.invitations;
+        poll_fn(|cx| loop {
+            if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if ping_timer.as_mut().poll(cx).is_ready() {
+                out.extend_from_slice(&ping);
+                ping_timer = runtime.sleep_until(runtime.now() + self.keepalive);
+                continue;
+            }
+            if dead_timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(lost(format!("nothing from the relay for {silence:?}")));
+            }
+            if !out.is_empty() {
+                match Pin::new(&mut *io).poll_write(cx, &out) {
+                    Poll::Ready(Ok(n)) => {
+                        out.drain(..n);
+                        flushing = true;
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
+                    Poll::Pending => {}
+                }
+            } else if flushing {
+                match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => flushing = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
+                    Poll::Pending => {}
+                }
+            }
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(lost("the relay closed it".into())),
+                Poll::Ready(Ok(n)) => {
+                    dead_timer = runtime.sleep_until(runtime.now() + silence);
+                    let mut input = &buf[..n];
+                    loop {
+                        match decoder.decode(&mut input) {
+                            Ok(Some(Message::Ping)) => out.extend_from_slice(&pong),
+                            Ok(Some(Message::SessionInvitation(invitation))) => {
+                                // Full: more invitations than the listener
+                                // takes; the dialer times out.
+                                let _ = invitations.try_send(invitation);
+                            }
+                            Ok(Some(Message::RelayFull)) => {
+                                return Poll::Ready(Some(RelayError::RelayFull))
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(e) => {
+                                return Poll::Ready(Some(RelayError::Protocol(e.to_string())))
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+fn frame(message: &Message) -> Vec<u8> {
+    // Ping and Pong have no payload: they always encode.
+    message.to_bytes().map(|b| b.to_vec()).unwrap_or_default()
+}
