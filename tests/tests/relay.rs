@@ -101,3 +101,339 @@ fn echo_through_the_relay_on_tokio() {
         assert_eq!(echo(&session, &data).await, data);
     });
 }
+
+#[test]
+fn echo_through_the_relay_across_every_pair_of_runtimes() {
+    let relay = Relay::start();
+    let listeners: Vec<(Rt, String)> = Rt::ALL
+        .iter()
+        .map(|&rt| (rt, echo_listener(rt, &relay.url(), device()).0))
+        .collect();
+    for dialer in Rt::ALL {
+        dialer.block_on(async {
+            let transport = transport(dialer, RelayConfig::default());
+            for (listener, url) in &listeners {
+                let session =
+                    plex_runtime::connect(&*transport, dialer.runtime(), url, Config::default())
+                        .await
+                        .unwrap_or_else(|e| panic!("{dialer:?} -> {listener:?}: {e}"));
+                let data = payload(64 * 1024);
+                assert_eq!(
+                    echo(&session, &data).await,
+                    data,
+                    "{dialer:?} -> {listener:?}"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn a_thousand_concurrent_streams_over_one_relayed_session() {
+    let relay = Relay::start();
+    let (url, _) = echo_listener(Rt::Smol, &relay.url(), device());
+    Rt::Tokio.block_on(async {
+        let mut config = Config::default();
+        config.max_concurrent_streams = 1000;
+        let session = plex_tokio::connect(&url, config).await.unwrap();
+        let session = &session;
+        let echoes = (0..1000).map(|i| async move {
+            let data = payload(1024 + i);
+            assert_eq!(echo(session, &data).await, data, "stream {i}");
+        });
+        let all = futures_util::future::join_all(echoes);
+        Rt::Tokio
+            .within(HANG, all)
+            .await
+            .expect("1,000 echoes finish");
+    });
+}
+
+#[test]
+fn dialling_a_device_that_is_not_joined_is_not_found() {
+    let relay = Relay::start();
+    let absent = DeviceId([7; 32]);
+    let url = format!("{}/?id={absent}", relay.url());
+    Rt::Smol.block_on(async {
+        let err = plex_smol::connect(&url, Config::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Relay(RelayError::NotFound(id)) if id == absent),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn a_relay_that_is_not_the_pinned_one_is_refused() {
+    let relay = Relay::start();
+    let wrong = DeviceId([9; 32]);
+    let pinned_wrong = format!("{}/?relay={wrong}", relay.url());
+    Rt::AsyncStd.block_on(async {
+        let transport = transport(Rt::AsyncStd, device());
+        let runtime = Rt::AsyncStd.runtime();
+        let err = plex_runtime::listen(&*transport, runtime, &pinned_wrong, Config::default())
+            .await
+            .unwrap_err();
+        let expected = RelayError::WrongRelay {
+            expected: wrong,
+            found: relay.id(),
+        };
+        assert!(matches!(&err, Error::Relay(e) if *e == expected), "{err}");
+    });
+    // Dialling checks the pin too, before asking for any device.
+    let (url, _) = echo_listener(Rt::Tokio, &relay.pinned_url(), device());
+    let dial_wrong = format!("{url}&relay={wrong}").replace(&format!("relay={}&", relay.id()), "");
+    Rt::Tokio.block_on(async {
+        let err = plex_tokio::connect(&dial_wrong, Config::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Relay(RelayError::WrongRelay { .. })),
+            "{err}"
+        );
+    });
+}
+
+/// Plain TCP on smol, as the adapters give the relay code.
+fn smol_tcp() -> Connector {
+    Arc::new(|address: String| -> BoxResult<'static, BoxIo> {
+        Box::pin(
+            async move { Ok(Box::new(smol::net::TcpStream::connect(address).await?) as BoxIo) },
+        )
+    })
+}
+
+/// The two ends of a loopback TCP connection.
+async fn tcp_pair() -> (BoxIo, BoxIo) {
+    let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, dialled) =
+        smol::future::zip(listener.accept(), smol::net::TcpStream::connect(addr)).await;
+    (
+        Box::new(accepted.unwrap().0) as BoxIo,
+        Box::new(dialled.unwrap()) as BoxIo,
+    )
+}
+
+#[test]
+fn a_peer_that_is_not_the_expected_device_fails_the_inner_tls() {
+    let (a, b, c) = (
+        Identity::generate().unwrap(),
+        Identity::generate().unwrap(),
+        Identity::generate().unwrap(),
+    );
+    let timeout = Duration::from_secs(10);
+    Rt::Smol.block_on(async {
+        let runtime = Rt::Smol.runtime();
+        // The dialer expects c, but a answers.
+        let (server_io, client_io) = tcp_pair().await;
+        let server = secure_session(
+            &*runtime,
+            server_io,
+            &a,
+            b.device_id(),
+            SessionSide::Server,
+            timeout,
+        );
+        let client = secure_session(
+            &*runtime,
+            client_io,
+            &b,
+            c.device_id(),
+            SessionSide::Client,
+            timeout,
+        );
+        let (_, client) = smol::future::zip(server, client).await;
+        let expected = RelayError::WrongDevice {
+            expected: c.device_id(),
+            found: a.device_id(),
+        };
+        assert!(
+            matches!(&client, Err(Error::Relay(e)) if *e == expected),
+            "{:?}",
+            client.err()
+        );
+
+        // The listener expects the invitation's From, c, but b dials.
+        let (server_io, client_io) = tcp_pair().await;
+        let server = secure_session(
+            &*runtime,
+            server_io,
+            &a,
+            c.device_id(),
+            SessionSide::Server,
+            timeout,
+        );
+        let client = secure_session(
+            &*runtime,
+            client_io,
+            &b,
+            a.device_id(),
+            SessionSide::Client,
+            timeout,
+        );
+        let (server, _) = smol::future::zip(server, client).await;
+        let expected = RelayError::WrongDevice {
+            expected: c.device_id(),
+            found: b.device_id(),
+        };
+        assert!(
+            matches!(&server, Err(Error::Relay(e)) if *e == expected),
+            "{:?}",
+            server.err()
+        );
+
+        // The right ids on both sides.
+        let (server_io, client_io) = tcp_pair().await;
+        let server = secure_session(
+            &*runtime,
+            server_io,
+            &a,
+            b.device_id(),
+            SessionSide::Server,
+            timeout,
+        );
+        let client = secure_session(
+            &*runtime,
+            client_io,
+            &b,
+            a.device_id(),
+            SessionSide::Client,
+            timeout,
+        );
+        let (server, client) = smol::future::zip(server, client).await;
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        client.write_all(b"hello").await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = [0; 5];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+    });
+}
+
+#[test]
+fn an_invitation_joined_after_the_relay_s_message_timeout_has_expired() {
+    let relay = Relay::with_args(&["-message-timeout=1s"]);
+    let listener = device();
+    let target = listener.device_id().unwrap();
+    let _listening = echo_listener(Rt::Smol, &relay.url(), listener);
+    Rt::Smol.block_on(async {
+        let runtime = Rt::Smol.runtime();
+        let endpoint = relay.url().parse().unwrap();
+        let connect = smol_tcp();
+        let config = device();
+        let invitation = relay::request_session(&*runtime, &connect, &config, &endpoint, target)
+            .await
+            .unwrap();
+        assert_eq!(invitation.from.device_id(), Some(target));
+        assert!(!invitation.server_socket, "the dialer is the TLS client");
+        smol::Timer::after(Duration::from_secs(2)).await;
+        let joined = relay::join_session(&*runtime, &connect, &endpoint, &invitation, HANG).await;
+        assert!(
+            matches!(joined, Err(Error::Relay(RelayError::InvitationExpired))),
+            "{:?}",
+            joined.err()
+        );
+    });
+}
+
+#[test]
+fn killing_the_relay_mid_transfer_fails_both_ends_without_a_hang() {
+    let mut relay = Relay::start();
+    let (url, listener_ended) = echo_listener(Rt::Tokio, &relay.url(), device());
+    Rt::Smol.block_on(async {
+        let mut config = Config::default();
+        config.ping_interval = Some(Duration::from_secs(1));
+        config.idle_timeout = Some(Duration::from_secs(3));
+        let session = plex_smol::connect(&url, config).await.unwrap();
+        let mut stream = session.open_stream(OpenOptions::default()).await.unwrap();
+        let chunk = payload(64 * 1024);
+        // Echo a few chunks, then kill the relay while writing on.
+        for _ in 0..4 {
+            stream.write_all(&chunk).await.unwrap();
+            let mut back = vec![0; chunk.len()];
+            stream.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, chunk);
+        }
+        relay.kill();
+        let transfer = async {
+            loop {
+                stream.write_all(&chunk).await?;
+                let mut back = vec![0; chunk.len()];
+                stream.read_exact(&mut back).await?;
+            }
+        };
+        let ended: Option<std::io::Result<()>> = Rt::Smol.within(HANG, transfer).await;
+        assert!(
+            matches!(ended, Some(Err(_))),
+            "the transfer fails: {ended:?}"
+        );
+    });
+    let why = listener_ended
+        .recv_timeout(HANG)
+        .expect("the listener fails");
+    assert!(
+        matches!(why, Error::Relay(RelayError::ControlLost(_))),
+        "{why}"
+    );
+}
+
+#[test]
+fn sessions_and_listeners_outlive_the_relay_s_network_timeout_when_idle() {
+    // The relay drops connections silent for 2 s and pings every second.
+    let relay = Relay::with_args(&["-network-timeout=2s", "-ping-interval=1s"]);
+    let listener = device().with_keepalive(Duration::from_millis(500));
+    let (url, _) = echo_listener(Rt::Tokio, &relay.url(), listener);
+    Rt::Tokio.block_on(async {
+        let mut config = Config::default();
+        config.ping_interval = Some(Duration::from_millis(500));
+        let session = plex_tokio::connect(&url, config).await.unwrap();
+        assert_eq!(echo(&session, b"before").await, b"before");
+        // Idle three network timeouts: keep-alives carry both directions.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(echo(&session, b"after").await, b"after");
+        // The listener is still joined: a new session reaches it.
+        let again = plex_tokio::connect(&url, Config::default()).await.unwrap();
+        assert_eq!(echo(&again, b"again").await, b"again");
+    });
+}
+
+#[test]
+fn an_identity_kept_in_a_directory_keeps_its_device_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("identity");
+    let first = Identity::load_or_generate(&keys).unwrap();
+    let again = Identity::load_or_generate(&keys).unwrap();
+    let loaded = Identity::load(&keys).unwrap();
+    assert_eq!(first.device_id(), again.device_id());
+    assert_eq!(first.device_id(), loaded.device_id());
+    assert_ne!(first.device_id(), Identity::generate().unwrap().device_id());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keys.join(relay::KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the key is private to its owner");
+    }
+    // The relay knows the device by that id across restarts.
+    let relay = Relay::start();
+    for _ in 0..2 {
+        let config = RelayConfig::default().with_identity(Identity::load(&keys).unwrap());
+        Rt::Smol.block_on(async {
+            let transport = transport(Rt::Smol, config);
+            let listener = plex_runtime::listen(
+                &*transport,
+                Rt::Smol.runtime(),
+                &relay.url(),
+                Config::default(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(listener.local_endpoint().device, Some(first.device_id()));
+        });
+    }
+}
