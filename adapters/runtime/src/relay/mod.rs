@@ -43,8 +43,6 @@ mod verify;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use plex_proto::relay::SessionInvitation;
-
 use crate::{
     BoxIo, BoxResult, Endpoint, Error, HandshakeListener, RawListener, RelayError, Runtime,
     TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
@@ -53,7 +51,7 @@ use control::{ControlTask, Shared};
 
 pub use control::BEP_RELAY;
 pub use identity::{Identity, CERT_FILE, KEY_FILE};
-pub use plex_proto::relay::DeviceId;
+pub use plex_proto::relay::{DeviceId, SessionInvitation};
 pub use session::{secure_session, SessionSide};
 
 /// Opens a plain TCP connection to `host:port`: what an adapter gives the
@@ -174,13 +172,47 @@ async fn dial_once(
     target: DeviceId,
 ) -> Result<BoxIo, Error> {
     let timeout = config.session_timeout;
-    let mut control = control::open(runtime, connect, config, identity, endpoint).await?;
-    let invitation = control::request(runtime, &mut control, target, timeout).await;
-    session::close(runtime, control).await;
-    let invitation = invitation?;
-    let io = session::join(runtime, connect, endpoint, &invitation, timeout).await?;
+    let invitation = request_session(runtime, connect, config, endpoint, target).await?;
+    let io = join_session(runtime, connect, endpoint, &invitation, timeout).await?;
     let side = side(&invitation);
     secure_session(runtime, io, identity, target, side, timeout).await
+}
+
+/// The first step of [`dial`]: asks the relay at `relay` for a session
+/// with `target` over a short control connection, and returns the
+/// relay's invitation ([`RelayError::NotFound`] if `target` is not
+/// joined). Join it with [`join_session`] before the relay's
+/// `-message-timeout` (60 s by default) passes.
+pub async fn request_session(
+    runtime: &dyn Runtime,
+    connect: &Connector,
+    config: &RelayConfig,
+    relay: &Endpoint,
+    target: DeviceId,
+) -> Result<SessionInvitation, Error> {
+    let identity = config.identity()?;
+    let timeout = config.session_timeout;
+    let mut control = control::open(runtime, connect, config, &identity, relay).await?;
+    let invitation = control::request(runtime, &mut control, target, timeout).await;
+    session::close(runtime, control).await;
+    invitation
+}
+
+/// The second step: joins the session `invitation` offers (plain TCP to
+/// the address it names, or to `relay`'s host if it names none) and waits,
+/// at most `timeout`, until the peer joined too. The stream is the raw
+/// relayed pipe: run [`secure_session`] over it.
+///
+/// A key the relay no longer knows (expired or used) gives
+/// [`RelayError::InvitationExpired`].
+pub async fn join_session(
+    runtime: &dyn Runtime,
+    connect: &Connector,
+    relay: &Endpoint,
+    invitation: &SessionInvitation,
+    timeout: Duration,
+) -> Result<BoxIo, Error> {
+    session::join(runtime, connect, relay, invitation, timeout).await
 }
 
 /// Joins the relay at `endpoint` as a listener and accepts the sessions
@@ -249,7 +281,7 @@ pub async fn listen(
                 RelayError::Protocol("an invitation from an id that is not 32 bytes".into())
             })?;
             runtime.sleep_until(runtime.now() + LISTENER_STAGGER).await;
-            let io = session::join(&*runtime, &connect, &relay, &invitation, timeout).await?;
+            let io = join_session(&*runtime, &connect, &relay, &invitation, timeout).await?;
             let side = side(&invitation);
             secure_session(&*runtime, io, &identity, peer, side, timeout).await
         })
