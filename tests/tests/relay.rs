@@ -437,3 +437,60 @@ fn an_identity_kept_in_a_directory_keeps_its_device_id() {
         });
     }
 }
+
+#[test]
+fn many_sessions_in_a_row_all_get_through_the_relay_s_join_races() {
+    // Each session is a fresh invitation: the join races of the relay
+    // (an `already connected` answer for one side, ~2% of simultaneous
+    // joins) are staggered and retried, so every dial gets through.
+    let relay = Relay::start();
+    let (url, _) = echo_listener(Rt::Tokio, &relay.url(), device());
+    Rt::Smol.block_on(async {
+        let transport = transport(Rt::Smol, device());
+        for i in 0..100 {
+            let session =
+                plex_runtime::connect(&*transport, Rt::Smol.runtime(), &url, Config::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("session {i}: {e}"));
+            assert_eq!(echo(&session, b"hi").await, b"hi", "session {i}");
+        }
+    });
+}
+
+#[test]
+fn a_rate_limited_relay_slows_a_transfer_but_keeps_it_whole() {
+    // 256 KiB/s per session (both directions share it), burst 512 KiB: a
+    // 1 MiB echo takes seconds.
+    let relay = Relay::with_args(&["-per-session-rate=262144"]);
+    let (url, _) = echo_listener(Rt::AsyncStd, &relay.url(), device());
+    Rt::AsyncStd.block_on(async {
+        let transport = transport(Rt::AsyncStd, device());
+        let session =
+            plex_runtime::connect(&*transport, Rt::AsyncStd.runtime(), &url, Config::default())
+                .await
+                .unwrap();
+        let data = payload(1 << 20);
+        let back = Rt::AsyncStd.within(HANG, echo(&session, &data)).await;
+        assert_eq!(back.as_deref(), Some(&data[..]));
+    });
+}
+
+#[test]
+fn the_manager_pools_relayed_sessions() {
+    let relay = Relay::start();
+    let (url, _) = echo_listener(Rt::Smol, &relay.url(), device());
+    Rt::Tokio.block_on(async {
+        let manager = plex_tokio::manager(plex_runtime::ManagerConfig::default());
+        for _ in 0..3 {
+            let mut stream = plex_tokio::Stream::from(manager.get_stream(&url).await.unwrap());
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            stream.write_all(b"pooled").await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            stream.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"pooled");
+        }
+        assert_eq!(manager.stats().connections_created, 1);
+        manager.close().await;
+    });
+}

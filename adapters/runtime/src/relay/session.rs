@@ -169,20 +169,8 @@ pub(super) fn classify(e: io::Error) -> Error {
         });
     match ours {
         Some(relay) => relay.into(),
-        None => {
-            // The endpoint only names the host in `WrongName`, which the
-            // device pins never give.
-            let unnamed = Endpoint {
-                scheme: crate::Scheme::Relay,
-                host: String::new(),
-                port: 0,
-                path: String::new(),
-                fingerprint: None,
-                device: None,
-                relay: None,
-            };
-            crate::tls::classify(e, &unnamed)
-        }
+        // Device pins never fail on a name: no host to report.
+        None => crate::tls::classify(e, ""),
     }
 }
 
