@@ -168,9 +168,10 @@ impl RawListener for AsyncStdListener {
     }
 }
 
-/// Dials `url` (`tcp://host:port` or
-/// `tls://host:port[?fingerprint=sha256:HEX]`) and starts a client session.
-/// TLS trusts the system's roots, or the fingerprint in the URL.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
+/// or `relay://host:port/?id=DEVICE-ID`) and starts a client session. TLS
+/// trusts the system's roots, or the fingerprint in the URL; `relay://`
+/// dials with a throwaway device identity.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     plex_runtime::connect(
         &AsyncStdTransport::default(),

@@ -334,9 +334,10 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for TokioIo<T> {
     }
 }
 
-/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
-/// or `ws://host:port/path`) and starts a client session. TLS trusts the
-/// system's roots, or the fingerprint in the URL.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`,
+/// `ws://host:port/path` or `relay://host:port/?id=DEVICE-ID`) and starts a
+/// client session. TLS trusts the system's roots, or the fingerprint in the
+/// URL; `relay://` dials with a throwaway device identity.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     plex_runtime::connect(
         &TokioTransport::default(),

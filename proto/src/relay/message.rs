@@ -156,14 +156,17 @@ pub enum EncodeError {
     /// The payload would exceed [`MAX_PAYLOAD_LEN`] (a string too long).
     #[error("relay message payload of {0} bytes (1024 at most)")]
     TooLong(usize),
+    /// An opaque field (key, device id, address) over 32 bytes.
+    #[error("opaque field of {0} bytes (32 at most)")]
+    OpaqueTooLong(usize),
 }
 
 impl Opaque {
     /// `bytes` as an opaque field; an error over 32 bytes.
-    pub fn new(bytes: impl Into<Bytes>) -> Result<Opaque, DecodeError> {
+    pub fn new(bytes: impl Into<Bytes>) -> Result<Opaque, EncodeError> {
         let bytes = bytes.into();
         if bytes.len() > MAX_OPAQUE_LEN {
-            return Err(DecodeError::OpaqueTooLong(bytes.len() as u32));
+            return Err(EncodeError::OpaqueTooLong(bytes.len()));
         }
         Ok(Opaque(bytes))
     }

@@ -192,7 +192,10 @@ fn encoding_an_oversized_string_is_a_local_error() {
         token: "x".repeat(1021),
     };
     assert_eq!(join.to_bytes(), Err(EncodeError::TooLong(1028)));
-    assert!(Opaque::new(Bytes::from(vec![0; 33])).is_err());
+    assert_eq!(
+        Opaque::new(Bytes::from(vec![0; 33])),
+        Err(EncodeError::OpaqueTooLong(33))
+    );
 }
 
 #[test]

@@ -75,7 +75,13 @@ pub(super) async fn request(
     timeout: Duration,
 ) -> Result<SessionInvitation, Error> {
     write_message(control, &Message::ConnectRequest { id: target.into() }).await?;
-    let answer = within(runtime, timeout, next_answer(control)).await;
+    let (mut decoder, mut rest) = (Decoder::new(), Vec::new());
+    let answer = within(
+        runtime,
+        timeout,
+        next_answer(control, &mut decoder, &mut rest),
+    )
+    .await;
     match answer.unwrap_or(Err(RelayError::SessionTimedOut(timeout).into()))? {
         Message::SessionInvitation(invitation) => Ok(invitation),
         Message::Response(r) if r.code == code::NOT_FOUND => {
@@ -86,16 +92,23 @@ pub(super) async fn request(
 }
 
 /// Joins the relay as a listener: `JoinRelayRequest`, then its answer.
+/// Returns what was read past the answer, for the control task.
 pub(super) async fn join(
     runtime: &dyn Runtime,
     control: &mut BoxIo,
     timeout: Duration,
-) -> Result<(), Error> {
+) -> Result<(Decoder, Vec<u8>), Error> {
     let token = String::new();
     write_message(control, &Message::JoinRelayRequest { token }).await?;
-    let answer = within(runtime, timeout, next_answer(control)).await;
+    let (mut decoder, mut rest) = (Decoder::new(), Vec::new());
+    let answer = within(
+        runtime,
+        timeout,
+        next_answer(control, &mut decoder, &mut rest),
+    )
+    .await;
     match answer.unwrap_or(Err(RelayError::SessionTimedOut(timeout).into()))? {
-        Message::Response(r) if r.code == code::SUCCESS => Ok(()),
+        Message::Response(r) if r.code == code::SUCCESS => Ok((decoder, rest)),
         other => Err(refusal(other)),
     }
 }
@@ -113,10 +126,14 @@ fn refusal(answer: Message) -> Error {
     }
 }
 
-/// The next message other than Ping and Pong. Only called before the
-/// control task runs, when the relay sends one answer and closes or waits.
-async fn next_answer(control: &mut BoxIo) -> Result<Message, Error> {
-    let mut decoder = Decoder::new();
+/// The next message other than Ping and Pong, read before the control
+/// task runs. Bytes read past it (an invitation right behind a join's
+/// Response) stay in `rest`, and a partial frame in `decoder`, for the task.
+async fn next_answer(
+    control: &mut BoxIo,
+    decoder: &mut Decoder,
+    rest: &mut Vec<u8>,
+) -> Result<Message, Error> {
     let mut buf = [0; 1100];
     loop {
         let n = read_some(control, &mut buf).await?;
@@ -131,7 +148,10 @@ async fn next_answer(control: &mut BoxIo) -> Result<Message, Error> {
         {
             match message {
                 Message::Ping | Message::Pong => {}
-                answer => return Ok(answer),
+                answer => {
+                    rest.extend_from_slice(input);
+                    return Ok(answer);
+                }
             }
         }
     }
@@ -151,6 +171,9 @@ pub(super) struct Shared {
 pub(super) struct ControlTask {
     pub(super) runtime: Arc<dyn Runtime>,
     pub(super) io: BoxIo,
+    /// The decoder and bytes [`join`] read past the relay's answer.
+    pub(super) decoder: Decoder,
+    pub(super) rest: Vec<u8>,
     pub(super) keepalive: Duration,
     pub(super) invitations: async_channel::Sender<SessionInvitation>,
     pub(super) stop: async_channel::Receiver<()>,
@@ -180,10 +203,11 @@ impl ControlTask {
         let stop = self.stop.clone();
         let mut stopped: Pin<Box<dyn Future<Output = _> + Send>> =
             Box::pin(async move { stop.recv().await });
-        let mut decoder = Decoder::new();
+        let mut decoder = std::mem::take(&mut self.decoder);
         let mut out: Vec<u8> = Vec::new();
         let mut flushing = false;
         let mut buf = [0u8; 2048];
+        let mut rest = std::mem::take(&mut self.rest);
         let io = &mut self.io;
         let invitations = &self.invitations;
         poll_fn(|cx| loop {
@@ -215,7 +239,15 @@ impl ControlTask {
                     Poll::Pending => {}
                 }
             }
-            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+            let read = if rest.is_empty() {
+                Pin::new(&mut *io).poll_read(cx, &mut buf)
+            } else {
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                rest.drain(..n);
+                Poll::Ready(Ok(n))
+            };
+            match read {
                 Poll::Ready(Ok(0)) => return Poll::Ready(lost("the relay closed it".into())),
                 Poll::Ready(Ok(n)) => {
                     dead_timer = runtime.sleep_until(runtime.now() + silence);

@@ -231,10 +231,10 @@ pub async fn listen(
     let timeout = config.session_timeout;
     let mut backoff = JOIN_BACKOFF;
     let mut attempt = 1;
-    let control = loop {
+    let (control, decoder, rest) = loop {
         let mut control = control::open(&*runtime, &connect, config, &identity, endpoint).await?;
         match control::join(&*runtime, &mut control, timeout).await {
-            Ok(()) => break control,
+            Ok((decoder, rest)) => break (control, decoder, rest),
             Err(Error::Relay(RelayError::Refused { code: 2, .. })) if attempt < JOIN_ATTEMPTS => {
                 session::close(&*runtime, control).await;
                 runtime.sleep_until(runtime.now() + backoff).await;
@@ -255,6 +255,8 @@ pub async fn listen(
     let task = ControlTask {
         runtime: runtime.clone(),
         io: control,
+        decoder,
+        rest,
         keepalive: config.keepalive,
         invitations,
         stop: stopped,
