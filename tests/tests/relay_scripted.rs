@@ -1,8 +1,10 @@
 //! `relay://` against a scripted fake relay, for what a real `strelaysrv`
 //! does only by chance or after minutes: the peer's bytes arriving before
 //! the session Response (race A), a spurious `already connected` on a
-//! session join (race B), RelayFull on a joined listener, a relay that
-//! goes silent, and the Ping/Pong keep-alive of the control connection.
+//! session join (race B), a listener's join refused while the relay still
+//! holds its previous connection, RelayFull on a joined listener, a relay
+//! that goes silent, the Ping/Pong keep-alive of the control connection,
+//! and a lying relay whose session peer is an impostor.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -327,5 +329,35 @@ fn a_session_peer_that_is_not_the_dialled_device_is_refused() {
         };
         assert!(matches!(&err, Error::Relay(e) if *e == expected), "{err}");
         assert!(serving.await.is_err(), "the impostor's handshake fails too");
+    });
+}
+
+#[test]
+fn a_join_refused_as_already_connected_is_retried_until_the_relay_takes_it() {
+    smol::block_on(async {
+        let fake = FakeRelay::start().await;
+        let config = device();
+        let id = config.device_id().unwrap();
+        let url = fake.url(None);
+        let listening = smol::spawn(async move {
+            let transport = SmolTransport::default().with_relay(config);
+            let server =
+                plex_runtime::listen(&transport, SmolRuntime::shared(), &url, Config::default())
+                    .await?;
+            Ok::<_, Error>(server.local_endpoint())
+        });
+        // The relay still holds this device's previous connection.
+        let mut first = fake.control().await;
+        read_message(&mut first).await;
+        write_message(&mut first, &response(2, "already connected")).await;
+        // The listener comes back after a pause, and is taken.
+        let mut second = fake.control().await;
+        assert!(matches!(
+            read_message(&mut second).await,
+            Message::JoinRelayRequest { .. }
+        ));
+        write_message(&mut second, &response(0, "success")).await;
+        let local = listening.await.unwrap();
+        assert_eq!(local.device, Some(id));
     });
 }

@@ -62,10 +62,13 @@ pub type Connector = Arc<dyn Fn(String) -> BoxResult<'static, BoxIo> + Send + Sy
 const DIAL_ATTEMPTS: usize = 3;
 
 /// How often a listener retries a join the relay refuses as `already
-/// connected` (its previous connection not yet reaped), and the first
-/// wait, doubled each time.
-const JOIN_ATTEMPTS: usize = 5;
+/// connected` (its previous connection not yet reaped), the first wait,
+/// doubled each time, and the longest: about two minutes in all, the
+/// relay's default `-network-timeout`, after which it has reaped the old
+/// connection however it died.
+const JOIN_ATTEMPTS: usize = 20;
 const JOIN_BACKOFF: Duration = Duration::from_millis(500);
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
 /// Invitations received and not yet being joined; more are dropped.
 const INVITATION_QUEUE: usize = 64;
@@ -139,8 +142,8 @@ impl RelayConfig {
 /// returns the session's byte stream, TLS to that device already running.
 ///
 /// A session lost to the relay's join race (an `already connected`
-/// answer, or a peer that never becomes ready) is requested again, up to
-/// three times in all.
+/// answer, or a peer that never becomes ready) or a step that timed out
+/// is requested again, up to three times in all.
 pub async fn dial(
     runtime: &dyn Runtime,
     connect: &Connector,
@@ -219,8 +222,9 @@ pub async fn join_session(
 /// dialers request, each once its inner TLS handshake is done.
 ///
 /// A join refused as `already connected` (this device's previous
-/// connection not yet reaped by the relay) is retried with backoff, five
-/// times over about 15 seconds.
+/// connection not yet reaped by the relay) is retried with backoff for
+/// about two minutes. Another listener with the same identity on the same
+/// relay keeps it refused: one listener per device id per relay.
 pub async fn listen(
     runtime: Arc<dyn Runtime>,
     connect: Connector,
@@ -238,7 +242,7 @@ pub async fn listen(
             Err(Error::Relay(RelayError::Refused { code: 2, .. })) if attempt < JOIN_ATTEMPTS => {
                 session::close(&*runtime, control).await;
                 runtime.sleep_until(runtime.now() + backoff).await;
-                backoff *= 2;
+                backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
                 attempt += 1;
             }
             Err(e) => {
