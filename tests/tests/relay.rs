@@ -3,7 +3,8 @@
 //! concurrent streams over one relayed session, the typed failures (device
 //! not joined, wrong relay, wrong device, expired invitation), the relay
 //! killed mid-transfer, sessions idle longer than the relay's network
-//! timeout, and identities that persist.
+//! timeout, a close the relay does not pass on, 100 sessions in a row,
+//! a rate-limited relay, the Manager, and identities that persist.
 
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -492,5 +493,33 @@ fn the_manager_pools_relayed_sessions() {
         }
         assert_eq!(manager.stats().connections_created, 1);
         manager.close().await;
+    });
+}
+
+#[test]
+fn a_close_reaches_the_peer_in_band_though_the_relay_does_not_pass_it_on() {
+    // The relay keeps the other side of a session open until its network
+    // timeout (2 minutes); plex's GOAWAY ends the peer's session at once.
+    let relay = Relay::start();
+    Rt::Tokio.block_on(async {
+        let transport = transport(Rt::Tokio, device());
+        let runtime = Rt::Tokio.runtime();
+        let listener = plex_runtime::listen(
+            &*transport,
+            runtime.clone(),
+            &relay.url(),
+            Config::default(),
+        )
+        .await
+        .unwrap();
+        let url = listener.local_endpoint().to_string();
+        let dialling = plex_tokio::connect(&url, Config::default());
+        let (dialled, accepted) = tokio::join!(dialling, listener.accept());
+        let (dialled, (accepted, peer)) = (dialled.unwrap(), accepted.unwrap());
+        assert!(peer.starts_with("relay:"), "{peer}");
+        dialled.close().await.unwrap();
+        let reason = Rt::Tokio.within(HANG, accepted.closed()).await;
+        // The peer's GOAWAY drained: a close in-band, not the transport's end.
+        assert_eq!(reason, Some(plex_runtime::CloseReason::Drained));
     });
 }
