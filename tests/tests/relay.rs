@@ -1,6 +1,7 @@
 //! `relay://` through a real Syncthing relay (`strelaysrv` on loopback, see
-//! `plex_tests::relay`): echo on every runtime and across runtimes, 1,000
-//! concurrent streams over one relayed session, the typed failures (device
+//! `plex_tests::relay`): echo on tokio, the cross-runtime matrix (1,000
+//! concurrent streams of 0 B to 5 MiB over one relayed session, every pair
+//! of runtimes), the typed failures (device
 //! not joined, wrong relay, wrong device, expired invitation), the relay
 //! killed mid-transfer, sessions idle longer than the relay's network
 //! timeout, a close the relay does not pass on, 100 sessions in a row,
@@ -34,6 +35,16 @@ fn transport(rt: Rt, relay: RelayConfig) -> Arc<dyn Transport> {
 /// every stream; returns the URL to dial it at, and a channel that gets
 /// the error its accept loop ended with.
 fn echo_listener(rt: Rt, relay_url: &str, config: RelayConfig) -> (String, mpsc::Receiver<Error>) {
+    echo_listener_with(rt, relay_url, config, Config::default())
+}
+
+/// [`echo_listener`] whose sessions run with `session`.
+fn echo_listener_with(
+    rt: Rt,
+    relay_url: &str,
+    config: RelayConfig,
+    session: Config,
+) -> (String, mpsc::Receiver<Error>) {
     let (bound, url) = mpsc::channel();
     let (ended, why) = mpsc::channel();
     let relay_url = relay_url.to_string();
@@ -41,8 +52,7 @@ fn echo_listener(rt: Rt, relay_url: &str, config: RelayConfig) -> (String, mpsc:
         rt.block_on(async move {
             let transport = transport(rt, config);
             let listening =
-                plex_runtime::listen(&*transport, rt.runtime(), &relay_url, Config::default())
-                    .await;
+                plex_runtime::listen(&*transport, rt.runtime(), &relay_url, session).await;
             let listener = match listening {
                 Ok(listener) => listener,
                 Err(e) => {
@@ -103,51 +113,59 @@ fn echo_through_the_relay_on_tokio() {
     });
 }
 
+/// Sessions that take 1,000 concurrent streams each way.
+fn wide() -> Config {
+    let mut config = Config::default();
+    config.max_concurrent_streams = 2000;
+    config.max_pending_accepts = 2000;
+    config
+}
+
+/// The payload sizes of the matrix: each once, then the small ones over
+/// and over.
+const SIZES: [usize; 6] = [0, 1, 1024, 16 * 1024, 1 << 20, 5 << 20];
+
+/// 1,000 concurrent echoes of [`SIZES`] over one session, every byte
+/// checked.
+async fn thousand_echoes(session: &Session) {
+    let echoes = (0..1000).map(|i| async move {
+        let len = if i < SIZES.len() {
+            SIZES[i]
+        } else {
+            SIZES[i % 4]
+        };
+        let data = payload(len);
+        assert!(
+            echo(session, &data).await == data,
+            "stream {i} of {len} bytes"
+        );
+    });
+    futures_util::future::join_all(echoes).await;
+}
+
 #[test]
-fn echo_through_the_relay_across_every_pair_of_runtimes() {
+fn the_cross_runtime_matrix_through_the_relay() {
+    // Every dialer runtime to every listener runtime: 1,000 concurrent
+    // streams of 0 B to 5 MiB over one relayed session each.
     let relay = Relay::start();
     let listeners: Vec<(Rt, String)> = Rt::ALL
         .iter()
-        .map(|&rt| (rt, echo_listener(rt, &relay.url(), device()).0))
+        .map(|&rt| (rt, echo_listener_with(rt, &relay.url(), device(), wide()).0))
         .collect();
     for dialer in Rt::ALL {
         dialer.block_on(async {
             let transport = transport(dialer, RelayConfig::default());
             for (listener, url) in &listeners {
-                let session =
-                    plex_runtime::connect(&*transport, dialer.runtime(), url, Config::default())
-                        .await
-                        .unwrap_or_else(|e| panic!("{dialer:?} -> {listener:?}: {e}"));
-                let data = payload(64 * 1024);
-                assert_eq!(
-                    echo(&session, &data).await,
-                    data,
-                    "{dialer:?} -> {listener:?}"
-                );
+                let session = plex_runtime::connect(&*transport, dialer.runtime(), url, wide())
+                    .await
+                    .unwrap_or_else(|e| panic!("{dialer:?} -> {listener:?}: {e}"));
+                dialer
+                    .within(HANG, thousand_echoes(&session))
+                    .await
+                    .unwrap_or_else(|| panic!("{dialer:?} -> {listener:?} hangs"));
             }
         });
     }
-}
-
-#[test]
-fn a_thousand_concurrent_streams_over_one_relayed_session() {
-    let relay = Relay::start();
-    let (url, _) = echo_listener(Rt::Smol, &relay.url(), device());
-    Rt::Tokio.block_on(async {
-        let mut config = Config::default();
-        config.max_concurrent_streams = 1000;
-        let session = plex_tokio::connect(&url, config).await.unwrap();
-        let session = &session;
-        let echoes = (0..1000).map(|i| async move {
-            let data = payload(1024 + i);
-            assert_eq!(echo(session, &data).await, data, "stream {i}");
-        });
-        let all = futures_util::future::join_all(echoes);
-        Rt::Tokio
-            .within(HANG, all)
-            .await
-            .expect("1,000 echoes finish");
-    });
 }
 
 #[test]
