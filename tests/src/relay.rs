@@ -23,7 +23,8 @@ pub struct Relay {
     child: Child,
     addr: SocketAddr,
     id: DeviceId,
-    _keys: tempfile::TempDir,
+    keys: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Relay {
@@ -39,76 +40,24 @@ impl Relay {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port");
-        let mut child = Command::new(binary())
-            .arg(format!("-listen={addr}"))
-            .arg(format!("-keys={}", keys.path().display()))
-            .args(["-pools=", "-status-srv=", "-nat=false"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {} ({e}): the relay:// tests need Syncthing's relay server. \
-                     Install it with `bash tests/relay/install.sh` (apt-get install -y \
-                     syncthing-relaysrv, then systemctl disable --now syncthing-relaysrv), \
-                     or point $STRELAYSRV at the binary.",
-                    binary()
-                )
-            });
-        // The log goes to stderr or stdout depending on the version: read
-        // both, to the end, so that the relay never blocks on a full pipe.
-        let (lines, found) = mpsc::channel();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = lines.send(line);
-                }
-            });
-        }
-        let mut relay = |why: String| -> ! {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strelaysrv did not start: {why}")
-        };
-        let id = loop {
-            match found.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    if let Some(id) = uri_id(&line) {
-                        break id;
-                    }
-                }
-                Err(_) => relay("no `URI:` line in its log within 20 s".into()),
-            }
-        };
-        // The URI is printed before the bind.
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            if start.elapsed() > Duration::from_secs(20) {
-                relay(format!("nothing listens on {addr}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let (child, id) = spawn(addr, keys.path(), &extra);
         Relay {
             child,
             addr,
             id,
-            _keys: keys,
+            keys,
+            extra,
         }
+    }
+
+    /// Kills the relay and starts it again on the same address with the
+    /// same keys (so the same relay id), as a relay restart does.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, id) = spawn(self.addr, self.keys.path(), &self.extra);
+        assert_eq!(id, self.id, "the same keys, the same relay id");
+        self.child = child;
     }
 
     /// `relay://127.0.0.1:PORT`, unpinned: where a listener joins.
@@ -137,6 +86,76 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `strelaysrv` on `addr` with the keys in `keys`; returns it, once
+/// it listens, and its id.
+fn spawn(addr: SocketAddr, keys: &std::path::Path, extra: &[String]) -> (Child, DeviceId) {
+    let mut child = Command::new(binary())
+        .arg(format!("-listen={addr}"))
+        .arg(format!("-keys={}", keys.display()))
+        .args(["-pools=", "-status-srv=", "-nat=false"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): the relay:// tests need Syncthing's relay server. \
+                 Install it with `bash tests/relay/install.sh` (apt-get install -y \
+                 syncthing-relaysrv, then systemctl disable --now syncthing-relaysrv), \
+                 or point $STRELAYSRV at the binary.",
+                binary()
+            )
+        });
+    // The log goes to stderr or stdout depending on the version: read
+    // both, to the end, so that the relay never blocks on a full pipe.
+    let (lines, found) = mpsc::channel();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+    }
+    let mut fail = |why: String| -> ! {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("strelaysrv did not start: {why}")
+    };
+    let id = loop {
+        match found.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => {
+                if let Some(id) = uri_id(&line) {
+                    break id;
+                }
+            }
+            Err(_) => fail("no `URI:` line in its log within 20 s".into()),
+        }
+    };
+    // The URI is printed before the bind.
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if start.elapsed() > Duration::from_secs(20) {
+            fail(format!("nothing listens on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, id)
 }
 
 /// The relay id in a `URI: relay://…/?id=ID&…` log line.

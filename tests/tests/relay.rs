@@ -361,7 +361,9 @@ fn an_invitation_joined_after_the_relay_s_message_timeout_has_expired() {
 #[test]
 fn killing_the_relay_mid_transfer_fails_both_ends_without_a_hang() {
     let mut relay = Relay::start();
-    let (url, listener_ended) = echo_listener(Rt::Tokio, &relay.url(), device());
+    // The listener tries to join again for half a second, then gives up.
+    let listener = device().with_rejoin(Duration::from_millis(500));
+    let (url, listener_ended) = echo_listener(Rt::Tokio, &relay.url(), listener);
     Rt::Smol.block_on(async {
         let mut config = Config::default();
         config.ping_interval = Some(Duration::from_secs(1));
@@ -397,6 +399,36 @@ fn killing_the_relay_mid_transfer_fails_both_ends_without_a_hang() {
         matches!(why, Error::Relay(RelayError::ControlLost(_))),
         "{why}"
     );
+}
+
+#[test]
+fn a_listener_rejoins_a_restarted_relay() {
+    let mut relay = Relay::start();
+    let (url, _) = echo_listener(Rt::Smol, &relay.pinned_url(), device());
+    Rt::Tokio.block_on(async {
+        let session = plex_tokio::connect(&url, Config::default()).await.unwrap();
+        assert_eq!(echo(&session, b"before").await, b"before");
+    });
+    relay.restart();
+    // The listener joins the new relay process under the same device id;
+    // until it has, the relay does not know it.
+    Rt::Tokio.block_on(async {
+        let session = Rt::Tokio
+            .within(HANG, async {
+                loop {
+                    match plex_tokio::connect(&url, Config::default()).await {
+                        Ok(session) => break session,
+                        Err(Error::Relay(RelayError::NotFound(_))) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+            .await
+            .expect("the listener rejoins");
+        assert_eq!(echo(&session, b"after").await, b"after");
+    });
 }
 
 #[test]

@@ -127,10 +127,10 @@ fn listen_until_error(fake: &FakeRelay, config: RelayConfig) -> smol::Task<Error
 }
 
 #[test]
-fn relay_full_ends_a_joined_listener_with_a_typed_error() {
+fn relay_full_ends_a_listener_that_does_not_rejoin_with_a_typed_error() {
     smol::block_on(async {
         let fake = FakeRelay::start().await;
-        let ended = listen_until_error(&fake, device());
+        let ended = listen_until_error(&fake, device().with_rejoin(Duration::ZERO));
         let mut control = fake.control().await;
         assert!(
             matches!(read_message(&mut control).await, Message::JoinRelayRequest { token } if token.is_empty())
@@ -146,7 +146,9 @@ fn relay_full_ends_a_joined_listener_with_a_typed_error() {
 fn the_listener_answers_pings_sends_its_own_and_gives_up_on_a_silent_relay() {
     smol::block_on(async {
         let fake = FakeRelay::start().await;
-        let config = device().with_keepalive(Duration::from_millis(300));
+        let config = device()
+            .with_keepalive(Duration::from_millis(300))
+            .with_rejoin(Duration::ZERO);
         let ended = listen_until_error(&fake, config);
         let mut control = fake.control().await;
         read_message(&mut control).await;
@@ -359,5 +361,60 @@ fn a_join_refused_as_already_connected_is_retried_until_the_relay_takes_it() {
         write_message(&mut second, &response(0, "success")).await;
         let local = listening.await.unwrap();
         assert_eq!(local.device, Some(id));
+    });
+}
+
+#[test]
+fn a_listener_dropped_by_the_relay_joins_again() {
+    smol::block_on(async {
+        let fake = FakeRelay::start().await;
+        let listener = device();
+        let id = listener.device_id().unwrap();
+        let dialer = device();
+        let dialer_id = dialer.device_id().unwrap();
+        let url = fake.url(None);
+        let transport = SmolTransport::default().with_relay(listener);
+        let listening =
+            plex_runtime::listen(&transport, SmolRuntime::shared(), &url, Config::default());
+        let joining = async {
+            let mut control = fake.control().await;
+            read_message(&mut control).await;
+            write_message(&mut control, &response(0, "success")).await;
+            control
+        };
+        let (server, mut control) = smol::future::zip(listening, joining).await;
+        let server = server.unwrap();
+        // Dropped for being over the limits: the listener comes back.
+        write_message(&mut control, &Message::RelayFull).await;
+        let mut control = fake.control().await;
+        assert!(matches!(
+            read_message(&mut control).await,
+            Message::JoinRelayRequest { .. }
+        ));
+        write_message(&mut control, &response(0, "success")).await;
+        // And takes sessions on the new connection.
+        write_message(&mut control, &fake.invitation(dialer_id, 3, true)).await;
+        let accepting = smol::spawn(async move { server.accept().await.map(|(_, peer)| peer) });
+        let (mut tcp, key) = fake.join().await;
+        assert_eq!(key, 3);
+        write_message(&mut tcp, &response(0, "success")).await;
+        tcp.write_all(&[READY]).await.unwrap();
+        let mut ready = [0];
+        tcp.read_exact(&mut ready).await.unwrap();
+        let runtime = SmolRuntime::shared();
+        let identity = dialer.identity().unwrap();
+        let timeout = Duration::from_secs(10);
+        let io = secure_session(
+            &*runtime,
+            Box::new(tcp) as BoxIo,
+            &identity,
+            id,
+            SessionSide::Client,
+            timeout,
+        )
+        .await
+        .unwrap();
+        let _session = Session::client(io, Config::default(), runtime).unwrap();
+        assert_eq!(accepting.await.unwrap(), format!("relay:{dialer_id}"));
     });
 }

@@ -157,6 +157,14 @@ async fn next_answer(
     }
 }
 
+/// A joined control connection, with what was read past the relay's
+/// answer.
+pub(super) struct Joined {
+    pub(super) io: BoxIo,
+    pub(super) decoder: Decoder,
+    pub(super) rest: Vec<u8>,
+}
+
 /// What a listener's control task shares with its accept side.
 pub(super) struct Shared {
     /// Why the task ended, once it has.
@@ -165,119 +173,160 @@ pub(super) struct Shared {
 
 /// Keeps a joined listener's control connection: answers Pings, sends its
 /// own every `keepalive` (the relay answers with Pong), queues
-/// invitations, and ends on RelayFull, a close, an error, more than two
-/// keepalives without a byte from the relay, or `stop` (the listener
+/// invitations. On RelayFull, a close, an error or more than two
+/// keepalives without a byte from the relay, it rejoins for the config's
+/// rejoin time; it ends when that fails, or on `stop` (the listener
 /// dropped).
 pub(super) struct ControlTask {
     pub(super) runtime: Arc<dyn Runtime>,
-    pub(super) io: BoxIo,
-    /// The decoder and bytes [`join`] read past the relay's answer.
-    pub(super) decoder: Decoder,
-    pub(super) rest: Vec<u8>,
-    pub(super) keepalive: Duration,
+    pub(super) connect: Connector,
+    pub(super) config: RelayConfig,
+    pub(super) identity: Identity,
+    pub(super) relay: Endpoint,
+    pub(super) joined: Joined,
     pub(super) invitations: async_channel::Sender<SessionInvitation>,
     pub(super) stop: async_channel::Receiver<()>,
     pub(super) shared: Arc<Shared>,
 }
 
 impl ControlTask {
-    pub(super) async fn run(mut self) {
-        let ended = self.serve().await;
-        close(&*self.runtime, self.io).await;
-        let mut slot = self.shared.ended.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some(ended.unwrap_or_else(|| RelayError::ControlLost("listener closed".into())));
-        drop(slot);
-        // Dropping the sender ends `accept` with the reason just stored.
-        self.invitations.close();
-    }
-
-    /// Why the connection ended: `None` when the listener was dropped.
-    async fn serve(&mut self) -> Option<RelayError> {
-        let runtime = self.runtime.clone();
-        let lost = |why: String| Some(RelayError::ControlLost(why));
-        let ping = frame(&Message::Ping);
-        let pong = frame(&Message::Pong);
-        let silence = 2 * self.keepalive;
-        let mut ping_timer = runtime.sleep_until(runtime.now() + self.keepalive);
-        let mut dead_timer = runtime.sleep_until(runtime.now() + silence);
-        let stop = self.stop.clone();
-        let mut stopped: Pin<Box<dyn Future<Output = _> + Send>> =
-            Box::pin(async move { stop.recv().await });
-        let mut decoder = std::mem::take(&mut self.decoder);
-        let mut out: Vec<u8> = Vec::new();
-        let mut flushing = false;
-        let mut buf = [0u8; 2048];
-        let mut rest = std::mem::take(&mut self.rest);
-        let io = &mut self.io;
-        let invitations = &self.invitations;
-        poll_fn(|cx| loop {
-            if stopped.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            if ping_timer.as_mut().poll(cx).is_ready() {
-                out.extend_from_slice(&ping);
-                ping_timer = runtime.sleep_until(runtime.now() + self.keepalive);
-                continue;
-            }
-            if dead_timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(lost(format!("nothing from the relay for {silence:?}")));
-            }
-            if !out.is_empty() {
-                match Pin::new(&mut *io).poll_write(cx, &out) {
-                    Poll::Ready(Ok(n)) => {
-                        out.drain(..n);
-                        flushing = true;
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
-                    Poll::Pending => {}
-                }
-            } else if flushing {
-                match Pin::new(&mut *io).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => flushing = false,
-                    Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
-                    Poll::Pending => {}
-                }
-            }
-            let read = if rest.is_empty() {
-                Pin::new(&mut *io).poll_read(cx, &mut buf)
-            } else {
-                let n = rest.len().min(buf.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                rest.drain(..n);
-                Poll::Ready(Ok(n))
+    pub(super) async fn run(self) {
+        let ControlTask {
+            runtime,
+            connect,
+            config,
+            identity,
+            relay,
+            mut joined,
+            invitations,
+            stop,
+            shared,
+        } = self;
+        let stop = async move {
+            // Err once the listener dropped its sender.
+            let _ = stop.recv().await;
+        };
+        let mut stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(stop);
+        let ended = loop {
+            let served = serve(&runtime, &mut joined, config.keepalive, &invitations);
+            let Some(lost) = until(served, stop.as_mut()).await else {
+                close(&*runtime, joined.io).await;
+                break RelayError::ControlLost("listener closed".into());
             };
-            match read {
-                Poll::Ready(Ok(0)) => return Poll::Ready(lost("the relay closed it".into())),
+            close(&*runtime, joined.io).await;
+            if config.rejoin.is_zero() {
+                break lost;
+            }
+            let rejoin = super::join_relay(&*runtime, &connect, &config, &identity, &relay, true);
+            match until(rejoin, stop.as_mut()).await {
+                Some(Ok(again)) => joined = again,
+                Some(Err(_)) => break lost,
+                None => break RelayError::ControlLost("listener closed".into()),
+            }
+        };
+        let mut slot = shared.ended.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(ended);
+        drop(slot);
+        // Closing the queue ends `accept` with the reason just stored.
+        invitations.close();
+    }
+}
+
+/// `future`'s output, or `None` once `stop` completes.
+async fn until<F: Future>(
+    future: F,
+    mut stop: Pin<&mut (dyn Future<Output = ()> + Send)>,
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        stop.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// Serves one joined connection until it is lost; why.
+async fn serve(
+    runtime: &Arc<dyn Runtime>,
+    joined: &mut Joined,
+    keepalive: Duration,
+    invitations: &async_channel::Sender<SessionInvitation>,
+) -> RelayError {
+    let runtime = runtime.clone();
+    let lost = RelayError::ControlLost;
+    let ping = frame(&Message::Ping);
+    let pong = frame(&Message::Pong);
+    let silence = 2 * keepalive;
+    let mut ping_timer = runtime.sleep_until(runtime.now() + keepalive);
+    let mut dead_timer = runtime.sleep_until(runtime.now() + silence);
+    let decoder = &mut joined.decoder;
+    let mut out: Vec<u8> = Vec::new();
+    let mut flushing = false;
+    let mut buf = [0u8; 2048];
+    let rest = &mut joined.rest;
+    let io = &mut joined.io;
+    poll_fn(|cx| loop {
+        if ping_timer.as_mut().poll(cx).is_ready() {
+            out.extend_from_slice(&ping);
+            ping_timer = runtime.sleep_until(runtime.now() + keepalive);
+            continue;
+        }
+        if dead_timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(lost(format!("nothing from the relay for {silence:?}")));
+        }
+        if !out.is_empty() {
+            match Pin::new(&mut *io).poll_write(cx, &out) {
                 Poll::Ready(Ok(n)) => {
-                    dead_timer = runtime.sleep_until(runtime.now() + silence);
-                    let mut input = &buf[..n];
-                    loop {
-                        match decoder.decode(&mut input) {
-                            Ok(Some(Message::Ping)) => out.extend_from_slice(&pong),
-                            Ok(Some(Message::SessionInvitation(invitation))) => {
-                                // Full: more invitations than the listener
-                                // takes; the dialer times out.
-                                let _ = invitations.try_send(invitation);
-                            }
-                            Ok(Some(Message::RelayFull)) => {
-                                return Poll::Ready(Some(RelayError::RelayFull))
-                            }
-                            Ok(Some(_)) => {}
-                            Ok(None) => break,
-                            Err(e) => {
-                                return Poll::Ready(Some(RelayError::Protocol(e.to_string())))
-                            }
-                        }
-                    }
+                    out.drain(..n);
+                    flushing = true;
                     continue;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {}
             }
-        })
-        .await
-    }
+        } else if flushing {
+            match Pin::new(&mut *io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => flushing = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
+                Poll::Pending => {}
+            }
+        }
+        let read = if rest.is_empty() {
+            Pin::new(&mut *io).poll_read(cx, &mut buf)
+        } else {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            rest.drain(..n);
+            Poll::Ready(Ok(n))
+        };
+        match read {
+            Poll::Ready(Ok(0)) => return Poll::Ready(lost("the relay closed it".into())),
+            Poll::Ready(Ok(n)) => {
+                dead_timer = runtime.sleep_until(runtime.now() + silence);
+                let mut input = &buf[..n];
+                loop {
+                    match decoder.decode(&mut input) {
+                        Ok(Some(Message::Ping)) => out.extend_from_slice(&pong),
+                        Ok(Some(Message::SessionInvitation(invitation))) => {
+                            // Full: more invitations than the listener
+                            // takes; the dialer times out.
+                            let _ = invitations.try_send(invitation);
+                        }
+                        Ok(Some(Message::RelayFull)) => return Poll::Ready(RelayError::RelayFull),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => return Poll::Ready(RelayError::Protocol(e.to_string())),
+                    }
+                }
+                continue;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(lost(e.to_string())),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
 }
 
 fn frame(message: &Message) -> Vec<u8> {

@@ -28,9 +28,11 @@
 //! two of those without a byte. Inside the session the plex session's own
 //! PINGs (`Config::ping_interval`, 30 s by default) keep both directions
 //! busy and its GOAWAY closes in-band; keep `ping_interval` well under the
-//! relay's network timeout. When the listener's control connection ends,
-//! the relay ends its sessions too, and `accept` fails with
-//! [`RelayError::ControlLost`] (listen again to rejoin).
+//! relay's network timeout. When the listener's control connection ends
+//! (the relay restarted, RelayFull, silence), the relay ends its sessions
+//! too; the listener joins again for up to
+//! [`RelayConfig::with_rejoin`] (2 minutes), then `accept` fails with the
+//! reason ([`RelayError::ControlLost`], [`RelayError::RelayFull`]).
 //!
 //! The runtime adapters only supply TCP ([`Connector`]); the protocol,
 //! TLS (futures-rustls, ring) and timers are shared here.
@@ -47,7 +49,7 @@ use crate::{
     BoxIo, BoxResult, Endpoint, Error, HandshakeListener, RawListener, RelayError, Runtime,
     TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
 };
-use control::{ControlTask, Shared};
+use control::{ControlTask, Joined, Shared};
 
 pub use control::BEP_RELAY;
 pub use identity::{Identity, CERT_FILE, KEY_FILE};
@@ -61,12 +63,12 @@ pub type Connector = Arc<dyn Fn(String) -> BoxResult<'static, BoxIo> + Send + Sy
 /// How long a dialer waits out spurious `already connected` answers.
 const DIAL_ATTEMPTS: usize = 3;
 
-/// How often a listener retries a join the relay refuses as `already
-/// connected` (its previous connection not yet reaped), the first wait,
-/// doubled each time, and the longest: about two minutes in all, the
-/// relay's default `-network-timeout`, after which it has reaped the old
-/// connection however it died.
-const JOIN_ATTEMPTS: usize = 20;
+/// How long a listener retries a join the relay refuses as `already
+/// connected` (its previous connection not yet reaped): the relay's
+/// default `-network-timeout`, after which it has reaped the old
+/// connection however it died. The first wait, doubled each time, and the
+/// longest.
+const JOIN_RETRY: Duration = Duration::from_secs(120);
 const JOIN_BACKOFF: Duration = Duration::from_millis(500);
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
@@ -87,6 +89,7 @@ pub struct RelayConfig {
     identity: Arc<OnceLock<Identity>>,
     keepalive: Duration,
     session_timeout: Duration,
+    rejoin: Duration,
 }
 
 impl Default for RelayConfig {
@@ -95,6 +98,7 @@ impl Default for RelayConfig {
             identity: Arc::default(),
             keepalive: Duration::from_secs(30),
             session_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            rejoin: JOIN_RETRY,
         }
     }
 }
@@ -120,6 +124,17 @@ impl RelayConfig {
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`].
     pub fn with_session_timeout(mut self, timeout: Duration) -> RelayConfig {
         self.session_timeout = timeout;
+        self
+    }
+
+    /// When a listener's connection to the relay ends (the relay
+    /// restarted, the network failed, RelayFull), it joins again, retrying
+    /// with backoff (0.5 s doubling to 8 s) for up to `time` (default 2
+    /// minutes) before `accept` fails with the reason. Sessions through
+    /// the old connection end with it (the relay closes them). Zero turns
+    /// rejoining off.
+    pub fn with_rejoin(mut self, time: Duration) -> RelayConfig {
+        self.rejoin = time;
         self
     }
 
@@ -224,7 +239,9 @@ pub async fn join_session(
 /// A join refused as `already connected` (this device's previous
 /// connection not yet reaped by the relay) is retried with backoff for
 /// about two minutes. Another listener with the same identity on the same
-/// relay keeps it refused: one listener per device id per relay.
+/// relay keeps it refused: one listener per device id per relay. If the
+/// connection to the relay ends later, the listener rejoins (see
+/// [`RelayConfig::with_rejoin`]).
 pub async fn listen(
     runtime: Arc<dyn Runtime>,
     connect: Connector,
@@ -233,24 +250,7 @@ pub async fn listen(
 ) -> Result<Box<dyn TransportListener>, Error> {
     let identity = config.identity()?;
     let timeout = config.session_timeout;
-    let mut backoff = JOIN_BACKOFF;
-    let mut attempt = 1;
-    let (control, decoder, rest) = loop {
-        let mut control = control::open(&*runtime, &connect, config, &identity, endpoint).await?;
-        match control::join(&*runtime, &mut control, timeout).await {
-            Ok((decoder, rest)) => break (control, decoder, rest),
-            Err(Error::Relay(RelayError::Refused { code: 2, .. })) if attempt < JOIN_ATTEMPTS => {
-                session::close(&*runtime, control).await;
-                runtime.sleep_until(runtime.now() + backoff).await;
-                backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
-                attempt += 1;
-            }
-            Err(e) => {
-                session::close(&*runtime, control).await;
-                return Err(e);
-            }
-        }
-    };
+    let joined = join_relay(&*runtime, &connect, config, &identity, endpoint, false).await?;
     let (invitations, queue) = async_channel::bounded(INVITATION_QUEUE);
     let (stop, stopped) = async_channel::bounded(1);
     let shared = Arc::new(Shared {
@@ -258,10 +258,11 @@ pub async fn listen(
     });
     let task = ControlTask {
         runtime: runtime.clone(),
-        io: control,
-        decoder,
-        rest,
-        keepalive: config.keepalive,
+        connect: connect.clone(),
+        config: config.clone(),
+        identity: identity.clone(),
+        relay: endpoint.clone(),
+        joined,
         invitations,
         stop: stopped,
         shared: shared.clone(),
@@ -300,6 +301,47 @@ pub async fn listen(
         Arc::new(handshake),
         bound,
     )))
+}
+
+/// Joins the relay as a listener: a control connection, JoinRelayRequest
+/// and the relay's answer. `already connected` (the relay still holds
+/// this device's previous connection) is retried with backoff for about
+/// two minutes; with `rejoining`, so is every other failure, for the
+/// config's rejoin time.
+async fn join_relay(
+    runtime: &dyn Runtime,
+    connect: &Connector,
+    config: &RelayConfig,
+    identity: &Identity,
+    endpoint: &Endpoint,
+    rejoining: bool,
+) -> Result<Joined, Error> {
+    let timeout = config.session_timeout;
+    let budget = if rejoining { config.rejoin } else { JOIN_RETRY };
+    let give_up = runtime.now() + budget;
+    let mut backoff = JOIN_BACKOFF;
+    loop {
+        let attempt = async {
+            let mut io = control::open(runtime, connect, config, identity, endpoint).await?;
+            match control::join(runtime, &mut io, timeout).await {
+                Ok((decoder, rest)) => Ok(Joined { io, decoder, rest }),
+                Err(e) => {
+                    session::close(runtime, io).await;
+                    Err(e)
+                }
+            }
+        };
+        let error = match attempt.await {
+            Ok(joined) => return Ok(joined),
+            Err(e) => e,
+        };
+        let again = rejoining || matches!(error, Error::Relay(RelayError::Refused { code: 2, .. }));
+        if !again || runtime.now() + backoff > give_up {
+            return Err(error);
+        }
+        runtime.sleep_until(runtime.now() + backoff).await;
+        backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
+    }
 }
 
 fn side(invitation: &SessionInvitation) -> SessionSide {
