@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use async_std::net::{TcpListener, TcpStream};
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
     BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error, HandshakeListener,
@@ -44,27 +45,59 @@ impl Runtime for AsyncStdRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`) and TLS (futures-rustls) on async-std.
+/// TCP (with `TCP_NODELAY`), TLS (futures-rustls) and `relay://` on
+/// async-std.
 ///
 /// The default dials `tls://` trusting the system's roots (or the URL's
 /// pinned fingerprint) and cannot listen on `tls://`:
 /// [`with_tls`](AsyncStdTransport::with_tls) gives it a certificate or
-/// other trust.
+/// other trust. On `relay://` it uses a device identity generated in
+/// memory unless [`with_relay`](AsyncStdTransport::with_relay) gives one.
 #[derive(Debug, Clone, Default)]
 pub struct AsyncStdTransport {
     tls: TlsConfig,
+    relay: RelayConfig,
 }
 
 impl AsyncStdTransport {
     /// A transport with these TLS settings.
     pub fn with_tls(tls: TlsConfig) -> AsyncStdTransport {
-        AsyncStdTransport { tls }
+        AsyncStdTransport {
+            tls,
+            relay: RelayConfig::default(),
+        }
     }
+
+    /// Uses these `relay://` settings (identity, keep-alive, timeouts).
+    pub fn with_relay(mut self, relay: RelayConfig) -> AsyncStdTransport {
+        self.relay = relay;
+        self
+    }
+
+    /// The `relay://` settings, with this device's identity.
+    pub fn relay(&self) -> &RelayConfig {
+        &self.relay
+    }
+}
+
+/// Plain TCP for the relay code, which opens no sockets itself.
+fn tcp_connector() -> Connector {
+    Arc::new(|address: String| -> BoxResult<'static, BoxIo> {
+        Box::pin(async move {
+            let tcp = TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp) as BoxIo)
+        })
+    })
 }
 
 impl Transport for AsyncStdTransport {
     fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = AsyncStdRuntime;
+                return relay::dial(&runtime, &tcp_connector(), &self.relay, endpoint).await;
+            }
             let scheme = supported(endpoint)?;
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
@@ -82,6 +115,10 @@ impl Transport for AsyncStdTransport {
     /// each bounded by the server's handshake timeout.
     fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = AsyncStdRuntime::shared();
+                return relay::listen(runtime, tcp_connector(), &self.relay, endpoint).await;
+            }
             let server = match supported(endpoint)? {
                 Scheme::Tls => Some(self.tls.server()?.clone()),
                 _ => None,
@@ -131,9 +168,10 @@ impl RawListener for AsyncStdListener {
     }
 }
 
-/// Dials `url` (`tcp://host:port` or
-/// `tls://host:port[?fingerprint=sha256:HEX]`) and starts a client session.
-/// TLS trusts the system's roots, or the fingerprint in the URL.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
+/// or `relay://host:port/?id=DEVICE-ID`) and starts a client session. TLS
+/// trusts the system's roots, or the fingerprint in the URL; `relay://`
+/// dials with a throwaway device identity.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     plex_runtime::connect(
         &AsyncStdTransport::default(),

@@ -21,6 +21,9 @@ mod fingerprint;
 mod manager;
 pub mod mux;
 mod net;
+#[cfg(feature = "relay")]
+pub mod relay;
+mod relay_error;
 mod session;
 mod stream;
 #[cfg(test)]
@@ -50,6 +53,7 @@ pub use net::{connect, listen, Server};
 pub use plex_proto::{
     CloseReason, Config, ErrorCode, OpenOptions, ResetReason, Role, SessionStats, StreamId,
 };
+pub use relay_error::RelayError;
 pub use session::{Incoming, Listener, Session};
 pub use stream::Stream;
 pub use tls_error::TlsError;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
@@ -58,22 +59,50 @@ impl Runtime for SmolRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`), TLS (futures-rustls) and WebSocket on smol.
+/// TCP (with `TCP_NODELAY`), TLS (futures-rustls), WebSocket and
+/// `relay://` on smol.
 ///
 /// The default dials `tls://` trusting the system's roots (or the URL's
 /// pinned fingerprint) and cannot listen on `tls://`:
 /// [`with_tls`](SmolTransport::with_tls) gives it a certificate or other
-/// trust.
+/// trust. On `relay://` it uses a device identity generated in memory
+/// unless [`with_relay`](SmolTransport::with_relay) gives one.
 #[derive(Debug, Clone, Default)]
 pub struct SmolTransport {
     tls: TlsConfig,
+    relay: RelayConfig,
 }
 
 impl SmolTransport {
     /// A transport with these TLS settings.
     pub fn with_tls(tls: TlsConfig) -> SmolTransport {
-        SmolTransport { tls }
+        SmolTransport {
+            tls,
+            relay: RelayConfig::default(),
+        }
     }
+
+    /// Uses these `relay://` settings (identity, keep-alive, timeouts).
+    pub fn with_relay(mut self, relay: RelayConfig) -> SmolTransport {
+        self.relay = relay;
+        self
+    }
+
+    /// The `relay://` settings, with this device's identity.
+    pub fn relay(&self) -> &RelayConfig {
+        &self.relay
+    }
+}
+
+/// Plain TCP for the relay code, which opens no sockets itself.
+fn tcp_connector() -> Connector {
+    Arc::new(|address: String| -> BoxResult<'static, BoxIo> {
+        Box::pin(async move {
+            let tcp = TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp) as BoxIo)
+        })
+    })
 }
 
 impl Transport for SmolTransport {
@@ -103,6 +132,9 @@ impl Transport for SmolTransport {
 impl SmolTransport {
     fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                return relay::dial(&SmolRuntime, &tcp_connector(), &self.relay, endpoint).await;
+            }
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
             match endpoint.scheme {
@@ -127,6 +159,10 @@ impl SmolTransport {
         messages: bool,
     ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = SmolRuntime::shared();
+                return relay::listen(runtime, tcp_connector(), &self.relay, endpoint).await;
+            }
             let server = match endpoint.scheme {
                 Scheme::Tls => Some(self.tls.server()?.clone()),
                 _ => None,
@@ -195,9 +231,10 @@ impl RawListener for SmolListener {
     }
 }
 
-/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
-/// or `ws://host:port/path`) and starts a client session. TLS trusts the
-/// system's roots, or the fingerprint in the URL.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`,
+/// `ws://host:port/path` or `relay://host:port/?id=DEVICE-ID`) and starts a
+/// client session. TLS trusts the system's roots, or the fingerprint in the
+/// URL; `relay://` dials with a throwaway device identity.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     plex_runtime::connect(
         &SmolTransport::default(),
