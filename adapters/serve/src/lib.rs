@@ -37,11 +37,13 @@
 
 mod config;
 mod error;
+mod events;
 mod guard;
 mod pools;
 mod routes;
 mod server;
 mod tail;
+mod ui;
 pub mod wire;
 
 pub use config::{parse_http_url, Config, Limits, DEFAULT_HTTP};
