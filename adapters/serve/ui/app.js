@@ -9,6 +9,8 @@ const REFRESH_MS = 2000;
 const MAX_SHOWN = 500;
 /** Messages shown when a pool is chosen, before the live ones. */
 const BACKLOG = 100;
+/** Data whose compact JSON is at most this long is shown on one line. */
+const ONE_LINE = 100;
 
 const $ = (id) => document.getElementById(id);
 
@@ -242,7 +244,9 @@ function messageCard(message) {
   if (message.meta.encoding) {
     data = el('pre', { class: 'data' }, el('span', { class: 'dim' }, `(${message.meta.encoding}) `), message.data);
   } else {
-    data = el('pre', { class: 'data' }, JSON.stringify(message.data, null, 2));
+    const compact = JSON.stringify(message.data);
+    const text = compact.length <= ONE_LINE ? compact : JSON.stringify(message.data, null, 2);
+    data = el('pre', { class: 'data' }, text);
   }
   return el(
     'article',
