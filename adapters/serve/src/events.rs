@@ -9,7 +9,9 @@
 //! got. Without `timeout_ms` the stream lasts until the client goes away or
 //! the server shuts down; a `: keep-alive` comment is sent whenever it has
 //! been silent for [`crate::Limits::keep_alive`], so that idle proxies keep
-//! it open and a vanished client is noticed.
+//! it open and a vanished client is noticed. Like the JSON Lines tail, it
+//! is read only as fast as hyper writes it: at most one chunk of about
+//! 64 KiB is buffered per connection.
 //!
 //! Every refusal after the Host/Origin guard (a bad query, a missing pool,
 //! no free tail slot) is a 200 stream of one `event: error` whose data is

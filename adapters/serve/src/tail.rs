@@ -207,6 +207,12 @@ impl State {
             }
         }
         let (entry, notifier) = self.open.clone()?;
+        // Silence is counted from the last chunk sent, however many
+        // wake-ups brought only messages the tags filter out.
+        let keep_alive = match self.tail.format {
+            Format::Sse { keep_alive } => Some(Instant::now() + keep_alive),
+            Format::JsonLines => None,
+        };
         loop {
             let mut out = Vec::new();
             let since = self.next.map_or(
@@ -270,11 +276,10 @@ impl State {
                     None => std::future::pending().await,
                 }
             };
-            let format = self.tail.format;
             let silent = async move {
-                match format {
-                    Format::Sse { keep_alive } => tokio::time::sleep(keep_alive).await,
-                    Format::JsonLines => std::future::pending().await,
+                match keep_alive {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {

@@ -19,7 +19,7 @@ use crate::routes::Body;
 
 /// The page's policy: its own script, style sheet and endpoints, nothing
 /// inline, no frames around it, no forms posted elsewhere.
-pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
