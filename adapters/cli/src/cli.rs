@@ -116,6 +116,7 @@ pub(crate) enum Command {
     /// DELETE /v0/pools/{pool}, POST /v0/pools/{pool}/append,
     /// GET /v0/pools/{pool}/messages/{seq}, GET /v0/pools/{pool}/tail
     /// (JSON Lines: since_seq, max, timeout_ms, gap_policy, tag), GET /healthz.
+    /// GET / is a web page that watches pools live: open the printed URL.
     ///
     /// Loopback only for now, without credentials, like Plasmite's local
     /// listener: requests whose Host or Origin is not this machine get 403

@@ -38,6 +38,10 @@ pub struct Limits {
     /// How long shutdown waits for in-flight requests before closing their
     /// connections. Default 5 s.
     pub shutdown_grace: Duration,
+    /// How long the web page's event stream stays silent before a
+    /// keep-alive comment, so that idle proxies keep it open and a client
+    /// that went away is noticed. Default 15 s.
+    pub keep_alive: Duration,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(15),
         }
     }
 }

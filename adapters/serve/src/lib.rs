@@ -6,7 +6,11 @@
 //! `POST /v0/pools/open`, `GET /v0/pools/{pool}/info`,
 //! `DELETE /v0/pools/{pool}`, `POST /v0/pools/{pool}/append`,
 //! `GET /v0/pools/{pool}/messages/{seq}`, `GET /v0/pools/{pool}/tail` (JSON
-//! Lines) and `GET /healthz`; Lite3 endpoints answer 400. Errors are
+//! Lines) and `GET /healthz`; Lite3 endpoints answer 400. `GET /` is a web
+//! page that watches pools live, with its assets under `/ui/assets/` and
+//! its live tail as server-sent events from
+//! `GET /v0/ui/pools/{pool}/events` (outside the protocol, as Plasmite's
+//! own UI routes are). Errors are
 //! Plasmite's envelope `{"error":{"kind","message","path"?,"seq"?}}` with
 //! its statuses, and every response carries `plasmite-version: 0`.
 //!
@@ -37,11 +41,13 @@
 
 mod config;
 mod error;
+mod events;
 mod guard;
 mod pools;
 mod routes;
 mod server;
 mod tail;
+mod ui;
 pub mod wire;
 
 pub use config::{parse_http_url, Config, Limits, DEFAULT_HTTP};

@@ -21,8 +21,8 @@ use tokio::sync::{watch, Semaphore};
 use crate::config::Limits;
 use crate::error::{ApiError, Kind};
 use crate::pools::{check_name, Pools};
-use crate::tail::{Tail, TailQuery};
-use crate::{guard, wire};
+use crate::tail::{Format, Tail, TailQuery};
+use crate::{events, guard, ui, wire};
 
 /// The body of every response.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -70,6 +70,20 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     let method = req.method();
     match segments.as_slice() {
+        [""] | ["ui"] => {
+            allow(method, &[Method::GET])?;
+            Ok(ui::page())
+        }
+        ["ui", "assets", asset] => {
+            allow(method, &[Method::GET])?;
+            ui::asset(asset)
+                .ok_or_else(|| ApiError::new(Kind::NotFound, format!("no such asset: {asset}")))
+        }
+        ["v0", "ui", "pools", pool, "events"] => {
+            allow(method, &[Method::GET])?;
+            let pool = decode(pool)?;
+            Ok(events::stream(app, pool, &req))
+        }
         ["healthz"] => {
             allow(method, &[Method::GET])?;
             Ok(json(StatusCode::OK, b"{\"ok\":true}".to_vec()))
@@ -260,7 +274,8 @@ fn tail(app: &Arc<App>, name: String, query: Option<&str>) -> Result<Response<Bo
         pools: app.pools.clone(),
         name,
         query,
-        deadline,
+        deadline: Some(deadline),
+        format: Format::JsonLines,
         _slot: permit,
         shutdown: app.shutdown.clone(),
     };

@@ -4,3 +4,4 @@ mod common;
 mod limits;
 mod pools;
 mod tail;
+mod ui;
