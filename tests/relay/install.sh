@@ -11,6 +11,14 @@ if command -v strelaysrv >/dev/null 2>&1; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Keeps the package from starting the public relay at all while it installs
+# (Debian's invoke-rc.d asks policy-rc.d; 101 = action forbidden).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq syncthing-relaysrv
 systemctl disable --now syncthing-relaysrv 2>/dev/null || true
