@@ -18,6 +18,8 @@ mod driver;
 mod endpoint;
 mod error;
 mod fingerprint;
+#[cfg(feature = "futures-ws")]
+pub mod futures_ws;
 mod manager;
 pub mod mux;
 mod net;

@@ -25,9 +25,9 @@ use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
 use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
-    accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
+    futures_ws, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
     HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
-    Session, Sleep, Transport, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
+    Session, Sleep, Transport, TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use smol::net::{TcpListener, TcpStream};
 
@@ -140,12 +140,7 @@ impl SmolTransport {
             match endpoint.scheme {
                 Scheme::Tcp => Ok(Box::new(tcp) as BoxIo),
                 Scheme::Tls => tls::connect(&SmolRuntime, self.tls.client(), endpoint, tcp).await,
-                Scheme::Ws => {
-                    let (ws, _) = async_tungstenite::client_async(endpoint.to_string(), tcp)
-                        .await
-                        .map_err(ws_io_error)?;
-                    Ok(Box::new(ws_io(ws, messages)) as BoxIo)
-                }
+                Scheme::Ws => futures_ws::connect(endpoint, tcp, messages).await,
                 other => Err(EndpointError::UnsupportedScheme(other.name().into()).into()),
             }
         })
@@ -178,35 +173,17 @@ impl SmolTransport {
                     server.handshake_timeout(),
                 )) as Box<dyn TransportListener>,
                 (Scheme::Ws, None) => {
-                    let check = raw.endpoint.path.clone();
-                    let upgrade = move |tcp: TcpStream| -> BoxResult<'static, BoxIo> {
-                        let check = accept_path(check.clone());
-                        Box::pin(async move {
-                            let ws = async_tungstenite::accept_hdr_async(tcp, check)
-                                .await
-                                .map_err(ws_io_error)?;
-                            Ok(Box::new(ws_io(ws, messages)) as BoxIo)
-                        })
-                    };
+                    let upgrade = futures_ws::acceptor(raw.endpoint.path.clone(), messages);
                     Box::new(HandshakeListener::new(
                         raw,
                         SmolRuntime::shared(),
-                        Arc::new(upgrade),
+                        upgrade,
                         DEFAULT_HANDSHAKE_TIMEOUT,
                     )) as Box<dyn TransportListener>
                 }
                 _ => Box::new(PlainListener(raw)),
             })
         })
-    }
-}
-
-/// A WebSocket as a byte stream, or in messages mode.
-fn ws_io<S>(ws: S, messages: bool) -> WsIo<S> {
-    if messages {
-        WsIo::messages(ws)
-    } else {
-        WsIo::new(ws)
     }
 }
 
