@@ -125,6 +125,41 @@ pub(crate) enum Command {
     /// (default: warn).
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Create, list and revoke the access tokens of `plex serve`
+    ///
+    /// Tokens belong to the pool directory (--dir): their SHA-256 hashes are
+    /// kept in <dir>/.plex-serve/tokens.json (mode 0600), never the secrets.
+    /// `create` prints the secret once; clients send it as
+    /// `Authorization: Bearer <secret>`. A running `plex serve` sees a new or
+    /// revoked token at the next request.
+    #[command(subcommand, verbatim_doc_comment)]
+    Token(TokenCommand),
+}
+
+/// `plex token …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print it with its secret (shown this once):
+    /// {"id":ID,"name":NAME,"created":TIME,"revoked":false,"secret":SECRET}
+    Create(TokenCreateArgs),
+    /// Print every token, one per line, without secrets
+    List,
+    /// Revoke a token by id or name; the record printed shows it revoked
+    Revoke(TokenRevokeArgs),
+}
+
+/// `plex token create`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// A name for whoever gets the token (unique in the directory)
+    pub(crate) name: String,
+}
+
+/// `plex token revoke`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenRevokeArgs {
+    /// The token's id or name
+    pub(crate) token: String,
 }
 
 /// `plex serve`.

@@ -47,6 +47,7 @@ mod pools;
 mod routes;
 mod server;
 mod tail;
+pub mod tokens;
 mod ui;
 pub mod wire;
 

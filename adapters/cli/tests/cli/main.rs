@@ -14,3 +14,4 @@ mod feed;
 mod pools;
 mod read;
 mod serve;
+mod token;
