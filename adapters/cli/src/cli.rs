@@ -118,10 +118,13 @@ pub(crate) enum Command {
     /// (JSON Lines: since_seq, max, timeout_ms, gap_policy, tag), GET /healthz.
     /// GET / is a web page that watches pools live: open the printed URL.
     ///
-    /// Loopback only for now, without credentials, like Plasmite's local
-    /// listener: requests whose Host or Origin is not this machine get 403
-    /// (DNS-rebinding protection). An address off loopback is refused (exit 2):
-    /// it will need TLS and a token. Logs go to stderr, filtered by RUST_LOG
+    /// On http:// the listener must be on loopback and takes no credentials,
+    /// like Plasmite's local listener: requests whose Host or Origin is not
+    /// this machine get 403 (DNS-rebinding protection). Other machines come
+    /// over https:// (--tls-cert and --tls-key, or --tls-self-signed), where
+    /// every request but /healthz needs `Authorization: Bearer <secret>` of a
+    /// live token (`plex token create`), else 401; an http:// address off
+    /// loopback is refused (exit 2). Logs go to stderr, filtered by RUST_LOG
     /// (default: warn).
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
@@ -165,9 +168,25 @@ pub(crate) struct TokenRevokeArgs {
 /// `plex serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Where to listen: http://HOST:PORT on loopback (port 0 picks a free one)
+    /// Where to listen: http://HOST:PORT on loopback, or https://HOST:PORT
+    /// anywhere (port 0 picks a free one)
     #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_HTTP)]
     pub(crate) http: String,
+    /// The https:// listener's certificate chain (PEM)
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The https:// listener's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Generate a self-signed certificate for the https:// listener (for
+    /// development; its SHA-256 fingerprint is printed on stderr)
+    #[arg(long)]
+    pub(crate) tls_self_signed: bool,
 }
 
 /// `plex bus …`.

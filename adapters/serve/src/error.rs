@@ -23,11 +23,12 @@ pub enum ServeError {
     /// A limit is zero, which would refuse everything.
     #[error("the limit {0} must be at least 1")]
     Limit(&'static str),
-    /// The address is off loopback: that needs TLS and an access token,
-    /// which this server does not offer yet.
+    /// The address is off loopback without TLS: other machines must come
+    /// through TLS with an access token.
     #[error(
-        "refusing to listen on {addr}: a listener off loopback requires TLS and an access \
-         token, which plex serve does not offer yet; listen on 127.0.0.1 or [::1]"
+        "refusing to listen on {addr} without TLS: other machines may connect only over \
+         https, with an access token; listen on https://{addr} with a certificate, or on \
+         127.0.0.1 or [::1]"
     )]
     OffLoopback {
         /// The address asked for.

@@ -29,16 +29,20 @@
 //! tail that starts before the oldest message held reports the gap at once
 //! rather than on the next message.
 //!
-//! Only a loopback listener exists so far, credential-free like Plasmite's
-//! and guarded against DNS rebinding by `Host` and `Origin` checks (403);
-//! other addresses are refused ([`ServeError::OffLoopback`]) until TLS and
-//! access tokens arrive. Messages print as [`wire::envelope_into`] renders
+//! A plain HTTP listener must be on loopback: it is credential-free like
+//! Plasmite's local one and guarded against DNS rebinding by `Host` and
+//! `Origin` checks (403); other addresses are refused
+//! ([`ServeError::OffLoopback`]). With a certificate ([`Config::tls`]) the
+//! listener speaks HTTPS and may listen anywhere, and every request but
+//! `/healthz` needs `Authorization: Bearer <secret>` of a live access token
+//! ([`tokens`]), else 401 Permission. Messages print as [`wire::envelope_into`] renders
 //! them, byte for byte as `plex follow` prints them. The crate logs through
 //! `tracing` events, with a span per connection; it installs no subscriber.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg(unix)]
 
+mod access;
 mod config;
 mod error;
 mod events;
@@ -51,7 +55,10 @@ pub mod tokens;
 mod ui;
 pub mod wire;
 
-pub use config::{parse_http_url, Config, Limits, DEFAULT_HTTP};
+pub use config::{parse_http_url, Config, HttpUrl, Limits, DEFAULT_HTTP};
 pub use error::ServeError;
+/// TLS certificates for [`Config::tls`] (PEM files, or self-signed for
+/// development), from the runtime's `tls://`.
+pub use plex_runtime::tls::ServerTls;
 pub use pools::{EXTENSION, WIRE_EXTENSION};
 pub use server::Server;

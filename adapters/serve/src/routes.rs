@@ -18,11 +18,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{watch, Semaphore};
 
+use crate::access::Access;
 use crate::config::Limits;
 use crate::error::{ApiError, Kind};
 use crate::pools::{check_name, Pools};
 use crate::tail::{Format, Tail, TailQuery};
-use crate::{events, guard, ui, wire};
+use crate::{events, ui, wire};
 
 /// The body of every response.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -34,6 +35,8 @@ pub(crate) struct App {
     pub(crate) limits: Limits,
     pub(crate) tails: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Who may use the listener.
+    pub(crate) access: Access,
 }
 
 /// Bytes of a refused request's body read before answering, so that the
@@ -50,11 +53,19 @@ const DEFAULT_POOL_SIZE: u64 = 1 << 20;
 pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut response = match guard::check(req.headers()) {
+    let mut response = match app.access.check(req.headers(), &path) {
         Ok(()) => route(&app, req).await.unwrap_or_else(|e| error(&e)),
         Err(e) => {
             drain(req.into_body()).await;
-            error(&e)
+            let mut response = error(&e);
+            if let Some((name, value)) = app.access.challenges() {
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    response
+                        .headers_mut()
+                        .insert(name, HeaderValue::from_static(value));
+                }
+            }
+            response
         }
     };
     response

@@ -141,7 +141,7 @@ fn refuses_listeners_off_loopback_and_bad_urls() {
         .run(&["serve", "--http", "http://0.0.0.0:0"])
         .fails(2, "Usage");
     assert!(
-        err["message"].as_str().unwrap().contains("requires TLS"),
+        err["message"].as_str().unwrap().contains("without TLS"),
         "{err}"
     );
     for url in [
@@ -151,4 +151,64 @@ fn refuses_listeners_off_loopback_and_bad_urls() {
     ] {
         env.run(&["serve", "--http", url]).fails(2, "Usage");
     }
+}
+
+#[test]
+fn https_listens_with_a_certificate_and_refuses_plain_http() {
+    let env = Env::new();
+    let mut child = env
+        .cmd()
+        .args([
+            "serve",
+            "--http",
+            "https://127.0.0.1:0",
+            "--tls-self-signed",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn plex serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .expect("read the URL");
+    let serve = Serve {
+        child: Some(child),
+        url: line.trim_end().to_owned(),
+    };
+    let authority = serve.url.strip_prefix("https://").expect("an https URL");
+    // Plain HTTP gets no HTTP answer: the listener speaks TLS only.
+    let mut stream = TcpStream::connect(authority).expect("connect");
+    write!(
+        stream,
+        "GET /v0/pools HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    let run = serve.stop("-TERM");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("self-signed certificate, fingerprint sha256:"),
+        "{run:?}"
+    );
+    // TLS flags need https, and https needs a certificate.
+    env.run(&["serve", "--http", "http://127.0.0.1:0", "--tls-self-signed"])
+        .fails(2, "Usage");
+    env.run(&["serve", "--http", "https://127.0.0.1:0"])
+        .fails(2, "Usage");
+    let missing = env.root().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    env.run(&[
+        "serve",
+        "--http",
+        "https://127.0.0.1:0",
+        "--tls-cert",
+        missing,
+        "--tls-key",
+        missing,
+    ])
+    .fails(2, "Usage");
 }
