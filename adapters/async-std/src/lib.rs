@@ -15,8 +15,8 @@ use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
     futures_ws, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
-    Session, Sleep, Transport, TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
+    FramedTransport, HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener,
+    Runtime, Scheme, Server, Session, Sleep, TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 
 /// [`Runtime`] on async-std's global executor.
@@ -91,32 +91,9 @@ fn tcp_connector() -> Connector {
     })
 }
 
-impl Transport for AsyncStdTransport {
-    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, false)
-    }
-
-    /// Listens on `endpoint`. TLS handshakes and WebSocket upgrades run in
-    /// tasks of their own, each bounded by a timeout.
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, false)
-    }
-
-    /// On WebSocket, one binary message per message (Protomux).
-    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, true)
-    }
-
-    fn listen_messages<'a>(
-        &'a self,
-        endpoint: &'a Endpoint,
-    ) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, true)
-    }
-}
-
-impl AsyncStdTransport {
-    fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+/// On WebSocket with `messages`, one binary message per message (Protomux).
+impl FramedTransport for AsyncStdTransport {
+    fn dial_framed<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
             if endpoint.scheme == Scheme::Relay {
                 let runtime = AsyncStdRuntime;
@@ -136,7 +113,7 @@ impl AsyncStdTransport {
         })
     }
 
-    fn listen_with<'a>(
+    fn listen_framed<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         messages: bool,

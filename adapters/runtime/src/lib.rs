@@ -72,7 +72,7 @@ const _: fn() = || {
     shareable::<mux::MuxChannel>();
     shareable::<mux::MuxListener>();
 };
-pub use transport::{BoxIo, BoxResult, Io, Transport, TransportListener};
+pub use transport::{BoxIo, BoxResult, FramedTransport, Io, Transport, TransportListener};
 #[cfg(feature = "ws")]
 pub use ws::{accept_path, io_error as ws_io_error, WsIo};
 

@@ -26,8 +26,8 @@ use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
     futures_ws, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
-    Session, Sleep, Transport, TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
+    FramedTransport, HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener,
+    Runtime, Scheme, Server, Session, Sleep, TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use smol::net::{TcpListener, TcpStream};
 
@@ -105,32 +105,9 @@ fn tcp_connector() -> Connector {
     })
 }
 
-impl Transport for SmolTransport {
-    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, false)
-    }
-
-    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
-    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, false)
-    }
-
-    /// On WebSocket, one binary message per message (Protomux).
-    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, true)
-    }
-
-    fn listen_messages<'a>(
-        &'a self,
-        endpoint: &'a Endpoint,
-    ) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, true)
-    }
-}
-
-impl SmolTransport {
-    fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+/// On WebSocket with `messages`, one binary message per message (Protomux).
+impl FramedTransport for SmolTransport {
+    fn dial_framed<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
             if endpoint.scheme == Scheme::Relay {
                 return relay::dial(&SmolRuntime, &tcp_connector(), &self.relay, endpoint).await;
@@ -148,7 +125,7 @@ impl SmolTransport {
 
     /// Listens on `endpoint`. WebSocket upgrades and TLS handshakes run in
     /// tasks of their own, each bounded by a timeout.
-    fn listen_with<'a>(
+    fn listen_framed<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         messages: bool,

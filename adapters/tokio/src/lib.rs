@@ -66,8 +66,8 @@ use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{client_handshake, TlsConfig};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
-    Session, Sleep, Transport, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
+    FramedTransport, HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener,
+    Runtime, Scheme, Server, Session, Sleep, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use tokio::net::{TcpListener, TcpStream};
 
@@ -143,32 +143,9 @@ fn tcp_connector() -> Connector {
     })
 }
 
-impl Transport for TokioTransport {
-    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, false)
-    }
-
-    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
-    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, false)
-    }
-
-    /// On WebSocket, one binary message per message (Protomux).
-    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, true)
-    }
-
-    fn listen_messages<'a>(
-        &'a self,
-        endpoint: &'a Endpoint,
-    ) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, true)
-    }
-}
-
-impl TokioTransport {
-    fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+/// On WebSocket with `messages`, one binary message per message (Protomux).
+impl FramedTransport for TokioTransport {
+    fn dial_framed<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
         Box::pin(async move {
             if endpoint.scheme == Scheme::Relay {
                 let runtime = TokioRuntime::current();
@@ -199,7 +176,7 @@ impl TokioTransport {
 
     /// Listens on `endpoint`. WebSocket upgrades and TLS handshakes run in
     /// tasks of their own, each bounded by a timeout.
-    fn listen_with<'a>(
+    fn listen_framed<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         messages: bool,
