@@ -131,7 +131,7 @@ pub(crate) enum Command {
     /// Create, list and revoke the access tokens of `plex serve`
     ///
     /// Tokens belong to the pool directory (--dir): their SHA-256 hashes are
-    /// kept in <dir>/.plex-serve/tokens.json (mode 0600), never the secrets.
+    /// kept in DIR/.plex-serve/tokens.json (mode 0600), never the secrets.
     /// `create` prints the secret once; clients send it as
     /// `Authorization: Bearer <secret>`. A running `plex serve` sees a new or
     /// revoked token at the next request.

@@ -324,6 +324,7 @@ impl Inner {
                 id,
                 handshake,
             } => {
+                tracing::debug!(?stream, ?protocol, ?id, "the peer opened a stream");
                 if self.refusing {
                     // Gone already if the peer reset it.
                     let _ = self.session.refuse(stream);
@@ -370,6 +371,7 @@ impl Inner {
                 }
             }
             Event::Reset { stream, reason } => {
+                tracing::debug!(?stream, ?reason, "stream reset");
                 match self.slots.get_mut(&stream) {
                     Some(slot) => {
                         slot.ended = Some(Error::Reset(reason));
@@ -390,8 +392,12 @@ impl Inner {
                 self.pongs += 1;
                 wake.extend(self.pong_waiters.drain());
             }
-            Event::GoAway { .. } => wake.extend(self.openers.drain()),
+            Event::GoAway { code, .. } => {
+                tracing::debug!(?code, "the peer is going away (GOAWAY)");
+                wake.extend(self.openers.drain());
+            }
             Event::Closed { reason } => {
+                tracing::debug!(?reason, "connection closed");
                 self.closed = Some(reason);
                 self.wake_all(wake);
             }

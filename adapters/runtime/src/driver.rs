@@ -242,6 +242,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Input::Bytes(bytes) => inner.session.handle_input(now, bytes),
                 Input::End(error) => {
                     if let Some(e) = error {
+                        tracing::debug!(error = %e, "the transport failed");
                         inner.io_error.get_or_insert(Arc::new(e));
                     }
                     inner.session.handle_eof(now);
@@ -249,6 +250,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
         }
         if let Some(e) = write_error {
+            tracing::debug!(error = %e, "writing to the transport failed");
             inner.io_error.get_or_insert(Arc::new(e));
             inner.session.handle_eof(now);
             progress = true;
@@ -319,6 +321,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                 if this.conn.runtime.now() >= linger {
                     // The peer stopped reading: drop the transport. A session
                     // still draining ends as if the transport had failed.
+                    tracing::debug!("the peer stopped reading while winding down: dropped");
                     if !round.closed {
                         let gave_up = io::Error::new(io::ErrorKind::TimedOut, "linger expired");
                         this.exchange(cx, Vec::new(), Some(gave_up));

@@ -10,6 +10,8 @@ use futures_io::{AsyncRead, AsyncWrite};
 use plex_proto::{CloseReason, Config, ErrorCode, LocalError, OpenOptions, Role, SessionStats};
 
 use crate::conn::{Conn, Pending, Registration, Slot, WaitKind};
+use tracing::Instrument;
+
 use crate::driver::Driver;
 use crate::{DriverConfig, Error, Runtime, Stream};
 
@@ -53,7 +55,9 @@ impl Session {
         let now = runtime.now();
         let session = plex_proto::Session::new(role, config, now)?;
         let conn = Conn::new(session, runtime, driver);
-        conn.runtime.spawn(Box::pin(Driver::new(conn.clone(), io)));
+        let span = tracing::debug_span!("plex_connection", ?role);
+        let driver = Driver::new(conn.clone(), io).instrument(span);
+        conn.runtime.spawn(Box::pin(driver));
         Ok(Session::from_conn(conn))
     }
 
