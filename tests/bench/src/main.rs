@@ -27,7 +27,9 @@ usage: plex-bench <suite> [--quick]
 suites:
   proto    the sans-IO protocol in memory: codec, bulk transfer, stream churn, memory
   mux      plex on tokio over loopback TCP against raw TCP, yamux and h2:
-           bulk, RPC, stream open rate, idle stream memory
+           bulk, RPC, stream open rate, idle stream memory; over tls:// against
+           raw rustls; bulk through a strelaysrv it runs on loopback (relay://)
+           against raw relayed sessions
   store    plex-store pools against plasmite's: appends, random gets, follow latency, reads
   rpc      store-port get and put over plex RPC against gRPC (tonic), loopback TCP on
            tokio, 1 and 64 calls in flight

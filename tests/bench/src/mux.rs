@@ -15,6 +15,9 @@
 //!   `rpc_64` with plex over `tls://` against raw rustls over TCP (a
 //!   connection and a handshake per stream, made before the clock starts
 //!   for rpc's lanes, as raw TCP's).
+//! - `relay_bulk_1`: `bulk_1` through one `strelaysrv` on loopback, which
+//!   the suite runs: plex over `relay://` (one relayed session, mutual TLS
+//!   inside) against raw relayed sessions (one per stream, no TLS).
 //!
 //! The implementations alternate, each run on a fresh runtime, and every
 //! figure is the median of the runs. `idle_streams` runs in a fresh process
@@ -23,6 +26,9 @@
 
 mod h2_peer;
 mod peer;
+mod relay_peer;
+mod relayed;
+mod strelaysrv;
 mod tls_peer;
 mod workload;
 mod yamux_peer;
@@ -34,6 +40,8 @@ use std::time::Duration;
 
 use h2_peer::H2;
 use peer::{Mux, Plex, Tcp};
+use relay_peer::{PlexRelay, RawRelay};
+use strelaysrv::{Relay, RelayAt};
 use tls_peer::{PlexTls, RawTls};
 use yamux_peer::Yamux;
 
@@ -65,8 +73,15 @@ pub(crate) const IDLE_COMMAND: &str = "__mux-idle";
 /// Runs every scenario of the suite.
 pub(crate) fn run(options: Options) -> Result<Report> {
     let mut report = Report::default();
+    // Started for the first plan that goes through it; killed at the end.
+    let mut relay: Option<Relay> = None;
     for plan in plans(options) {
-        let figures = measure(&plan, options.runs())?;
+        let at = match (&relay, plan.peers.iter().any(|p| p.relayed())) {
+            (Some(running), true) => Some(running.at()),
+            (None, true) => Some(relay.insert(Relay::start()?).at()),
+            (_, false) => None,
+        };
+        let figures = measure(&plan, options.runs(), at)?;
         for (i, metric) in plan.metrics.into_iter().enumerate() {
             let results = figures
                 .iter()
@@ -100,6 +115,9 @@ enum Peer {
     /// Plex over `tls://`, reported as plex in the TLS rows.
     PlexTls,
     RawTls,
+    /// Plex over `relay://`, reported as plex in the relay row.
+    PlexRelay,
+    RawRelay,
 }
 
 impl Peer {
@@ -110,6 +128,8 @@ impl Peer {
     const MULTIPLEXED: [Peer; 3] = [Peer::Plex, Peer::Yamux, Peer::H2];
     /// The TLS rows: plex over `tls://` and raw rustls over TCP.
     const TLS: [Peer; 2] = [Peer::PlexTls, Peer::RawTls];
+    /// The relay row: plex over `relay://` and raw relayed sessions.
+    const RELAY: [Peer; 2] = [Peer::PlexRelay, Peer::RawRelay];
 
     fn name(self) -> &'static str {
         match self {
@@ -119,7 +139,14 @@ impl Peer {
             Peer::H2 => H2::NAME,
             Peer::PlexTls => PlexTls::NAME,
             Peer::RawTls => RawTls::NAME,
+            Peer::PlexRelay => PlexRelay::NAME,
+            Peer::RawRelay => RawRelay::NAME,
         }
+    }
+
+    /// Whether it goes through the suite's relay.
+    fn relayed(self) -> bool {
+        matches!(self, Peer::PlexRelay | Peer::RawRelay)
     }
 }
 
@@ -147,23 +174,23 @@ impl Workload {
     /// One run's figures, in the order of the plan's metrics: bulk gives
     /// MB/s; rpc and open_echo give the rate, p50 and p99; idle gives heap
     /// and resident bytes per stream.
-    async fn run<M: Mux>(self) -> Result<Figures> {
+    async fn run<M: Mux>(self, env: M::Env) -> Result<Figures> {
         Ok(match self {
             Workload::Bulk {
                 streams,
                 per_stream,
                 pattern,
-            } => vec![workload::bulk::<M>(streams, per_stream, pattern).await?],
+            } => vec![workload::bulk::<M>(env, streams, per_stream, pattern).await?],
             Workload::Rpc { lanes, requests } => {
-                let rate = workload::rpc::<M>(lanes, requests).await?;
+                let rate = workload::rpc::<M>(env, lanes, requests).await?;
                 vec![rate.per_second, rate.p50, rate.p99]
             }
             Workload::OpenEcho { ops } => {
-                let rate = workload::open_echo::<M>(ops).await?;
+                let rate = workload::open_echo::<M>(env, ops).await?;
                 vec![rate.per_second, rate.p50, rate.p99]
             }
             Workload::Idle { streams } => {
-                let footprint = workload::idle::<M>(streams).await?;
+                let footprint = workload::idle::<M>(env, streams).await?;
                 vec![footprint.heap, footprint.rss]
             }
         })
@@ -300,7 +327,7 @@ fn plans(options: Options) -> Vec<Plan> {
             workload: Workload::Bulk {
                 streams: 1,
                 per_stream: if quick { 256 * MIB } else { 1024 * MIB },
-                pattern,
+                pattern: pattern.clone(),
             },
             peers: &Peer::TLS,
             metrics: vec![Metric::higher(
@@ -323,13 +350,27 @@ fn plans(options: Options) -> Vec<Plan> {
             Vec::new(),
             Vec::new(),
         ),
+        Plan {
+            label: "relay_bulk_1",
+            workload: Workload::Bulk {
+                streams: 1,
+                per_stream: if quick { 256 * MIB } else { 1024 * MIB },
+                pattern,
+            },
+            peers: &Peer::RELAY,
+            metrics: vec![Metric::higher("relay_bulk_1", "MB/s", Vec::new())],
+        },
     ]
 }
 
 /// Runs a plan `runs` times, each implementation once per run, starting
-/// with a different one each time. Returns each implementation's figures
-/// per run.
-fn measure(plan: &Plan, runs: usize) -> Result<Vec<(&'static str, Vec<Figures>)>> {
+/// with a different one each time, relay peers through `relay`. Returns
+/// each implementation's figures per run.
+fn measure(
+    plan: &Plan,
+    runs: usize,
+    relay: Option<RelayAt>,
+) -> Result<Vec<(&'static str, Vec<Figures>)>> {
     let mut figures: Vec<_> = plan.peers.iter().map(|p| (p.name(), Vec::new())).collect();
     for run in 0..runs {
         for k in 0..plan.peers.len() {
@@ -343,7 +384,7 @@ fn measure(plan: &Plan, runs: usize) -> Result<Vec<(&'static str, Vec<Figures>)>
             );
             let run_figures = match plan.workload {
                 Workload::Idle { streams } => idle_in_child(peer, streams),
-                ref workload => run_once(workload.clone(), peer),
+                ref workload => run_once(workload.clone(), peer, relay),
             }
             .map_err(|e| format!("{} on {}: {e}", plan.label, peer.name()))?;
             assert_eq!(
@@ -359,20 +400,23 @@ fn measure(plan: &Plan, runs: usize) -> Result<Vec<(&'static str, Vec<Figures>)>
 }
 
 /// One run of `workload` by `peer` on a runtime of its own, so that nothing
-/// of one run lingers into the next.
-fn run_once(workload: Workload, peer: Peer) -> Result<Figures> {
+/// of one run lingers into the next; relay peers go through `relay`.
+fn run_once(workload: Workload, peer: Peer, relay: Option<RelayAt>) -> Result<Figures> {
+    let relay = move || relay.ok_or_else(|| format!("{} needs the relay", peer.name()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let task = runtime.spawn(async move {
         let run = async move {
             match peer {
-                Peer::Plex => workload.run::<Plex>().await,
-                Peer::Raw => workload.run::<Tcp>().await,
-                Peer::Yamux => workload.run::<Yamux>().await,
-                Peer::H2 => workload.run::<H2>().await,
-                Peer::PlexTls => workload.run::<PlexTls>().await,
-                Peer::RawTls => workload.run::<RawTls>().await,
+                Peer::Plex => workload.run::<Plex>(()).await,
+                Peer::Raw => workload.run::<Tcp>(()).await,
+                Peer::Yamux => workload.run::<Yamux>(()).await,
+                Peer::H2 => workload.run::<H2>(()).await,
+                Peer::PlexTls => workload.run::<PlexTls>(()).await,
+                Peer::RawTls => workload.run::<RawTls>(()).await,
+                Peer::PlexRelay => workload.run::<PlexRelay>(relay()?).await,
+                Peer::RawRelay => workload.run::<RawRelay>(relay()?).await,
             }
         };
         tokio::time::timeout(RUN_LIMIT, run)
@@ -410,7 +454,7 @@ pub(crate) fn idle_main(mut args: impl Iterator<Item = String>) -> ExitCode {
             .find(|p| p.name() == name)
             .ok_or_else(|| format!("unknown implementation `{name}`"))?;
         let streams = args.next().ok_or("no stream count given")?.parse()?;
-        run_once(Workload::Idle { streams }, peer)
+        run_once(Workload::Idle { streams }, peer, None)
     };
     match figures() {
         Ok(figures) => {
@@ -458,6 +502,13 @@ fn notes(options: Options) -> Vec<String> {
         "tls_*: plex over tls:// (one TLS connection) against raw rustls over TCP (a TLS \
          connection per stream); rustls 0.23 with ring on both, one self-signed certificate \
          pinned by fingerprint"
+            .into(),
+        "relay_bulk_1: bulk_1 through one strelaysrv on loopback (no rate limits), which \
+         shares the 2 cores with both ends; plex over relay:// runs mutual TLS inside the \
+         relayed session (rustls, ring), raw relay sends the bytes in the clear, a session \
+         per stream, each write behind a 4-byte length and an empty one as the end (the \
+         relay passes no close on); so plex/raw relay prices plex's mux and inner TLS \
+         together; no target set"
             .into(),
         "targets are plex's goals, judged on the medians, never asserted".into(),
     ]

@@ -30,9 +30,10 @@ pub(crate) struct H2 {
 
 impl Mux for H2 {
     const NAME: &'static str = "h2";
+    type Env = ();
     type Stream = H2Stream;
 
-    async fn start(serve: impl Fn(H2Stream) + Send + Sync + 'static) -> Result<H2> {
+    async fn start((): (), serve: impl Fn(H2Stream) + Send + Sync + 'static) -> Result<H2> {
         let (listener, addr) = loopback_listener().await?;
         tokio::spawn(async move {
             let mut connection = match handshake(&listener).await {

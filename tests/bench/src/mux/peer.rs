@@ -19,11 +19,16 @@ use crate::report::PLEX;
 pub(crate) trait Mux: Sized + Send + Sync + 'static {
     /// The implementation's name in the report.
     const NAME: &'static str;
+    /// What `start` needs from the suite: nothing for loopback peers, the
+    /// relay for relay peers.
+    type Env: Send + 'static;
     /// A bidirectional byte stream; shutting it down ends our side.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    /// Starts a server on an ephemeral loopback port and connects to it.
+    /// Starts a server on an ephemeral loopback port (or joined to the
+    /// relay in `env`) and connects to it.
     fn start(
+        env: Self::Env,
         serve: impl Fn(Self::Stream) + Send + Sync + 'static,
     ) -> impl Future<Output = Result<Self>> + Send;
 
@@ -59,9 +64,10 @@ pub(crate) struct Tcp {
 
 impl Mux for Tcp {
     const NAME: &'static str = "raw";
+    type Env = ();
     type Stream = TcpStream;
 
-    async fn start(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Result<Tcp> {
+    async fn start((): (), serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Result<Tcp> {
         let (listener, addr) = loopback_listener().await?;
         tokio::spawn(async move {
             loop {
@@ -96,9 +102,13 @@ pub(super) fn plex_config() -> Config {
 
 impl Mux for Plex {
     const NAME: &'static str = PLEX;
+    type Env = ();
     type Stream = plex_tokio::Stream;
 
-    async fn start(serve: impl Fn(plex_tokio::Stream) + Send + Sync + 'static) -> Result<Plex> {
+    async fn start(
+        (): (),
+        serve: impl Fn(plex_tokio::Stream) + Send + Sync + 'static,
+    ) -> Result<Plex> {
         let server = plex_tokio::listen("tcp://127.0.0.1:0", plex_config()).await?;
         let url = server.local_endpoint().to_string();
         tokio::spawn(async move {

@@ -22,9 +22,13 @@ pub(crate) struct PlexTls {
 
 impl Mux for PlexTls {
     const NAME: &'static str = PLEX;
+    type Env = ();
     type Stream = plex_tokio::Stream;
 
-    async fn start(serve: impl Fn(plex_tokio::Stream) + Send + Sync + 'static) -> Result<PlexTls> {
+    async fn start(
+        (): (),
+        serve: impl Fn(plex_tokio::Stream) + Send + Sync + 'static,
+    ) -> Result<PlexTls> {
         let cert = ServerTls::self_signed(&["127.0.0.1"])?;
         let fingerprint = cert.fingerprint();
         let transport = TokioTransport::with_tls(TlsConfig::default().with_server(cert));
@@ -68,9 +72,13 @@ mod rustls_name {
 
 impl Mux for RawTls {
     const NAME: &'static str = "raw rustls";
+    type Env = ();
     type Stream = TlsStream<TcpStream>;
 
-    async fn start(serve: impl Fn(TlsStream<TcpStream>) + Send + Sync + 'static) -> Result<RawTls> {
+    async fn start(
+        (): (),
+        serve: impl Fn(TlsStream<TcpStream>) + Send + Sync + 'static,
+    ) -> Result<RawTls> {
         let cert = ServerTls::self_signed(&["127.0.0.1"])?;
         let client = ClientTls::pinned(cert.fingerprint());
         let acceptor = TlsAcceptor::from(cert.rustls_config());

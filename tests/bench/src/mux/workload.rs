@@ -44,12 +44,13 @@ pub(crate) struct Footprint {
 /// to server at once; returns MB/s of payload, from the first byte written
 /// to the last one checked.
 pub(crate) async fn bulk<M: Mux>(
+    env: M::Env,
     streams: usize,
     per_stream: u64,
     pattern: Arc<[u8]>,
 ) -> Result<f64> {
     let (done, mut received) = mpsc::unbounded_channel();
-    let mux = M::start(move |stream| {
+    let mux = M::start(env, move |stream| {
         let done = done.clone();
         tokio::spawn(async move {
             // The scenario may have failed and gone already.
@@ -122,8 +123,8 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result
 
 /// `lanes` streams each make `requests / lanes` sequential round trips of
 /// a 64-byte request echoed back.
-pub(crate) async fn rpc<M: Mux>(lanes: usize, requests: usize) -> Result<Rate> {
-    let mux = M::start(|stream| {
+pub(crate) async fn rpc<M: Mux>(env: M::Env, lanes: usize, requests: usize) -> Result<Rate> {
+    let mux = M::start(env, |stream| {
         tokio::spawn(echo_messages(stream));
     })
     .await?;
@@ -196,8 +197,8 @@ async fn echo_messages<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::
 
 /// `ops` times, one after the other: open a stream, send one byte and end
 /// it, read the echo to end-of-stream.
-pub(crate) async fn open_echo<M: Mux>(ops: usize) -> Result<Rate> {
-    let mux = M::start(|stream| {
+pub(crate) async fn open_echo<M: Mux>(env: M::Env, ops: usize) -> Result<Rate> {
+    let mux = M::start(env, |stream| {
         tokio::spawn(echo_to_end(stream));
     })
     .await?;
@@ -240,9 +241,9 @@ async fn echo_to_end<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Re
 
 /// Opens `streams` streams on one connection and holds them idle, both
 /// ends in this process, each having carried one byte each way.
-pub(crate) async fn idle<M: Mux>(streams: usize) -> Result<Footprint> {
+pub(crate) async fn idle<M: Mux>(env: M::Env, streams: usize) -> Result<Footprint> {
     let (established, mut accepted) = mpsc::unbounded_channel();
-    let mux = M::start(move |mut stream| {
+    let mux = M::start(env, move |mut stream| {
         let established = established.clone();
         tokio::spawn(async move {
             if answer_ping(&mut stream).await.is_ok() {

@@ -41,9 +41,10 @@ pub(crate) fn config() -> yamux::Config {
 
 impl Mux for Yamux {
     const NAME: &'static str = "yamux";
+    type Env = ();
     type Stream = YamuxStream;
 
-    async fn start(serve: impl Fn(YamuxStream) + Send + Sync + 'static) -> Result<Yamux> {
+    async fn start((): (), serve: impl Fn(YamuxStream) + Send + Sync + 'static) -> Result<Yamux> {
         let (listener, addr) = loopback_listener().await?;
         tokio::spawn(async move {
             let tcp = match accept_tcp(&listener).await {
