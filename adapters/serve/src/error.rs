@@ -51,6 +51,14 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The key-value store of the store ports could not be opened.
+    #[error("cannot open the key-value store {}: {reason}", path.display())]
+    Store {
+        /// Its file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Syncing a pool at shutdown failed.
     #[error("cannot sync a pool at shutdown: {0}")]
     Sync(#[source] plex_store::Error),

@@ -31,6 +31,13 @@
 //! access tokens arrive. Messages print as [`wire::envelope_into`] renders
 //! them, byte for byte as `plex follow` prints them. The crate logs through
 //! `tracing` events, with a span per connection; it installs no subscriber.
+//!
+//! With [`Config::listen`] it also listens on `plex/1` (`tcp://`, `ws://`,
+//! loopback only, like HTTP): each session is served by one bus broker
+//! for the whole server ([`plex_bus::Broker`]), the Plex layer's store
+//! ports (the key-value store [`remote::KV_PORT`] in `DIR/kv.redb`, and
+//! [`remote::pool_port`] for each pool) and remote pools
+//! ([`plex_proto::pools`], whose client is [`remote::RemotePools`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg(unix)]
@@ -39,6 +46,7 @@ mod config;
 mod error;
 mod guard;
 mod pools;
+pub mod remote;
 mod routes;
 mod server;
 mod tail;
@@ -47,4 +55,5 @@ pub mod wire;
 pub use config::{parse_http_url, Config, Limits, DEFAULT_HTTP};
 pub use error::ServeError;
 pub use pools::{EXTENSION, WIRE_EXTENSION};
+pub use remote::DEFAULT_PLEX;
 pub use server::Server;

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::error::ServeError;
 use crate::pools::Pools;
+use crate::remote::Remote;
 use crate::routes::{self, App};
 
 /// A bound server; [`Server::run`] serves until told to stop.
@@ -33,6 +34,8 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     stop_tails: watch::Sender<bool>,
+    /// The `plex/1` listeners, if any.
+    remote: Option<Remote>,
 }
 
 impl Server {
@@ -46,6 +49,9 @@ impl Server {
             return Err(ServeError::OffLoopback { addr: config.addr });
         }
         config.limits.check()?;
+        for url in &config.listen {
+            crate::remote::check_listen_url(url)?;
+        }
         let dir_error = |source| ServeError::Dir {
             path: config.dir.clone(),
             source,
@@ -58,6 +64,10 @@ impl Server {
                 addr: config.addr,
                 source,
             })?;
+        let remote = match config.listen.is_empty() {
+            true => None,
+            false => Some(Remote::bind(&config.listen, &dir).await?),
+        };
         let (stop_tails, shutdown) = watch::channel(false);
         let limits = config.limits;
         let app = Arc::new(App {
@@ -70,6 +80,7 @@ impl Server {
             listener,
             app,
             stop_tails,
+            remote,
         })
     }
 
@@ -86,6 +97,12 @@ impl Server {
         format!("http://{}", self.local_addr())
     }
 
+    /// The `plex/1` listeners' URLs (`tcp://127.0.0.1:7070`), ports
+    /// resolved; empty without [`crate::Config::listen`].
+    pub fn plex_urls(&self) -> Vec<String> {
+        self.remote.as_ref().map(Remote::urls).unwrap_or_default()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, ends the
     /// tails, lets in-flight requests finish within
     /// [`crate::Limits::shutdown_grace`] (closing the connections left
@@ -95,7 +112,12 @@ impl Server {
             listener,
             app,
             stop_tails,
+            remote,
         } = self;
+        let remote = remote.map(|remote| {
+            let shutdown = app.shutdown.clone();
+            tokio::spawn(remote.run(app.clone(), shutdown))
+        });
         let limits = app.limits.clone();
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = GracefulShutdown::new();
@@ -157,6 +179,12 @@ impl Server {
             tracing::warn!("requests still running after the grace period; closing them");
         }
         connections.shutdown().await;
+        if let Some(remote) = remote {
+            // It ends its sessions within the grace period itself.
+            if let Err(e) = remote.await {
+                tracing::error!(error = %e, "the plex/1 listeners failed");
+            }
+        }
         let pools = app.pools.clone();
         let synced = tokio::task::spawn_blocking(move || pools.sync_all()).await;
         match synced {

@@ -496,6 +496,20 @@ impl std::fmt::Display for ErrorRecord {
     }
 }
 
+impl Message {
+    /// Appends the [`Record::Message`] of these parts to `out`, without
+    /// building a [`Message`] (a server encodes straight from its store).
+    pub fn encode_parts(seq: u64, time_ns: u64, tags: &[String], data: &[u8], out: &mut Vec<u8>) {
+        let len = 1 + 8 + 8 + tags_len(tags) + data.len();
+        out.put_u32_le(u32::try_from(len).unwrap_or(u32::MAX));
+        out.put_u8(KIND_MESSAGE);
+        out.put_u64_le(seq);
+        out.put_u64_le(time_ns);
+        put_tags(out, tags);
+        out.extend_from_slice(data);
+    }
+}
+
 impl Record {
     /// Appends the record to `out`: its length (u32, kind and body), its
     /// kind byte, its body.
@@ -524,11 +538,8 @@ impl Record {
                 put_opt(out, info.damaged);
             }
             Record::Message(msg) => {
-                out.put_u8(KIND_MESSAGE);
-                out.put_u64_le(msg.seq);
-                out.put_u64_le(msg.time_ns);
-                put_tags(out, &msg.tags);
-                out.extend_from_slice(&msg.data);
+                out.truncate(at);
+                return Message::encode_parts(msg.seq, msg.time_ns, &msg.tags, &msg.data, out);
             }
             Record::Receipt {
                 first,
@@ -572,7 +583,7 @@ impl Record {
     /// The encoded length of a batch message with `tags` and `data_len`
     /// bytes, for a writer that bounds its batches.
     pub fn batch_item_len(tags: &[String], data_len: usize) -> usize {
-        2 + tags.iter().map(|t| 2 + t.len()).sum::<usize>() + 4 + data_len
+        tags_len(tags) + 4 + data_len
     }
 
     /// Decodes the record at the start of `input`: `Ok(None)` until all of
@@ -705,6 +716,11 @@ fn put_opt(out: &mut Vec<u8>, n: Option<u64>) {
             out.put_u64_le(n);
         }
     }
+}
+
+/// The encoded length of a tag list.
+fn tags_len(tags: &[String]) -> usize {
+    2 + tags.iter().map(|t| 2 + t.len()).sum::<usize>()
 }
 
 fn put_tags(out: &mut Vec<u8>, tags: &[String]) {
