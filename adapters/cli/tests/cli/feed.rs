@@ -74,7 +74,7 @@ local_and_remote! {
         // No terminal: no progress bar, no summary.
         assert!(run.stderr.is_empty(), "{}", run.stderr);
 
-        let data = all_data(&env, "p");
+        let data = all_data(env, "p");
         assert_eq!(
             data[..3],
             [json!({"n": 1}), json!([true]), json!("last, no newline")]
@@ -108,7 +108,7 @@ local_and_remote! {
         );
         // Receipts of the lines before the bad one, and nothing after.
         assert_eq!(run.records().len(), 2);
-        assert_eq!(all_data(&env, "p"), [json!({"ok": 1}), json!({"ok": 2})]);
+        assert_eq!(all_data(env, "p"), [json!({"ok": 1}), json!({"ok": 2})]);
     }
 }
 
@@ -127,7 +127,7 @@ local_and_remote! {
         assert!(errors[1]["message"].as_str().unwrap().contains("UTF-8"));
         assert_eq!(run.records().len(), 4);
         assert_eq!(
-            all_data(&env, "p"),
+            all_data(env, "p"),
             [json!(1), json!(2), json!(3), json!(4)]
         );
 
@@ -162,7 +162,7 @@ local_and_remote! {
             (Some(2), Some(3))
         );
         assert!(errors[0]["message"].as_str().unwrap().contains("exceeds"));
-        assert_eq!(all_data(&env, "small"), [json!(1), json!(2)]);
+        assert_eq!(all_data(env, "small"), [json!(1), json!(2)]);
 
         env.run(&["feed", &env.p("small"), &"7".repeat(max)])
             .fails(2, "Usage");
@@ -192,7 +192,7 @@ local_and_remote! {
             let run = env.ok(&["feed", &env.p("demo"), "--create", r#"{"hello":"pools"}"#]);
             assert_eq!(run.records()[0]["seq"], seq, "{run:?}");
         }
-        assert_eq!(all_data(&env, "demo"), vec![json!({"hello": "pools"}); 2]);
+        assert_eq!(all_data(env, "demo"), vec![json!({"hello": "pools"}); 2]);
         // Created like `plex pool create` would, with its default size.
         env.ok(&["pool", "create", &env.p("plain")]);
         let info = |pool| env.ok(&["pool", "info", &env.p(pool)]).records()[0].clone();
@@ -253,7 +253,7 @@ local_and_remote! {
             err["hint"].as_str().unwrap().contains("--create-size"),
             "{err}"
         );
-        assert_eq!(all_data(&env, "small"), [json!(1), json!(2)]);
+        assert_eq!(all_data(env, "small"), [json!(1), json!(2)]);
         let info = env.ok(&["pool", "info", &env.p("small")]).records()[0].clone();
         assert_eq!(info["size"], 64 << 10);
     }
@@ -305,7 +305,7 @@ local_and_remote! {
             .collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=8).collect::<Vec<u64>>());
-        let mut data: Vec<u64> = all_data(&env, "race")
+        let mut data: Vec<u64> = all_data(env, "race")
             .iter()
             .map(|d| d.as_u64().unwrap())
             .collect();
