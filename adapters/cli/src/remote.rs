@@ -217,7 +217,7 @@ pub(crate) fn create(refs: &[RemoteRef], args: &CreateArgs, out: &mut Out) -> Re
     runtime.block_on(async {
         for r in refs {
             let pools = RemotePools::connect(&r.server).await?;
-            match pools.info(&r.pool).await {
+            match pools.describe(&r.pool).await {
                 Ok(info) => return Err(already_exists(r, &info.path)),
                 Err(RemoteError::Server(e)) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
@@ -328,7 +328,7 @@ async fn open(
     create: bool,
     size: Option<u64>,
 ) -> Result<PoolInfo> {
-    let existing = match pools.info(&r.pool).await {
+    let existing = match pools.describe(&r.pool).await {
         Ok(info) => info,
         Err(RemoteError::Server(e)) if create && e.kind == ErrorKind::NotFound => {
             match pools
@@ -338,7 +338,7 @@ async fn open(
                 Ok(info) => return Ok(info),
                 // Another client created it since.
                 Err(RemoteError::Server(e)) if e.kind == ErrorKind::AlreadyExists => {
-                    pools.info(&r.pool).await?
+                    pools.describe(&r.pool).await?
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -7,14 +7,16 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `Create`, `Info` | one [`Record::Pool`] |
+//! | `Create`, `Info`, `Describe` | one [`Record::Pool`] |
 //! | `List` | a [`Record::Pool`] per pool, then [`Record::Done`] |
-//! | `Delete` | [`Record::Done`] |
+//! | `Delete` | one [`Record::Pool`]: the name and path of the file deleted |
 //! | `Get` | one [`Record::Message`] |
 //! | `Tail` | [`Record::Message`]s and [`Record::Gap`]s, then [`Record::Done`] or [`Record::TimedOut`] |
 //! | `Append` | a [`Record::Receipt`] per [`Record::Batch`] the client writes |
 //!
-//! Any operation may instead end with one [`Record::Error`]. An append
+//! Any operation may instead end with one [`Record::Error`]. A tail the
+//! server cuts as it shuts down ends without `Done`: its client resumes
+//! from the seq after the last one it got, on a new connection. An append
 //! stream is long-lived: the client writes batches without waiting for
 //! their receipts (pipelined), the server appends each batch as one
 //! store batch and answers in order.

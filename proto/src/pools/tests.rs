@@ -24,6 +24,7 @@ fn requests_round_trip() {
             index_slots: Some(64),
         },
         Request::Info { pool: "p".into() },
+        Request::Describe { pool: "p".into() },
         Request::List,
         Request::Delete { pool: "p".into() },
         Request::Append {

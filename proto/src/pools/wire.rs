@@ -115,6 +115,12 @@ pub enum Request {
         /// The pool.
         pool: String,
     },
+    /// Describe a pool without validating its messages (`damaged` is
+    /// `None`): what a writer needs, in constant time.
+    Describe {
+        /// The pool.
+        pool: String,
+    },
     /// Describe every pool.
     List,
     /// Delete a pool.
@@ -272,6 +278,7 @@ const OP_DELETE: u8 = 4;
 const OP_APPEND: u8 = 5;
 const OP_GET: u8 = 6;
 const OP_TAIL: u8 = 7;
+const OP_DESCRIBE: u8 = 8;
 
 const KIND_POOL: u8 = 1;
 const KIND_MESSAGE: u8 = 2;
@@ -299,6 +306,10 @@ impl Request {
             }
             Request::Info { pool } => {
                 out.put_u8(OP_INFO);
+                put_str(&mut out, pool);
+            }
+            Request::Describe { pool } => {
+                out.put_u8(OP_DESCRIBE);
                 put_str(&mut out, pool);
             }
             Request::List => out.put_u8(OP_LIST),
@@ -349,6 +360,9 @@ impl Request {
                 index_slots: take_opt(input, "index slots")?,
             },
             OP_INFO => Request::Info {
+                pool: take_name(input)?,
+            },
+            OP_DESCRIBE => Request::Describe {
                 pool: take_name(input)?,
             },
             OP_LIST => Request::List,
@@ -404,6 +418,7 @@ impl Request {
         match self {
             Request::Create { pool, .. }
             | Request::Info { pool }
+            | Request::Describe { pool }
             | Request::Delete { pool }
             | Request::Append { pool, .. }
             | Request::Get { pool, .. }

@@ -149,6 +149,13 @@ impl RemotePools {
         self.one_pool(&Request::Info { pool: pool.into() }).await
     }
 
+    /// Describes pool `pool` without validating its messages (`damaged`
+    /// is `None`).
+    pub async fn describe(&self, pool: &str) -> Result<PoolInfo, RemoteError> {
+        self.one_pool(&Request::Describe { pool: pool.into() })
+            .await
+    }
+
     /// Describes every pool of the server's directory, by name.
     pub async fn list(&self) -> Result<Vec<PoolInfo>, RemoteError> {
         let mut reader = self.request(&Request::List).await?;
@@ -202,7 +209,7 @@ impl RemotePools {
             pool: pool.into(),
             durability,
         };
-        let stream = self.open(&request).await?;
+        let stream = self.open_stream(&request).await?;
         Ok(Appender {
             reader: Reader::new(stream),
             out: Vec::new(),
@@ -210,7 +217,7 @@ impl RemotePools {
         })
     }
 
-    async fn open(&self, request: &Request) -> Result<Stream, RemoteError> {
+    async fn open_stream(&self, request: &Request) -> Result<Stream, RemoteError> {
         let options = OpenOptions::new(POOLS_PROTOCOL, Bytes::new()).handshake(request.to_bytes());
         self.session
             .open_stream(options)
@@ -220,7 +227,7 @@ impl RemotePools {
 
     /// Opens a stream for `request` and ends our side.
     async fn request(&self, request: &Request) -> Result<Reader, RemoteError> {
-        let stream = self.open(request).await?;
+        let stream = self.open_stream(request).await?;
         stream
             .finish()
             .map_err(|e| RemoteError::Connection(e.to_string()))?;

@@ -59,6 +59,7 @@ fn kind_of(request: &Request) -> &'static str {
     match request {
         Request::Create { .. } => "create",
         Request::Info { .. } => "info",
+        Request::Describe { .. } => "describe",
         Request::List => "list",
         Request::Delete { .. } => "delete",
         Request::Append { .. } => "append",
@@ -144,6 +145,10 @@ async fn unary(app: &App, request: Request) -> Vec<Record> {
                     &entry.pool.info(),
                     Some(damaged),
                 ))]
+            }
+            Request::Describe { pool } => {
+                let entry = pools.open_store(&pool).map_err(|e| error_record(&e))?;
+                vec![Record::Pool(pool_info(&pool, &entry.pool.info(), None))]
             }
             Request::List => {
                 let mut records: Vec<Record> = pools
@@ -288,24 +293,26 @@ async fn tail(app: &App, mut stream: Stream, pool: String, query: TailQuery) {
         e.hint = Some("retry".into());
         return end(&mut stream, &[Record::Error(e)]).await;
     };
-    let name = pool.clone();
-    let opened = storage(app, move |pools| {
-        let entry = pools.open_store(&name).map_err(|e| error_record(&e))?;
-        let notifier = entry.notifier().map_err(|e| error_record(&e))?;
-        Ok((entry, notifier))
-    })
-    .await;
-    let (entry, notifier) = match opened {
-        Ok(opened) => opened,
-        Err(e) => return end(&mut stream, &[Record::Error(e)]).await,
-    };
     let start = match query.start {
         TailStart::Oldest => Start::Oldest,
         TailStart::Seq(seq) => Start::Seq(Seq(seq)),
         TailStart::Last(n) => Start::Last(n),
         _ => Start::End,
     };
-    let mut next = entry.pool.cursor(start).next_seq();
+    let name = pool.clone();
+    let opened = storage(app, move |pools| {
+        let entry = pools.open_store(&name).map_err(|e| error_record(&e))?;
+        // Placed before the notifier waits: a writer that sees this tail
+        // among the pool's waiters knows its next append will be read.
+        let next = entry.pool.cursor(start).next_seq();
+        let notifier = entry.notifier().map_err(|e| error_record(&e))?;
+        Ok((entry, notifier, next))
+    })
+    .await;
+    let (entry, notifier, mut next) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return end(&mut stream, &[Record::Error(e)]).await,
+    };
     let mut left = query.max;
     let mut shutdown = app.shutdown.clone();
     let mut out = Vec::new();

@@ -91,6 +91,8 @@ async fn pools_are_created_described_listed_read_and_deleted() {
     let info = pools.info("demo").await.unwrap();
     assert_eq!((info.messages, info.oldest, info.newest), (2, 1, 2));
     assert_eq!(info.damaged, Some(0));
+    let described = pools.describe("demo").await.unwrap();
+    assert_eq!((described.newest, described.damaged), (2, None));
     let names: Vec<String> = pools
         .list()
         .await
@@ -360,7 +362,9 @@ async fn limits_are_refused_with_typed_errors() {
     let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", limits).await;
     let pools = server.pools().await;
     pools.create("p", 64 << 10, None).await.unwrap();
+    // From seq 1, not yet written: the tail waits for it.
     let live = TailQuery {
+        start: TailStart::Seq(1),
         follow: true,
         ..TailQuery::default()
     };
