@@ -116,15 +116,15 @@ pub(crate) enum Command {
     /// On plex/1 (--listen, tcp:// or ws://) it serves remote pools (what
     /// `plex feed|fetch|follow|pool tcp://HOST:PORT/NAME` use), the bus
     /// (`plex bus … --url tcp://HOST:PORT`) and the store ports of the Plex
-    /// layer: `kv` (a key-value store in <dir>/kv.redb) and `pool/NAME` per
+    /// layer: `kv` (a key-value store, DIR/kv.redb) and `pool/NAME` per
     /// pool, on lane `rpc`.
     ///
-    /// Prints the HTTP URL (one line) and then each plex/1 URL (a line
-    /// each), then serves until SIGINT or
-    /// SIGTERM: it then stops accepting, ends tails, lets requests finish
-    /// (5 s at most), syncs the pools it opened, and exits 0. Plasmite's
-    /// clients work against it: `plasmite fetch|follow|pool info URL/POOL`,
-    /// `plasmite pool list URL`, and its Rust RemoteClient. Routes:
+    /// Prints the HTTP URL and then each plex/1 URL, a line each, then
+    /// serves until SIGINT or SIGTERM: it then stops accepting, ends tails,
+    /// lets requests and sessions finish (5 s at most), syncs the pools it
+    /// opened, and exits 0. Plasmite's clients work against its HTTP URL:
+    /// `plasmite fetch|follow|pool info URL/POOL`, `plasmite pool list URL`,
+    /// and its Rust RemoteClient. Routes:
     /// GET|POST /v0/pools, POST /v0/pools/open, GET /v0/pools/{pool}/info,
     /// DELETE /v0/pools/{pool}, POST /v0/pools/{pool}/append,
     /// GET /v0/pools/{pool}/messages/{seq}, GET /v0/pools/{pool}/tail
