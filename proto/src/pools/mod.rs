@@ -39,6 +39,7 @@
 //! assert_eq!(Record::decode(&buf[..3], 1024), Ok(None)); // not all there yet
 //! ```
 
+mod codec;
 #[cfg(test)]
 mod tests;
 mod wire;
