@@ -35,6 +35,7 @@ fn main() -> io::Result<()> {
         ("rpc_decode", plex_fuzz::rpc_decode::seeds()),
         ("protomux_decode", plex_fuzz::protomux_decode::seeds()),
         ("protomux_session", plex_fuzz::protomux_session::seeds()),
+        ("relay_decode", plex_fuzz::relay_decode::seeds()),
     ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir)?;

@@ -84,6 +84,7 @@ mod id;
 pub mod pools;
 /// The Protomux wire codec neonplex speaks: messages and their u32LE framing.
 pub mod protomux;
+pub mod relay;
 /// neonplex's RPC codec: REQ/RES/CANCEL frames, envelopes, store bodies, service ids.
 pub mod rpc;
 mod session;

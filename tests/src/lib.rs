@@ -5,6 +5,7 @@
 
 mod alloc;
 pub mod js;
+pub mod relay;
 pub mod store_suite;
 
 pub use alloc::{live_bytes, Counting};

@@ -236,3 +236,54 @@ async fn a_get_stream_dropped_mid_dial_releases_its_reservation() {
     round_trip(stream, b"after the stall").await;
     assert_eq!(transport.dials.load(Ordering::Relaxed), 2);
 }
+
+/// One manager pools connections to `tcp://`, `ws://` and `tls://`
+/// endpoints side by side, on every runtime (`relay://` in relay.rs).
+#[test]
+fn one_manager_serves_every_scheme_on_every_runtime() {
+    use plex_tests::Rt;
+    for rt in Rt::ALL {
+        rt.block_on(async {
+            let transport = rt.transport();
+            let mut urls = Vec::new();
+            for base in [
+                "tcp://127.0.0.1:0",
+                "ws://127.0.0.1:0/plex",
+                "tls://127.0.0.1:0",
+            ] {
+                let server =
+                    plex_runtime::listen(&*transport, rt.runtime(), base, Config::default())
+                        .await
+                        .unwrap();
+                urls.push(server.local_endpoint().to_string());
+                let runtime = rt.runtime();
+                rt.runtime().spawn(Box::pin(async move {
+                    while let Ok((session, _)) = server.accept().await {
+                        runtime.spawn(Box::pin(echo_server(session, runtime.clone())));
+                    }
+                }));
+            }
+            let manager = Manager::new(transport, rt.runtime(), config(10, 4));
+            for url in &urls {
+                for _ in 0..3 {
+                    let mut stream = manager.get_stream(url).await.expect(url);
+                    smol::io::AsyncWriteExt::write_all(&mut stream, url.as_bytes())
+                        .await
+                        .unwrap();
+                    let mut back = vec![0; url.len()];
+                    smol::io::AsyncReadExt::read_exact(&mut stream, &mut back)
+                        .await
+                        .unwrap();
+                    assert_eq!(back, url.as_bytes(), "{rt:?}");
+                }
+            }
+            let stats = manager.stats();
+            // One connection per endpoint, three streams through each.
+            assert_eq!(stats.connections_created, 3, "{rt:?}: {stats:?}");
+            assert_eq!(stats.total_streams, 9, "{rt:?}: {stats:?}");
+            assert_eq!(stats.connection_errors, 0, "{rt:?}: {stats:?}");
+            assert!(stats.bytes_sent > 0 && stats.bytes_received > 0);
+            manager.close().await;
+        });
+    }
+}

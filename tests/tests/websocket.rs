@@ -1,4 +1,5 @@
-//! Plex over WebSocket binary messages, on tokio and smol and across them.
+//! Plex over WebSocket binary messages, on tokio, smol and async-std and
+//! across them.
 
 use std::sync::mpsc;
 
@@ -48,14 +49,11 @@ fn echo_over_ws(client_rt: Rt, server_rt: Rt) {
 }
 
 #[test]
-fn websocket_echo_on_tokio_smol_and_across() {
-    for (client, server) in [
-        (Rt::Tokio, Rt::Tokio),
-        (Rt::Smol, Rt::Smol),
-        (Rt::Tokio, Rt::Smol),
-        (Rt::Smol, Rt::Tokio),
-    ] {
-        echo_over_ws(client, server);
+fn websocket_echo_on_every_runtime_and_across() {
+    for client in Rt::ALL {
+        for server in Rt::ALL {
+            echo_over_ws(client, server);
+        }
     }
 }
 
@@ -96,7 +94,7 @@ fn unsupported_schemes_and_bad_urls_fail_clearly() {
     );
     let err = Rt::AsyncStd
         .block_on(plex_async_std::connect(
-            "ws://127.0.0.1:1/x",
+            "wss://127.0.0.1:1/x",
             Config::default(),
         ))
         .unwrap_err();
@@ -173,8 +171,8 @@ fn a_silent_client_does_not_hold_up_the_accept_loop(rt: Rt, url: &str) {
 }
 
 #[test]
-fn a_silent_client_does_not_hold_up_the_websocket_accept_loop_on_tokio_and_smol() {
-    for rt in [Rt::Tokio, Rt::Smol] {
+fn a_silent_client_does_not_hold_up_the_websocket_accept_loop_on_every_runtime() {
+    for rt in Rt::ALL {
         a_silent_client_does_not_hold_up_the_accept_loop(rt, "ws://127.0.0.1:0/plex");
     }
 }

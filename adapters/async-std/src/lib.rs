@@ -1,9 +1,9 @@
-//! Runs plex sessions on async-std, over TCP or TLS.
+//! Runs plex sessions on async-std, over TCP, TLS, WebSocket or a relay.
 //!
 //! **async-std is discontinued upstream (RUSTSEC-2025-0052).** This adapter
 //! stays for users who asked for it, as a thin layer over the shared
 //! futures-io driver in `plex-runtime`. New code should use `plex-smol`:
-//! the same futures-io streams on a maintained runtime, plus WebSocket.
+//! the same futures-io streams on a maintained runtime.
 #![deny(missing_docs)]
 
 use std::sync::Arc;
@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use async_std::net::{TcpListener, TcpStream};
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
-    BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error, HandshakeListener,
-    Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server, Session, Sleep,
-    Transport, TransportListener,
+    futures_ws, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
+    FramedTransport, HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener,
+    Runtime, Scheme, Server, Session, Sleep, TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 
 /// [`Runtime`] on async-std's global executor.
@@ -44,69 +45,108 @@ impl Runtime for AsyncStdRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`) and TLS (futures-rustls) on async-std.
+/// TCP (with `TCP_NODELAY`), TLS (futures-rustls), WebSocket
+/// (async-tungstenite) and `relay://` on async-std.
 ///
 /// The default dials `tls://` trusting the system's roots (or the URL's
 /// pinned fingerprint) and cannot listen on `tls://`:
 /// [`with_tls`](AsyncStdTransport::with_tls) gives it a certificate or
-/// other trust.
+/// other trust. On `relay://` it uses a device identity generated in
+/// memory unless [`with_relay`](AsyncStdTransport::with_relay) gives one.
 #[derive(Debug, Clone, Default)]
 pub struct AsyncStdTransport {
     tls: TlsConfig,
+    relay: RelayConfig,
 }
 
 impl AsyncStdTransport {
     /// A transport with these TLS settings.
     pub fn with_tls(tls: TlsConfig) -> AsyncStdTransport {
-        AsyncStdTransport { tls }
+        AsyncStdTransport {
+            tls,
+            relay: RelayConfig::default(),
+        }
+    }
+
+    /// Uses these `relay://` settings (identity, keep-alive, timeouts).
+    pub fn with_relay(mut self, relay: RelayConfig) -> AsyncStdTransport {
+        self.relay = relay;
+        self
+    }
+
+    /// The `relay://` settings, with this device's identity.
+    pub fn relay(&self) -> &RelayConfig {
+        &self.relay
     }
 }
 
-impl Transport for AsyncStdTransport {
-    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+/// Plain TCP for the relay code, which opens no sockets itself.
+fn tcp_connector() -> Connector {
+    Arc::new(|address: String| -> BoxResult<'static, BoxIo> {
         Box::pin(async move {
-            let scheme = supported(endpoint)?;
+            let tcp = TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp) as BoxIo)
+        })
+    })
+}
+
+/// On WebSocket with `messages`, one binary message per message (Protomux).
+impl FramedTransport for AsyncStdTransport {
+    fn dial_framed<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+        Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = AsyncStdRuntime;
+                return relay::dial(&runtime, &tcp_connector(), &self.relay, endpoint).await;
+            }
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
-            match scheme {
+            match endpoint.scheme {
+                Scheme::Tcp => Ok(Box::new(tcp) as BoxIo),
                 Scheme::Tls => {
                     let client = self.tls.client();
                     tls::connect(&AsyncStdRuntime, client, endpoint, tcp).await
                 }
-                _ => Ok(Box::new(tcp) as BoxIo),
+                Scheme::Ws => futures_ws::connect(endpoint, tcp, messages).await,
+                other => Err(EndpointError::UnsupportedScheme(other.name().into()).into()),
             }
         })
     }
 
-    /// Listens on `endpoint`. TLS handshakes run in tasks of their own,
-    /// each bounded by the server's handshake timeout.
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+    fn listen_framed<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        messages: bool,
+    ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
-            let server = match supported(endpoint)? {
-                Scheme::Tls => Some(self.tls.server()?.clone()),
-                _ => None,
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = AsyncStdRuntime::shared();
+                return relay::listen(runtime, tcp_connector(), &self.relay, endpoint).await;
+            }
+            let (upgrade, timeout) = match endpoint.scheme {
+                Scheme::Tls => {
+                    let server = self.tls.server()?;
+                    (Some(tls::acceptor(server)), server.handshake_timeout())
+                }
+                Scheme::Ws => (
+                    Some(futures_ws::acceptor(endpoint.path.clone(), messages)),
+                    DEFAULT_HANDSHAKE_TIMEOUT,
+                ),
+                _ => (None, DEFAULT_HANDSHAKE_TIMEOUT),
             };
             let tcp = TcpListener::bind(endpoint.authority()).await?;
             let endpoint = endpoint.bound_at(tcp.local_addr()?);
             let raw = AsyncStdListener { tcp, endpoint };
-            Ok(match server {
-                Some(server) => Box::new(HandshakeListener::new(
+            Ok(match upgrade {
+                Some(upgrade) => Box::new(HandshakeListener::new(
                     raw,
                     AsyncStdRuntime::shared(),
-                    tls::acceptor(&server),
-                    server.handshake_timeout(),
+                    upgrade,
+                    timeout,
                 )) as Box<dyn TransportListener>,
                 None => Box::new(PlainListener(raw)),
             })
         })
-    }
-}
-
-/// The endpoint's scheme if this adapter supports it (TCP and TLS).
-fn supported(endpoint: &Endpoint) -> Result<Scheme, EndpointError> {
-    match endpoint.scheme {
-        scheme @ (Scheme::Tcp | Scheme::Tls) => Ok(scheme),
-        other => Err(EndpointError::UnsupportedScheme(other.name().into())),
     }
 }
 
@@ -131,9 +171,11 @@ impl RawListener for AsyncStdListener {
     }
 }
 
-/// Dials `url` (`tcp://host:port` or
-/// `tls://host:port[?fingerprint=sha256:HEX]`) and starts a client session.
-/// TLS trusts the system's roots, or the fingerprint in the URL.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`,
+/// `ws://host:port/path` or `relay://host:port/?id=DEVICE-ID`) and starts a
+/// client session. TLS
+/// trusts the system's roots, or the fingerprint in the URL; `relay://`
+/// dials with a throwaway device identity.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     plex_runtime::connect(
         &AsyncStdTransport::default(),
@@ -144,7 +186,8 @@ pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     .await
 }
 
-/// Listens on `url` (`tcp://host:port`; port 0 picks one). For `tls://`,
+/// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
+/// picks one). For `tls://`,
 /// listen through an [`AsyncStdTransport::with_tls`] that has a
 /// certificate.
 pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
@@ -157,7 +200,7 @@ pub async fn listen(url: &str, config: Config) -> Result<Server, Error> {
     .await
 }
 
-/// Dials `url` (`tcp://host:port`) and runs a Protomux
+/// Dials `url` (`tcp://host:port` or `ws://host:port/path`) and runs a Protomux
 /// connection over it: the wire JavaScript Plex speaks.
 pub async fn connect_mux(url: &str, config: MuxConfig) -> Result<Mux, Error> {
     plex_runtime::mux::connect_mux(

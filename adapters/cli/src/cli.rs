@@ -129,26 +129,81 @@ pub(crate) enum Command {
     /// DELETE /v0/pools/{pool}, POST /v0/pools/{pool}/append,
     /// GET /v0/pools/{pool}/messages/{seq}, GET /v0/pools/{pool}/tail
     /// (JSON Lines: since_seq, max, timeout_ms, gap_policy, tag), GET /healthz.
+    /// GET / is a web page that watches pools live: open the printed URL.
     ///
-    /// Loopback only for now, without credentials, like Plasmite's local
-    /// listener: requests whose Host or Origin is not this machine get 403
-    /// (DNS-rebinding protection). An address off loopback is refused (exit 2):
-    /// it will need TLS and a token. Logs go to stderr, filtered by RUST_LOG
+    /// On http:// the listener must be on loopback and takes no credentials,
+    /// like Plasmite's local listener: requests whose Host or Origin is not
+    /// this machine get 403 (DNS-rebinding protection). Other machines come
+    /// over https:// (--tls-cert and --tls-key, or --tls-self-signed), where
+    /// every request but /healthz needs `Authorization: Bearer <secret>` of a
+    /// live token (`plex token create`), else 401; an http:// address off
+    /// loopback is refused (exit 2). Logs go to stderr, filtered by RUST_LOG
     /// (default: warn).
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Create, list and revoke the access tokens of `plex serve`
+    ///
+    /// Tokens belong to the pool directory (--dir): their SHA-256 hashes are
+    /// kept in <dir>/.plex-serve/tokens.json (mode 0600), never the secrets.
+    /// `create` prints the secret once; clients send it as
+    /// `Authorization: Bearer <secret>`. A running `plex serve` sees a new or
+    /// revoked token at the next request.
+    #[command(subcommand, verbatim_doc_comment)]
+    Token(TokenCommand),
+}
+
+/// `plex token …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print it with its secret (shown this once):
+    /// {"id":ID,"name":NAME,"created":TIME,"revoked":false,"secret":SECRET}
+    Create(TokenCreateArgs),
+    /// Print every token, one per line, without secrets
+    List,
+    /// Revoke a token by id or name; the record printed shows it revoked
+    Revoke(TokenRevokeArgs),
+}
+
+/// `plex token create`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// A name for whoever gets the token (unique in the directory)
+    pub(crate) name: String,
+}
+
+/// `plex token revoke`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenRevokeArgs {
+    /// The token's id or name
+    pub(crate) token: String,
 }
 
 /// `plex serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Where to listen: http://HOST:PORT on loopback (port 0 picks a free one)
+    /// Where to listen: http://HOST:PORT on loopback, or https://HOST:PORT
+    /// anywhere (port 0 picks a free one)
     #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_HTTP)]
     pub(crate) http: String,
     /// Where to listen on plex/1: tcp://HOST:PORT or ws://HOST:PORT[/PATH] on
     /// loopback; repeat for more listeners
     #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_PLEX)]
     pub(crate) listen: Vec<String>,
+    /// The https:// listener's certificate chain (PEM)
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The https:// listener's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Generate a self-signed certificate for the https:// listener (for
+    /// development; its SHA-256 fingerprint is printed on stderr)
+    #[arg(long)]
+    pub(crate) tls_self_signed: bool,
 }
 
 /// `plex bus …`.

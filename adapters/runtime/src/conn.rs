@@ -184,6 +184,10 @@ impl Wakeups {
     pub(crate) fn wake(self) {
         self.0.into_iter().for_each(Waker::wake);
     }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl Conn {

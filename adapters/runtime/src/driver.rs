@@ -58,9 +58,9 @@ pub(crate) struct Driver<T> {
     out: VecDeque<Bytes>,
     out_len: usize,
     needs_flush: bool,
-    /// Output waits one pass through the scheduler before it is written,
-    /// so that frames the woken stream tasks are about to queue go out in
-    /// the same write (see [`Driver::poll`]).
+    /// Output is being held one pass through the scheduler, so that frames
+    /// other stream tasks are about to queue go out in the same write (see
+    /// [`Driver::hold`]).
     held: bool,
     timer: Option<(Instant, Sleep)>,
     /// While winding down: when to give up on the transport.
@@ -96,12 +96,51 @@ impl<T> Driver<T> {
     }
 }
 
+/// Open streams from which a connection's writers are taken to be many.
+const HOLD_STREAMS: u32 = 4;
+
+impl<T> Driver<T> {
+    /// Whether to hold the gathered output one pass through the scheduler
+    /// instead of writing it now (the task has woken itself).
+    ///
+    /// A stream task that queues a frame wakes this task, and a
+    /// work-stealing scheduler runs a task woken that way next (tokio's
+    /// LIFO slot): writing at once makes one system call per frame while
+    /// other stream tasks wait to queue theirs. Holding puts this task
+    /// behind them, and one write carries all their frames. A hold costs
+    /// a pass through the scheduler (on tokio, waking the other worker),
+    /// so it is made only where other writers are likely: this round woke
+    /// several stream tasks, or many streams are open. One request at a
+    /// time on a connection goes out at once.
+    fn hold(&mut self, cx: &mut Context<'_>, round: &Round) -> bool {
+        if self.held {
+            self.held = false;
+            return false;
+        }
+        let writers_likely = round.woke > 1 || round.streams >= HOLD_STREAMS;
+        if self.out.is_empty()
+            || !writers_likely
+            || round.winding_down
+            || self.out_len >= OUT_HIGH_WATER
+        {
+            return false;
+        }
+        self.held = true;
+        cx.waker().wake_by_ref();
+        true
+    }
+}
+
 /// What one round with the session locked found.
 struct Round {
     progress: bool,
     closed: bool,
     /// Closed, or every handle dropped: the linger bound applies.
     winding_down: bool,
+    /// Handle tasks woken.
+    woke: usize,
+    /// Streams open.
+    streams: u32,
     deadline: Option<Instant>,
 }
 
@@ -242,6 +281,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             progress,
             closed,
             winding_down: closed || inner.abandoned,
+            woke: wake.len(),
+            streams: inner.session.stats().active_streams,
             deadline: inner.session.poll_timeout(),
         };
         drop(inner);
@@ -259,18 +300,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
             let mut inputs = Vec::new();
             this.read(cx, &mut inputs);
             let round = this.exchange(cx, inputs, None);
-            if !this.out.is_empty() && !this.held && !round.winding_down {
-                // A stream task that queues a frame wakes this task, and a
-                // work-stealing scheduler runs a task woken that way next
-                // (tokio's LIFO slot): writing now would make one system
-                // call per frame while other stream tasks wait to queue
-                // theirs. Yielding puts this task behind them; they queue
-                // their frames, and one write carries them all.
-                this.held = true;
-                cx.waker().wake_by_ref();
+            if this.hold(cx, &round) {
                 return Poll::Pending;
             }
-            this.held = false;
             let wrote = match this.write(cx) {
                 Ok(wrote) => wrote,
                 Err(e) => {

@@ -1,8 +1,11 @@
-//! Endpoint URLs: `tcp://host:port`, `ws://host:port/path` and
-//! `tls://host:port[?fingerprint=sha256:HEX]`.
+//! Endpoint URLs: `tcp://host:port`, `ws://host:port/path`,
+//! `tls://host:port[?fingerprint=sha256:HEX]` and
+//! `relay://host:port[/?id=DEVICE-ID][&relay=RELAY-ID]`.
 
 use std::fmt;
 use std::str::FromStr;
+
+use plex_proto::relay::{DeviceId, DeviceIdError};
 
 use crate::{Fingerprint, FingerprintError};
 
@@ -21,6 +24,12 @@ pub struct Endpoint {
     /// (`?fingerprint=sha256:HEX`): when set, the client accepts exactly
     /// that certificate, whoever issued it and whatever names it carries.
     pub fingerprint: Option<Fingerprint>,
+    /// On `relay://`, the device (`?id=DEVICE-ID`): the one to dial, or
+    /// in a relay listener's local endpoint, the listener's own.
+    pub device: Option<DeviceId>,
+    /// On `relay://`, the relay's own pinned device id
+    /// (`?relay=RELAY-ID`): when set, only that relay is accepted.
+    pub relay: Option<DeviceId>,
 }
 
 /// The transports the adapters know.
@@ -33,6 +42,8 @@ pub enum Scheme {
     Ws,
     /// TLS over TCP (rustls), ALPN `plex/1`.
     Tls,
+    /// Through a Syncthing relay, TLS inside (the `relay` feature).
+    Relay,
 }
 
 /// Why an endpoint URL was rejected.
@@ -45,7 +56,7 @@ pub enum EndpointError {
     )]
     MissingScheme(String),
     /// A scheme this crate cannot dial.
-    #[error("unsupported scheme {0:?} (supported: tcp, tls, ws)")]
+    #[error("unsupported scheme {0:?} (supported: tcp, tls, ws, relay)")]
     UnsupportedScheme(String),
     /// No host before the port.
     #[error("endpoint {0:?} has no host")]
@@ -59,8 +70,9 @@ pub enum EndpointError {
     /// A `?query` on a TCP endpoint: only `tls://` takes parameters.
     #[error("endpoint {0:?} cannot have a query (only tls:// takes ?fingerprint=)")]
     UnexpectedQuery(String),
-    /// A query parameter other than `fingerprint` on a TLS endpoint.
-    #[error("endpoint {url:?}: unknown parameter {name:?} (tls:// takes only fingerprint)")]
+    /// A query parameter the scheme does not take (`tls://` takes
+    /// `fingerprint`, `relay://` takes `id` and `relay`).
+    #[error("endpoint {url:?}: unknown parameter {name:?} (tls:// takes fingerprint, relay:// id and relay)")]
     UnknownParameter {
         /// The whole URL.
         url: String,
@@ -70,6 +82,9 @@ pub enum EndpointError {
     /// A `fingerprint` parameter that is not `sha256:` and 64 hex digits.
     #[error(transparent)]
     Fingerprint(#[from] FingerprintError),
+    /// An `id` or `relay` parameter that is not a device id.
+    #[error(transparent)]
+    DeviceId(#[from] DeviceIdError),
 }
 
 impl FromStr for Endpoint {
@@ -83,6 +98,7 @@ impl FromStr for Endpoint {
             "tcp" => Scheme::Tcp,
             "ws" => Scheme::Ws,
             "tls" => Scheme::Tls,
+            "relay" => Scheme::Relay,
             other => return Err(EndpointError::UnsupportedScheme(other.into())),
         };
         // A WebSocket path keeps its query (it is the HTTP request target).
@@ -114,13 +130,15 @@ impl FromStr for Endpoint {
         let path = match (scheme, path) {
             (Scheme::Ws, "") => "/".into(),
             (Scheme::Ws, path) => path.into(),
-            (_, "") => String::new(),
+            (_, "") | (Scheme::Relay, "/") => String::new(),
             (_, _) => return Err(EndpointError::UnexpectedPath(url.into())),
         };
-        let mut fingerprint = None;
+        let (mut fingerprint, mut device, mut relay) = (None, None, None);
         for parameter in query.into_iter().flat_map(|q| q.split('&')) {
-            match parameter.split_once('=') {
-                Some(("fingerprint", value)) => fingerprint = Some(value.parse()?),
+            match (scheme, parameter.split_once('=')) {
+                (Scheme::Tls, Some(("fingerprint", value))) => fingerprint = Some(value.parse()?),
+                (Scheme::Relay, Some(("id", value))) => device = Some(value.parse()?),
+                (Scheme::Relay, Some(("relay", value))) => relay = Some(value.parse()?),
                 _ => {
                     return Err(EndpointError::UnknownParameter {
                         url: url.into(),
@@ -135,6 +153,8 @@ impl FromStr for Endpoint {
             port,
             path,
             fingerprint,
+            device,
+            relay,
         })
     }
 }
@@ -176,6 +196,7 @@ impl Scheme {
             Scheme::Tcp => "tcp",
             Scheme::Ws => "ws",
             Scheme::Tls => "tls",
+            Scheme::Relay => "relay",
         }
     }
 }
@@ -189,10 +210,26 @@ impl fmt::Display for Endpoint {
             self.authority(),
             self.path
         )?;
-        match &self.fingerprint {
-            Some(fingerprint) => write!(f, "?fingerprint={fingerprint}"),
-            None => Ok(()),
+        let mut separator = if self.scheme == Scheme::Relay {
+            "/?"
+        } else {
+            "?"
+        };
+        let mut parameter = |f: &mut fmt::Formatter<'_>, name: &str, value: &dyn fmt::Display| {
+            let written = write!(f, "{separator}{name}={value}");
+            separator = "&";
+            written
+        };
+        if let Some(fingerprint) = &self.fingerprint {
+            parameter(f, "fingerprint", fingerprint)?;
         }
+        if let Some(device) = &self.device {
+            parameter(f, "id", device)?;
+        }
+        if let Some(relay) = &self.relay {
+            parameter(f, "relay", relay)?;
+        }
+        Ok(())
     }
 }
 
@@ -259,8 +296,58 @@ mod tests {
             err("tls://h:1?fingerprint=sha256:abc"),
             EndpointError::Fingerprint(FingerprintError::Digest(_))
         ));
+        assert!(matches!(
+            err("tls://h:1?id=x"),
+            EndpointError::UnknownParameter { name, .. } if name == "id"
+        ));
         // A WebSocket request target keeps its query.
         let ws: Endpoint = "ws://h:1/p?x=1".parse().unwrap();
         assert_eq!(ws.path, "/p?x=1");
+    }
+
+    #[test]
+    fn relay_urls_name_the_device_and_may_pin_the_relay() {
+        let device = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";
+        let relay = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD";
+        let url = format!("relay://127.0.0.1:22067/?id={device}&relay={relay}");
+        let e: Endpoint = url.parse().unwrap();
+        assert_eq!(
+            (e.scheme, e.port, e.path.as_str()),
+            (Scheme::Relay, 22067, "")
+        );
+        assert_eq!(e.device, Some(device.parse().unwrap()));
+        assert_eq!(e.relay, Some(relay.parse().unwrap()));
+        assert_eq!(e.to_string(), url);
+        let bare: Endpoint = "relay://relay.example:22067".parse().unwrap();
+        assert_eq!((bare.device, bare.relay), (None, None));
+        assert_eq!(bare.to_string(), "relay://relay.example:22067");
+        let slash: Endpoint = "relay://h:1/".parse().unwrap();
+        assert_eq!(slash, bare_at("h", 1));
+
+        let err = |s: &str| s.parse::<Endpoint>().unwrap_err();
+        assert!(matches!(
+            err("relay://h:1/?id=NOT-AN-ID"),
+            EndpointError::DeviceId(_)
+        ));
+        assert!(matches!(
+            err("relay://h:1/?fingerprint=sha256:00"),
+            EndpointError::UnknownParameter { name, .. } if name == "fingerprint"
+        ));
+        assert!(matches!(
+            err("relay://h:1/x"),
+            EndpointError::UnexpectedPath(_)
+        ));
+    }
+
+    fn bare_at(host: &str, port: u16) -> Endpoint {
+        Endpoint {
+            scheme: Scheme::Relay,
+            host: host.into(),
+            port,
+            path: String::new(),
+            fingerprint: None,
+            device: None,
+            relay: None,
+        }
     }
 }

@@ -51,6 +51,9 @@ pub enum Error {
     /// A `tls://` handshake or TLS setting failed.
     #[error(transparent)]
     Tls(#[from] crate::TlsError),
+    /// A `relay://` connection failed.
+    #[error(transparent)]
+    Relay(#[from] crate::RelayError),
 }
 
 impl From<io::Error> for Error {
@@ -73,6 +76,7 @@ impl From<Error> for io::Error {
             Error::Closed(_) => io::ErrorKind::ConnectionAborted,
             Error::Io(io) => io.kind(),
             Error::Tls(tls) => tls.io_kind(),
+            Error::Relay(relay) => relay.io_kind(),
         };
         io::Error::new(kind, e)
     }

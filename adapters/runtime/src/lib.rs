@@ -18,9 +18,14 @@ mod driver;
 mod endpoint;
 mod error;
 mod fingerprint;
+#[cfg(feature = "futures-ws")]
+pub mod futures_ws;
 mod manager;
 pub mod mux;
 mod net;
+#[cfg(feature = "relay")]
+pub mod relay;
+mod relay_error;
 mod session;
 mod stream;
 #[cfg(test)]
@@ -50,6 +55,7 @@ pub use net::{connect, listen, Server};
 pub use plex_proto::{
     CloseReason, Config, ErrorCode, OpenOptions, ResetReason, Role, SessionStats, StreamId,
 };
+pub use relay_error::RelayError;
 pub use session::{Incoming, Listener, Session};
 pub use stream::Stream;
 pub use tls_error::TlsError;
@@ -66,7 +72,7 @@ const _: fn() = || {
     shareable::<mux::MuxChannel>();
     shareable::<mux::MuxListener>();
 };
-pub use transport::{BoxIo, BoxResult, Io, Transport, TransportListener};
+pub use transport::{BoxIo, BoxResult, FramedTransport, Io, Transport, TransportListener};
 #[cfg(feature = "ws")]
 pub use ws::{accept_path, io_error as ws_io_error, WsIo};
 

@@ -47,6 +47,48 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
+/// A transport that dials and listens the same way for byte streams and
+/// for messages, but for how messages are framed: implementing it gives
+/// [`Transport`], each method with `messages` false for
+/// [`dial`](Transport::dial) and [`listen`](Transport::listen) and true for
+/// [`dial_messages`](Transport::dial_messages) and
+/// [`listen_messages`](Transport::listen_messages). The adapters' transports
+/// are such; a transport without message framing of its own implements
+/// [`Transport`] directly.
+pub trait FramedTransport: Send + Sync + 'static {
+    /// Connects to `endpoint`; with `messages`, for a message protocol.
+    fn dial_framed<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo>;
+
+    /// Starts accepting connections on `endpoint`; with `messages`, for a
+    /// message protocol.
+    fn listen_framed<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        messages: bool,
+    ) -> BoxResult<'a, Box<dyn TransportListener>>;
+}
+
+impl<T: FramedTransport> Transport for T {
+    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        self.dial_framed(endpoint, false)
+    }
+
+    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.listen_framed(endpoint, false)
+    }
+
+    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
+        self.dial_framed(endpoint, true)
+    }
+
+    fn listen_messages<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+    ) -> BoxResult<'a, Box<dyn TransportListener>> {
+        self.listen_framed(endpoint, true)
+    }
+}
+
 /// Connections arriving on a listening endpoint.
 pub trait TransportListener: Send + Sync + 'static {
     /// The next connection and a description of its peer. An error means

@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use plex_runtime::tls::ServerTls;
+
 use crate::error::ServeError;
 
 /// The default listener, as Plasmite's local one: `http://127.0.0.1:9700`.
@@ -44,6 +46,10 @@ pub struct Limits {
     /// The longest record a `plex/1` client may send (an append batch):
     /// a longer one ends its stream with a Usage error. Default 16 MiB.
     pub max_record_bytes: usize,
+    /// How long the web page's event stream stays silent before a
+    /// keep-alive comment, so that idle proxies keep it open and a client
+    /// that went away is noticed. Default 15 s.
+    pub keep_alive: Duration,
 }
 
 impl Default for Limits {
@@ -59,6 +65,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(5),
             max_sessions: 128,
             max_record_bytes: 16 << 20,
+            keep_alive: Duration::from_secs(15),
         }
     }
 }
@@ -90,6 +97,10 @@ pub struct Config {
     pub dir: PathBuf,
     /// Where to listen; a loopback address (port 0 picks a free one).
     pub addr: SocketAddr,
+    /// TLS: the listener's certificate. With it, every request needs an
+    /// access token ([`crate::tokens`]), wherever the listener is; without
+    /// it, the listener must be on loopback.
+    pub tls: Option<ServerTls>,
     /// The limits.
     pub limits: Limits,
     /// The `plex/1` listeners (`tcp://` or `ws://` on loopback); none by
@@ -103,6 +114,7 @@ impl Config {
         Config {
             dir: dir.into(),
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            tls: None,
             limits: Limits::default(),
             listen: Vec::new(),
         }
@@ -111,6 +123,12 @@ impl Config {
     /// Sets the listening address.
     pub fn addr(mut self, addr: SocketAddr) -> Config {
         self.addr = addr;
+        self
+    }
+
+    /// Serves TLS with this certificate, to holders of access tokens.
+    pub fn tls(mut self, tls: ServerTls) -> Config {
+        self.tls = Some(tls);
         self
     }
 
@@ -127,27 +145,32 @@ impl Config {
     }
 }
 
-/// Parses a listener URL, `http://HOST[:PORT][/]`: HOST is an IP address
+/// A parsed listener URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// `https://`: TLS, and access tokens.
+    pub tls: bool,
+}
+
+/// Parses a listener URL, `http[s]://HOST[:PORT][/]`: HOST is an IP address
 /// (IPv6 in brackets) or `localhost` (127.0.0.1); PORT defaults to 9700.
 /// Whether the address is allowed is [`crate::Server::bind`]'s decision.
-pub fn parse_http_url(url: &str) -> Result<SocketAddr, ServeError> {
+pub fn parse_http_url(url: &str) -> Result<HttpUrl, ServeError> {
     let bad = |reason: &str| ServeError::Url {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-            return Err(bad(
-                "https (TLS) is not offered by plex serve yet; use http:// on loopback",
-            ))
-        }
-        _ => return Err(bad("expected http://HOST:PORT")),
+    let (tls, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
+        _ => return Err(bad("expected http://HOST:PORT or https://HOST:PORT")),
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.contains(['/', '?', '#', '@']) {
         return Err(bad(
-            "expected http://HOST:PORT, without a path, query or user",
+            "expected http[s]://HOST:PORT, without a path, query or user",
         ));
     }
     let (host, port) = split_host_port(authority).ok_or_else(|| bad("malformed HOST:PORT"))?;
@@ -163,7 +186,10 @@ pub fn parse_http_url(url: &str) -> Result<SocketAddr, ServeError> {
         host.parse()
             .map_err(|_| bad("the host must be an IP address or localhost"))?
     };
-    Ok(SocketAddr::new(ip, port))
+    Ok(HttpUrl {
+        addr: SocketAddr::new(ip, port),
+        tls,
+    })
 }
 
 /// Splits `host[:port]` or `[v6][:port]`; `None` when malformed.
@@ -189,14 +215,16 @@ mod tests {
 
     #[test]
     fn listener_urls() {
-        let ok = |url: &str| parse_http_url(url).unwrap().to_string();
+        let ok = |url: &str| parse_http_url(url).unwrap().addr.to_string();
         assert_eq!(ok(DEFAULT_HTTP), "127.0.0.1:9700");
+        assert!(!parse_http_url(DEFAULT_HTTP).unwrap().tls);
+        assert!(parse_http_url("https://0.0.0.0:9743").unwrap().tls);
         assert_eq!(ok("http://localhost"), "127.0.0.1:9700");
         assert_eq!(ok("HTTP://[::1]:0/"), "[::1]:0");
         assert_eq!(ok("http://0.0.0.0:80"), "0.0.0.0:80");
         for bad in [
             "127.0.0.1:9700",
-            "https://127.0.0.1:9743",
+            "ftp://127.0.0.1:9743",
             "http://127.0.0.1:9700/pools",
             "http://example.com:1",
             "http://127.0.0.1:99999",

@@ -23,13 +23,24 @@ pub enum ServeError {
     /// A limit is zero, which would refuse everything.
     #[error("the limit {0} must be at least 1")]
     Limit(&'static str),
-    /// The address is off loopback: that needs TLS and an access token,
-    /// which this server does not offer yet.
+    /// The address is off loopback without TLS: other machines must come
+    /// through TLS with an access token.
     #[error(
-        "refusing to listen on {addr}: a listener off loopback requires TLS and an access \
-         token, which plex serve does not offer yet; listen on 127.0.0.1 or [::1]"
+        "refusing to listen on {addr} without TLS: other machines may connect only over \
+         https, with an access token; listen on https://{addr} with a certificate, or on \
+         127.0.0.1 or [::1]"
     )]
     OffLoopback {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// A `plex/1` listener off loopback: those have no TLS and no access
+    /// tokens yet, so only this machine may use them.
+    #[error(
+        "refusing to listen on {addr} over plex/1: plex/1 listeners are loopback-only until \
+         they get TLS and access tokens; listen on 127.0.0.1 or [::1]"
+    )]
+    PlexOffLoopback {
         /// The address asked for.
         addr: SocketAddr,
     },

@@ -6,7 +6,11 @@
 //! `POST /v0/pools/open`, `GET /v0/pools/{pool}/info`,
 //! `DELETE /v0/pools/{pool}`, `POST /v0/pools/{pool}/append`,
 //! `GET /v0/pools/{pool}/messages/{seq}`, `GET /v0/pools/{pool}/tail` (JSON
-//! Lines) and `GET /healthz`; Lite3 endpoints answer 400. Errors are
+//! Lines) and `GET /healthz`; Lite3 endpoints answer 400. `GET /` is a web
+//! page that watches pools live, with its assets under `/ui/assets/` and
+//! its live tail as server-sent events from
+//! `GET /v0/ui/pools/{pool}/events` (outside the protocol, as Plasmite's
+//! own UI routes are). Errors are
 //! Plasmite's envelope `{"error":{"kind","message","path"?,"seq"?}}` with
 //! its statuses, and every response carries `plasmite-version: 0`.
 //!
@@ -25,10 +29,13 @@
 //! tail that starts before the oldest message held reports the gap at once
 //! rather than on the next message.
 //!
-//! Only a loopback listener exists so far, credential-free like Plasmite's
-//! and guarded against DNS rebinding by `Host` and `Origin` checks (403);
-//! other addresses are refused ([`ServeError::OffLoopback`]) until TLS and
-//! access tokens arrive. Messages print as [`wire::envelope_into`] renders
+//! A plain HTTP listener must be on loopback: it is credential-free like
+//! Plasmite's local one and guarded against DNS rebinding by `Host` and
+//! `Origin` checks (403); other addresses are refused
+//! ([`ServeError::OffLoopback`]). With a certificate ([`Config::tls`]) the
+//! listener speaks HTTPS and may listen anywhere, and every request but
+//! `/healthz` needs `Authorization: Bearer <secret>` of a live access token
+//! ([`tokens`]), else 401 Permission. Messages print as [`wire::envelope_into`] renders
 //! them, byte for byte as `plex follow` prints them. The crate logs through
 //! `tracing` events, with a span per connection; it installs no subscriber.
 //!
@@ -42,18 +49,25 @@
 #![deny(missing_docs)]
 #![cfg(unix)]
 
+mod access;
 mod config;
 mod error;
+mod events;
 mod guard;
 mod pools;
 pub mod remote;
 mod routes;
 mod server;
 mod tail;
+pub mod tokens;
+mod ui;
 pub mod wire;
 
-pub use config::{parse_http_url, Config, Limits, DEFAULT_HTTP};
+pub use config::{parse_http_url, Config, HttpUrl, Limits, DEFAULT_HTTP};
 pub use error::ServeError;
+/// TLS certificates for [`Config::tls`] (PEM files, or self-signed for
+/// development), from the runtime's `tls://`.
+pub use plex_runtime::tls::ServerTls;
 pub use pools::{EXTENSION, WIRE_EXTENSION};
 pub use remote::DEFAULT_PLEX;
 pub use server::Server;

@@ -18,11 +18,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{watch, Semaphore};
 
+use crate::access::Access;
 use crate::config::Limits;
 use crate::error::{ApiError, Kind};
 use crate::pools::{check_name, Pools};
-use crate::tail::{Tail, TailQuery};
-use crate::{guard, wire};
+use crate::tail::{Format, Tail, TailQuery};
+use crate::{events, ui, wire};
 
 /// The body of every response.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -34,6 +35,8 @@ pub(crate) struct App {
     pub(crate) limits: Limits,
     pub(crate) tails: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Who may use the listener.
+    pub(crate) access: Access,
 }
 
 /// Bytes of a refused request's body read before answering, so that the
@@ -50,11 +53,19 @@ const DEFAULT_POOL_SIZE: u64 = 1 << 20;
 pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut response = match guard::check(req.headers()) {
+    let mut response = match app.access.check(req.headers(), &path) {
         Ok(()) => route(&app, req).await.unwrap_or_else(|e| error(&e)),
         Err(e) => {
             drain(req.into_body()).await;
-            error(&e)
+            let mut response = error(&e);
+            if let Some((name, value)) = app.access.challenges() {
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    response
+                        .headers_mut()
+                        .insert(name, HeaderValue::from_static(value));
+                }
+            }
+            response
         }
     };
     response
@@ -70,6 +81,20 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     let method = req.method();
     match segments.as_slice() {
+        [""] | ["ui"] => {
+            allow(method, &[Method::GET])?;
+            Ok(ui::page())
+        }
+        ["ui", "assets", asset] => {
+            allow(method, &[Method::GET])?;
+            ui::asset(asset)
+                .ok_or_else(|| ApiError::new(Kind::NotFound, format!("no such asset: {asset}")))
+        }
+        ["v0", "ui", "pools", pool, "events"] => {
+            allow(method, &[Method::GET])?;
+            let pool = decode(pool)?;
+            Ok(events::stream(app, pool, &req))
+        }
         ["healthz"] => {
             allow(method, &[Method::GET])?;
             Ok(json(StatusCode::OK, b"{\"ok\":true}".to_vec()))
@@ -260,7 +285,8 @@ fn tail(app: &Arc<App>, name: String, query: Option<&str>) -> Result<Response<Bo
         pools: app.pools.clone(),
         name,
         query,
-        deadline,
+        deadline: Some(deadline),
+        format: Format::JsonLines,
         _slot: permit,
         shutdown: app.shutdown.clone(),
     };

@@ -11,13 +11,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tracing::Instrument;
 
+use crate::access::Access;
 use crate::config::Config;
 use crate::error::ServeError;
 use crate::pools::Pools;
 use crate::remote::Remote;
 use crate::routes::{self, App};
+use crate::tokens::TokenStore;
 
 /// A bound server; [`Server::run`] serves until told to stop.
 ///
@@ -29,23 +33,34 @@ use crate::routes::{self, App};
 /// server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// With TLS: the handshake, and how long a client has for it.
+    tls: Option<TlsAcceptor>,
     app: Arc<App>,
     stop_tails: watch::Sender<bool>,
     /// The `plex/1` listeners, if any.
     remote: Option<Remote>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.url())
+            .field("access", &self.app.access)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     /// Creates the pool directory if needed and binds the listener.
     ///
-    /// Refuses an address off loopback with [`ServeError::OffLoopback`]:
-    /// this listener has no TLS and no access tokens, so only this machine
-    /// may use it.
+    /// Without TLS the listener is for this machine only: an address off
+    /// loopback is refused with [`ServeError::OffLoopback`]. With TLS
+    /// ([`Config::tls`]) it may listen anywhere, and every request needs an
+    /// access token of the directory ([`crate::tokens`]).
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
-        if !config.addr.ip().is_loopback() {
+        if !config.addr.ip().is_loopback() && config.tls.is_none() {
             return Err(ServeError::OffLoopback { addr: config.addr });
         }
         config.limits.check()?;
@@ -70,14 +85,26 @@ impl Server {
         };
         let (stop_tails, shutdown) = watch::channel(false);
         let limits = config.limits;
+        let access = match &config.tls {
+            Some(_) => Access::Tokens(TokenStore::new(&dir)),
+            None => Access::Local,
+        };
         let app = Arc::new(App {
             pools: Arc::new(Pools::new(dir, limits.max_storage_calls)),
             tails: Arc::new(Semaphore::new(limits.max_tails)),
             limits,
             shutdown,
+            access,
+        });
+        let tls = config.tls.map(|tls| {
+            // The certificate's settings, speaking HTTP/1.1 rather than plex/1.
+            let mut rustls = (*tls.rustls_config()).clone();
+            rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            TlsAcceptor::from(Arc::new(rustls))
         });
         Ok(Server {
             listener,
+            tls,
             app,
             stop_tails,
             remote,
@@ -92,9 +119,10 @@ impl Server {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// The listener's URL, `http://127.0.0.1:9700`.
+    /// The listener's URL, `http://127.0.0.1:9700` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
     }
 
     /// The `plex/1` listeners' URLs (`tcp://127.0.0.1:7070`), ports
@@ -110,6 +138,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let Server {
             listener,
+            tls,
             app,
             stop_tails,
             remote,
@@ -148,15 +177,33 @@ impl Server {
                         let app = app.clone();
                         async move { Ok::<_, std::convert::Infallible>(routes::handle(app, req).await) }
                     });
-                    let conn = hyper::server::conn::http1::Builder::new()
+                    let http = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(limits.header_timeout)
-                        .serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
+                        .to_owned();
+                    let (tls, watcher) = (tls.clone(), graceful.watcher());
+                    let handshake = limits.header_timeout;
                     let span = tracing::info_span!("connection", %peer);
                     connections.spawn(
                         async move {
                             tracing::debug!("accepted");
+                            let io = match tls {
+                                None => Either::Left(stream),
+                                Some(tls) => {
+                                    match tokio::time::timeout(handshake, tls.accept(stream)).await {
+                                        Ok(Ok(stream)) => Either::Right(stream),
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(error = %e, "TLS handshake failed");
+                                            return;
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!("TLS handshake timed out");
+                                            return;
+                                        }
+                                    }
+                                }
+                            };
+                            let conn = watcher.watch(http.serve_connection(TokioIo::new(io), service));
                             if let Err(e) = conn.await {
                                 tracing::debug!(error = %e, "connection failed");
                             }

@@ -1,4 +1,6 @@
-//! `GET /v0/pools/{pool}/tail`: messages as JSON Lines, from a seq, live.
+//! Tails: messages from a seq, live, as JSON Lines (`GET
+//! /v0/pools/{pool}/tail`) or as server-sent events (the page's
+//! `GET /v0/ui/pools/{pool}/events`, in [`Format::Sse`]).
 //!
 //! A tail holds a slot of `max_tails` for as long as its response body
 //! lives, and reads the pool in the connection's task: cursor reads are
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
-use plex_store::{Error as StoreError, Notifier, Seq, Start};
+use plex_store::{Error as StoreError, Message, Notifier, Seq, Start};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -90,13 +92,66 @@ impl TailQuery {
     }
 }
 
+/// How a tail writes its messages and its terminal error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// JSON Lines: an envelope per line; an error envelope as the last line.
+    JsonLines,
+    /// Server-sent events: `event: message` with the seq as its `id` and the
+    /// envelope as its `data`; `event: error` with the error envelope;
+    /// comments to keep an idle stream alive.
+    Sse {
+        /// How long the stream may stay silent before a `: keep-alive`
+        /// comment.
+        keep_alive: Duration,
+    },
+}
+
+impl Format {
+    /// Appends `msg` in this format.
+    fn message_into(self, msg: &Message, out: &mut Vec<u8>) {
+        match self {
+            Format::JsonLines => {
+                wire::envelope_into(msg, out);
+                out.push(b'\n');
+            }
+            Format::Sse { .. } => {
+                // Envelopes are one line: their JSON is compacted, and
+                // strings escape their newlines.
+                out.extend_from_slice(b"event: message\nid: ");
+                out.extend_from_slice(msg.seq.get().to_string().as_bytes());
+                out.extend_from_slice(b"\ndata: ");
+                wire::envelope_into(msg, out);
+                out.extend_from_slice(b"\n\n");
+            }
+        }
+    }
+
+    /// `err` in this format: the terminal line or event of a stream.
+    pub(crate) fn error(self, err: &ApiError) -> Bytes {
+        let envelope = err.envelope();
+        let mut out = Vec::with_capacity(envelope.len() + 24);
+        if let Format::Sse { .. } = self {
+            out.extend_from_slice(b"event: error\ndata: ");
+            out.extend_from_slice(&envelope);
+            out.extend_from_slice(b"\n\n");
+        } else {
+            out.extend_from_slice(&envelope);
+            out.push(b'\n');
+        }
+        Bytes::from(out)
+    }
+}
+
 /// A tail admitted by the limits, ready to stream.
 pub(crate) struct Tail {
     /// The pools.
     pub(crate) pools: Arc<Pools>,
     pub(crate) name: String,
     pub(crate) query: TailQuery,
-    pub(crate) deadline: Instant,
+    /// When the stream ends; `None`: at shutdown or disconnect only.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) format: Format,
     /// The tail's slot of `max_tails`, freed when the body is dropped.
     pub(crate) _slot: OwnedSemaphorePermit,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -152,6 +207,12 @@ impl State {
             }
         }
         let (entry, notifier) = self.open.clone()?;
+        // Silence is counted from the last chunk sent, however many
+        // wake-ups brought only messages the tags filter out.
+        let keep_alive = match self.tail.format {
+            Format::Sse { keep_alive } => Some(Instant::now() + keep_alive),
+            Format::JsonLines => None,
+        };
         loop {
             let mut out = Vec::new();
             let since = self.next.map_or(
@@ -169,8 +230,7 @@ impl State {
                 match cursor.try_next() {
                     Ok(Some(msg)) => {
                         if self.tail.query.tags.iter().all(|t| msg.tags.contains(t)) {
-                            wire::envelope_into(&msg, &mut out);
-                            out.push(b'\n');
+                            self.tail.format.message_into(&msg, &mut out);
                             if let Some(left) = &mut self.left {
                                 *left -= 1;
                             }
@@ -209,10 +269,24 @@ impl State {
                 return None;
             }
             let wait = notifier.wait_for(cursor.next_seq());
+            let deadline = self.tail.deadline;
+            let expired = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let silent = async move {
+                match keep_alive {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = wait => {}
-                () = tokio::time::sleep_until(self.tail.deadline) => return None,
+                () = expired => return None,
                 _ = self.tail.shutdown.wait_for(|stop| *stop) => return None,
+                () = silent => return Some(Bytes::from_static(b": keep-alive\n\n")),
             }
         }
     }
@@ -230,13 +304,11 @@ impl State {
             .await
     }
 
-    /// Ends the tail with `err` as its terminal line.
+    /// Ends the tail with `err` as its terminal line or event.
     fn fail(&mut self, err: &ApiError) -> Bytes {
         self.done = true;
-        tracing::debug!(pool = %self.tail.name, error = %err, "tail ended with an error line");
-        let mut line = err.envelope();
-        line.push(b'\n');
-        Bytes::from(line)
+        tracing::debug!(pool = %self.tail.name, error = %err, "tail ended with an error");
+        self.tail.format.error(err)
     }
 }
 

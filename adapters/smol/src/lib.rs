@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{self, TlsConfig};
 use plex_runtime::{
-    accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
-    Session, Sleep, Transport, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
+    futures_ws, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
+    FramedTransport, HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener,
+    Runtime, Scheme, Server, Session, Sleep, TransportListener, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use smol::net::{TcpListener, TcpStream};
 
@@ -58,62 +59,65 @@ impl Runtime for SmolRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`), TLS (futures-rustls) and WebSocket on smol.
+/// TCP (with `TCP_NODELAY`), TLS (futures-rustls), WebSocket and
+/// `relay://` on smol.
 ///
 /// The default dials `tls://` trusting the system's roots (or the URL's
 /// pinned fingerprint) and cannot listen on `tls://`:
 /// [`with_tls`](SmolTransport::with_tls) gives it a certificate or other
-/// trust.
+/// trust. On `relay://` it uses a device identity generated in memory
+/// unless [`with_relay`](SmolTransport::with_relay) gives one.
 #[derive(Debug, Clone, Default)]
 pub struct SmolTransport {
     tls: TlsConfig,
+    relay: RelayConfig,
 }
 
 impl SmolTransport {
     /// A transport with these TLS settings.
     pub fn with_tls(tls: TlsConfig) -> SmolTransport {
-        SmolTransport { tls }
+        SmolTransport {
+            tls,
+            relay: RelayConfig::default(),
+        }
+    }
+
+    /// Uses these `relay://` settings (identity, keep-alive, timeouts).
+    pub fn with_relay(mut self, relay: RelayConfig) -> SmolTransport {
+        self.relay = relay;
+        self
+    }
+
+    /// The `relay://` settings, with this device's identity.
+    pub fn relay(&self) -> &RelayConfig {
+        &self.relay
     }
 }
 
-impl Transport for SmolTransport {
-    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, false)
-    }
-
-    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
-    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, false)
-    }
-
-    /// On WebSocket, one binary message per message (Protomux).
-    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, true)
-    }
-
-    fn listen_messages<'a>(
-        &'a self,
-        endpoint: &'a Endpoint,
-    ) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, true)
-    }
-}
-
-impl SmolTransport {
-    fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+/// Plain TCP for the relay code, which opens no sockets itself.
+fn tcp_connector() -> Connector {
+    Arc::new(|address: String| -> BoxResult<'static, BoxIo> {
         Box::pin(async move {
+            let tcp = TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp) as BoxIo)
+        })
+    })
+}
+
+/// On WebSocket with `messages`, one binary message per message (Protomux).
+impl FramedTransport for SmolTransport {
+    fn dial_framed<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+        Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                return relay::dial(&SmolRuntime, &tcp_connector(), &self.relay, endpoint).await;
+            }
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
             match endpoint.scheme {
                 Scheme::Tcp => Ok(Box::new(tcp) as BoxIo),
                 Scheme::Tls => tls::connect(&SmolRuntime, self.tls.client(), endpoint, tcp).await,
-                Scheme::Ws => {
-                    let (ws, _) = async_tungstenite::client_async(endpoint.to_string(), tcp)
-                        .await
-                        .map_err(ws_io_error)?;
-                    Ok(Box::new(ws_io(ws, messages)) as BoxIo)
-                }
+                Scheme::Ws => futures_ws::connect(endpoint, tcp, messages).await,
                 other => Err(EndpointError::UnsupportedScheme(other.name().into()).into()),
             }
         })
@@ -121,12 +125,16 @@ impl SmolTransport {
 
     /// Listens on `endpoint`. WebSocket upgrades and TLS handshakes run in
     /// tasks of their own, each bounded by a timeout.
-    fn listen_with<'a>(
+    fn listen_framed<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         messages: bool,
     ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = SmolRuntime::shared();
+                return relay::listen(runtime, tcp_connector(), &self.relay, endpoint).await;
+            }
             let server = match endpoint.scheme {
                 Scheme::Tls => Some(self.tls.server()?.clone()),
                 _ => None,
@@ -142,35 +150,17 @@ impl SmolTransport {
                     server.handshake_timeout(),
                 )) as Box<dyn TransportListener>,
                 (Scheme::Ws, None) => {
-                    let check = raw.endpoint.path.clone();
-                    let upgrade = move |tcp: TcpStream| -> BoxResult<'static, BoxIo> {
-                        let check = accept_path(check.clone());
-                        Box::pin(async move {
-                            let ws = async_tungstenite::accept_hdr_async(tcp, check)
-                                .await
-                                .map_err(ws_io_error)?;
-                            Ok(Box::new(ws_io(ws, messages)) as BoxIo)
-                        })
-                    };
+                    let upgrade = futures_ws::acceptor(raw.endpoint.path.clone(), messages);
                     Box::new(HandshakeListener::new(
                         raw,
                         SmolRuntime::shared(),
-                        Arc::new(upgrade),
+                        upgrade,
                         DEFAULT_HANDSHAKE_TIMEOUT,
                     )) as Box<dyn TransportListener>
                 }
                 _ => Box::new(PlainListener(raw)),
             })
         })
-    }
-}
-
-/// A WebSocket as a byte stream, or in messages mode.
-fn ws_io<S>(ws: S, messages: bool) -> WsIo<S> {
-    if messages {
-        WsIo::messages(ws)
-    } else {
-        WsIo::new(ws)
     }
 }
 
@@ -195,9 +185,10 @@ impl RawListener for SmolListener {
     }
 }
 
-/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
-/// or `ws://host:port/path`) and starts a client session. TLS trusts the
-/// system's roots, or the fingerprint in the URL.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`,
+/// `ws://host:port/path` or `relay://host:port/?id=DEVICE-ID`) and starts a
+/// client session. TLS trusts the system's roots, or the fingerprint in the
+/// URL; `relay://` dials with a throwaway device identity.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     plex_runtime::connect(
         &SmolTransport::default(),

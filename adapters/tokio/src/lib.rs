@@ -33,6 +33,25 @@
 //! let session = plex_tokio::connect(&url, Config::default()).await?;
 //! # let _ = (server, session); Ok(()) }
 //! ```
+//!
+//! Through a Syncthing relay (`relay://`, see [`plex_runtime::relay`]):
+//! the listener's local endpoint is the URL to dial, with its device id.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), plex_runtime::Error> {
+//! use plex_runtime::relay::{Identity, RelayConfig};
+//! use plex_runtime::{Config, TransportListener};
+//! use plex_tokio::{TokioRuntime, TokioTransport};
+//!
+//! let me = RelayConfig::default().with_identity(Identity::load_or_generate("plex-identity")?);
+//! let transport = TokioTransport::default().with_relay(me);
+//! let url = "relay://127.0.0.1:22067";
+//! let server = plex_runtime::listen(&transport, TokioRuntime::current(), url, Config::default()).await?;
+//! println!("dial {}", server.local_endpoint()); // relay://127.0.0.1:22067/?id=DEVICE-ID
+//! // Elsewhere (any identity will do for dialling):
+//! let session = plex_tokio::connect(&server.local_endpoint().to_string(), Config::default()).await?;
+//! # let _ = session; Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 use std::io;
@@ -43,11 +62,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
+use plex_runtime::relay::{self, Connector, RelayConfig};
 use plex_runtime::tls::{client_handshake, TlsConfig};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
-    HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener, Runtime, Scheme, Server,
-    Session, Sleep, Transport, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
+    FramedTransport, HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener,
+    Runtime, Scheme, Server, Session, Sleep, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use tokio::net::{TcpListener, TcpStream};
 
@@ -77,51 +97,60 @@ impl Runtime for TokioRuntime {
     }
 }
 
-/// TCP (with `TCP_NODELAY`), TLS (tokio-rustls) and WebSocket on tokio.
+/// TCP (with `TCP_NODELAY`), TLS (tokio-rustls), WebSocket and
+/// `relay://` on tokio.
 ///
 /// The default dials `tls://` trusting the system's roots (or the URL's
 /// pinned fingerprint) and cannot listen on `tls://`:
 /// [`with_tls`](TokioTransport::with_tls) gives it a certificate or other
-/// trust.
+/// trust. On `relay://` it uses a device identity generated in memory
+/// unless [`with_relay`](TokioTransport::with_relay) gives one.
 #[derive(Debug, Clone, Default)]
 pub struct TokioTransport {
     tls: TlsConfig,
+    relay: RelayConfig,
 }
 
 impl TokioTransport {
     /// A transport with these TLS settings.
     pub fn with_tls(tls: TlsConfig) -> TokioTransport {
-        TokioTransport { tls }
+        TokioTransport {
+            tls,
+            relay: RelayConfig::default(),
+        }
+    }
+
+    /// Uses these `relay://` settings (identity, keep-alive, timeouts).
+    pub fn with_relay(mut self, relay: RelayConfig) -> TokioTransport {
+        self.relay = relay;
+        self
+    }
+
+    /// The `relay://` settings, with this device's identity.
+    pub fn relay(&self) -> &RelayConfig {
+        &self.relay
     }
 }
 
-impl Transport for TokioTransport {
-    fn dial<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, false)
-    }
-
-    /// Listens on `endpoint`. WebSocket upgrades run in tasks of their own,
-    /// each bounded by [`DEFAULT_HANDSHAKE_TIMEOUT`].
-    fn listen<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, false)
-    }
-
-    /// On WebSocket, one binary message per message (Protomux).
-    fn dial_messages<'a>(&'a self, endpoint: &'a Endpoint) -> BoxResult<'a, BoxIo> {
-        self.dial_with(endpoint, true)
-    }
-
-    fn listen_messages<'a>(
-        &'a self,
-        endpoint: &'a Endpoint,
-    ) -> BoxResult<'a, Box<dyn TransportListener>> {
-        self.listen_with(endpoint, true)
-    }
-}
-
-impl TokioTransport {
-    fn dial_with<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+/// Plain TCP for the relay code, which opens no sockets itself.
+fn tcp_connector() -> Connector {
+    Arc::new(|address: String| -> BoxResult<'static, BoxIo> {
         Box::pin(async move {
+            let tcp = TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(TokioIo(tcp)) as BoxIo)
+        })
+    })
+}
+
+/// On WebSocket with `messages`, one binary message per message (Protomux).
+impl FramedTransport for TokioTransport {
+    fn dial_framed<'a>(&'a self, endpoint: &'a Endpoint, messages: bool) -> BoxResult<'a, BoxIo> {
+        Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = TokioRuntime::current();
+                return relay::dial(&*runtime, &tcp_connector(), &self.relay, endpoint).await;
+            }
             let tcp = TcpStream::connect(endpoint.authority()).await?;
             tcp.set_nodelay(true)?;
             match endpoint.scheme {
@@ -147,12 +176,16 @@ impl TokioTransport {
 
     /// Listens on `endpoint`. WebSocket upgrades and TLS handshakes run in
     /// tasks of their own, each bounded by a timeout.
-    fn listen_with<'a>(
+    fn listen_framed<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         messages: bool,
     ) -> BoxResult<'a, Box<dyn TransportListener>> {
         Box::pin(async move {
+            if endpoint.scheme == Scheme::Relay {
+                let runtime = TokioRuntime::current();
+                return relay::listen(runtime, tcp_connector(), &self.relay, endpoint).await;
+            }
             let server = match endpoint.scheme {
                 Scheme::Tls => Some(self.tls.server()?.clone()),
                 _ => None,
@@ -278,9 +311,10 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for TokioIo<T> {
     }
 }
 
-/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`
-/// or `ws://host:port/path`) and starts a client session. TLS trusts the
-/// system's roots, or the fingerprint in the URL.
+/// Dials `url` (`tcp://host:port`, `tls://host:port[?fingerprint=sha256:HEX]`,
+/// `ws://host:port/path` or `relay://host:port/?id=DEVICE-ID`) and starts a
+/// client session. TLS trusts the system's roots, or the fingerprint in the
+/// URL; `relay://` dials with a throwaway device identity.
 pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     plex_runtime::connect(
         &TokioTransport::default(),

@@ -5,6 +5,7 @@ pub(crate) mod feed;
 mod pool;
 mod read;
 mod serve;
+mod token;
 
 use crate::cli::Command;
 use crate::error::{Kind, Result};
@@ -50,5 +51,6 @@ pub(crate) fn run(command: Command, dir: &PoolDir, out: &mut Out) -> Result<Outc
         Command::Follow(args) => read::follow(args, dir, out),
         Command::Bus(command) => bus::run(command, out),
         Command::Serve(args) => serve::run(args, dir, out),
+        Command::Token(command) => token::run(command, dir, out),
     }
 }

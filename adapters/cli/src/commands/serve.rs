@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use plex_serve::{Config, ServeError, Server};
+use plex_serve::{Config, ServeError, Server, ServerTls};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
@@ -14,7 +14,8 @@ use crate::refs::PoolDir;
 
 /// Binds, prints the URL, serves until a signal, and shuts down gracefully.
 pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
-    let addr = plex_serve::parse_http_url(&args.http).map_err(|e| report(&e))?;
+    let url = plex_serve::parse_http_url(&args.http).map_err(|e| report(&e))?;
+    let tls = certificate(&args, url.tls)?;
     let dir = dir.path()?;
     init_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -27,7 +28,10 @@ pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outco
             .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGTERM: {e}")))?;
         let mut interrupt = signal(SignalKind::interrupt())
             .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGINT: {e}")))?;
-        let config = Config::new(dir).addr(addr).listen(args.listen);
+        let mut config = Config::new(dir).addr(url.addr).listen(args.listen);
+        if let Some(tls) = tls {
+            config = config.tls(tls);
+        }
         let server = Server::bind(config).await.map_err(|e| report(&e))?;
         out.bytes(format!("{}\n", server.url()).as_bytes())?;
         for url in server.plex_urls() {
@@ -43,6 +47,41 @@ pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outco
         server.run(stop).await.map_err(|e| report(&e))?;
         Ok(Outcome::Success)
     })
+}
+
+/// The https:// listener's certificate, as the flags give it; none for
+/// http://.
+fn certificate(args: &ServeArgs, https: bool) -> Result<Option<ServerTls>> {
+    let given = args.tls_self_signed || args.tls_cert.is_some();
+    if !https {
+        if given {
+            return Err(Error::usage("TLS flags are for an https:// listener")
+                .with_hint(format!("like --http https://{}", strip_scheme(&args.http))));
+        }
+        return Ok(None);
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => ServerTls::from_pem_files(cert, key)
+            .map_err(|e| Error::usage(format!("cannot use the TLS certificate: {e}")))?,
+        _ if args.tls_self_signed => {
+            let tls = ServerTls::self_signed(&["localhost", "127.0.0.1", "::1"])
+                .map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+            eprintln!(
+                "plex serve: self-signed certificate, fingerprint {}",
+                tls.fingerprint()
+            );
+            tls
+        }
+        _ => {
+            return Err(Error::usage("an https:// listener needs a certificate")
+                .with_hint("give --tls-cert and --tls-key, or --tls-self-signed"))
+        }
+    };
+    Ok(Some(tls))
+}
+
+fn strip_scheme(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
 }
 
 /// Installs the log subscriber: stderr, filtered by `RUST_LOG` (default
@@ -64,7 +103,9 @@ fn report(e: &ServeError) -> Error {
         ServeError::Url { .. } => Error::usage(e.to_string())
             .with_hint("like --http http://127.0.0.1:9700 or --listen tcp://127.0.0.1:7070"),
         ServeError::OffLoopback { .. } => Error::usage(e.to_string())
-            .with_hint("TLS and access tokens for other machines are not implemented yet"),
+            .with_hint("add --tls-cert and --tls-key (or --tls-self-signed) to an https:// URL"),
+        ServeError::PlexOffLoopback { .. } => Error::usage(e.to_string())
+            .with_hint("TLS and access tokens on plex/1 are not implemented yet"),
         ServeError::Bind { source, .. } => {
             let kind = match source.kind() {
                 std::io::ErrorKind::PermissionDenied => Kind::Permission,

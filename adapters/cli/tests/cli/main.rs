@@ -15,3 +15,4 @@ mod feed;
 mod pools;
 mod read;
 mod serve;
+mod token;

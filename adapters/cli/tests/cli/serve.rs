@@ -156,7 +156,7 @@ fn refuses_listeners_off_loopback_and_bad_urls() {
         .run(&["serve", "--http", "http://0.0.0.0:0"])
         .fails(2, "Usage");
     assert!(
-        err["message"].as_str().unwrap().contains("requires TLS"),
+        err["message"].as_str().unwrap().contains("without TLS"),
         "{err}"
     );
     for url in [
@@ -176,7 +176,7 @@ fn refuses_listeners_off_loopback_and_bad_urls() {
         ])
         .fails(2, "Usage");
     assert!(
-        err["message"].as_str().unwrap().contains("requires TLS"),
+        err["message"].as_str().unwrap().contains("loopback-only"),
         "{err}"
     );
     for url in [
@@ -225,4 +225,68 @@ fn a_remote_follow_resumes_by_seq_when_plex_serve_restarts() {
     let run = follower.wait_with_output().unwrap();
     assert!(run.stderr.is_empty(), "{run:?}");
     assert_eq!(serve.stop("-TERM").code, 0);
+}
+
+#[test]
+fn https_listens_with_a_certificate_and_refuses_plain_http() {
+    let env = Env::new();
+    let mut child = env
+        .cmd()
+        .args([
+            "serve",
+            "--http",
+            "https://127.0.0.1:0",
+            "--tls-self-signed",
+            "--listen",
+            "tcp://127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn plex serve");
+    let mut stdout = BufReader::new(child.stdout.as_mut().unwrap());
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        stdout.read_line(line).expect("read the URLs");
+    }
+    let serve = Serve {
+        child: Some(child),
+        url: lines[0].trim_end().to_owned(),
+        plex: lines[1].trim_end().to_owned(),
+    };
+    let authority = serve.url.strip_prefix("https://").expect("an https URL");
+    // Plain HTTP gets no HTTP answer: the listener speaks TLS only.
+    let mut stream = TcpStream::connect(authority).expect("connect");
+    write!(
+        stream,
+        "GET /v0/pools HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    let run = serve.stop("-TERM");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("self-signed certificate, fingerprint sha256:"),
+        "{run:?}"
+    );
+    // TLS flags need https, and https needs a certificate.
+    env.run(&["serve", "--http", "http://127.0.0.1:0", "--tls-self-signed"])
+        .fails(2, "Usage");
+    env.run(&["serve", "--http", "https://127.0.0.1:0"])
+        .fails(2, "Usage");
+    let missing = env.root().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    env.run(&[
+        "serve",
+        "--http",
+        "https://127.0.0.1:0",
+        "--tls-cert",
+        missing,
+        "--tls-key",
+        missing,
+    ])
+    .fails(2, "Usage");
 }

@@ -27,7 +27,7 @@ pub async fn client_handshake<T>(
     let expiry = runtime.sleep_until(runtime.now() + timeout);
     match first(handshake, expiry).await {
         Some(Ok(io)) => Ok(io),
-        Some(Err(e)) => Err(classify(e, endpoint)),
+        Some(Err(e)) => Err(classify(e, &endpoint.host)),
         None => Err(TlsError::HandshakeTimeout(timeout).into()),
     }
 }
@@ -60,7 +60,8 @@ pub fn acceptor<C: Io>(server: &crate::tls::ServerTls) -> Handshake<C> {
 }
 
 /// The typed error for a failed client handshake.
-fn classify(e: io::Error, endpoint: &Endpoint) -> Error {
+/// `host` is the name dialled, for [`TlsError::WrongName`].
+pub(crate) fn classify(e: io::Error, host: &str) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         return TlsError::ClosedDuringHandshake.into();
     }
@@ -68,19 +69,19 @@ fn classify(e: io::Error, endpoint: &Endpoint) -> Error {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(tls) => from_rustls(tls, endpoint).into(),
+        Some(tls) => from_rustls(tls, host).into(),
         None => e.into(),
     }
 }
 
-fn from_rustls(e: &rustls::Error, endpoint: &Endpoint) -> TlsError {
+fn from_rustls(e: &rustls::Error, host: &str) -> TlsError {
     use rustls::Error as E;
     use CertificateError as C;
     match e {
         E::InvalidCertificate(cert) => match cert {
             C::UnknownIssuer => TlsError::UnknownIssuer,
             C::NotValidForName | C::NotValidForNameContext { .. } => TlsError::WrongName {
-                host: endpoint.host.clone(),
+                host: host.to_string(),
             },
             C::Expired | C::ExpiredContext { .. } => TlsError::Expired,
             C::NotValidYet | C::NotValidYetContext { .. } => TlsError::NotYetValid,

@@ -48,6 +48,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
+#[cfg(feature = "relay")]
+pub(crate) use handshake::classify;
 pub use handshake::client_handshake;
 #[cfg(feature = "futures-tls")]
 pub use handshake::{acceptor, connect};
@@ -300,7 +302,7 @@ impl ServerTls {
 }
 
 /// The one crypto provider: ring.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static RING: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     RING.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
         .clone()

@@ -90,7 +90,7 @@ pub(crate) fn check_listen_url(url: &str) -> Result<Endpoint, ServeError> {
             .map_err(|_| bad("the host must be an IP address or localhost"))?
     };
     if !ip.is_loopback() {
-        return Err(ServeError::OffLoopback {
+        return Err(ServeError::PlexOffLoopback {
             addr: SocketAddr::new(ip, endpoint.port),
         });
     }
@@ -302,7 +302,7 @@ mod tests {
         }
         assert!(matches!(
             check_listen_url("tcp://0.0.0.0:7070"),
-            Err(ServeError::OffLoopback { .. })
+            Err(ServeError::PlexOffLoopback { .. })
         ));
         for bad in [
             "http://127.0.0.1:1",

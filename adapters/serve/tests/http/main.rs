@@ -4,3 +4,5 @@ mod common;
 mod limits;
 mod pools;
 mod tail;
+mod tls;
+mod ui;

@@ -402,6 +402,6 @@ async fn limits_are_refused_with_typed_errors() {
     let off = Config::new(dir.path()).listen(vec!["tcp://0.0.0.0:0".into()]);
     assert!(matches!(
         Server::bind(off.addr("127.0.0.1:0".parse().unwrap())).await,
-        Err(ServeError::OffLoopback { .. })
+        Err(ServeError::PlexOffLoopback { .. })
     ));
 }
