@@ -81,6 +81,7 @@ mod event;
 mod flow;
 mod frame;
 mod id;
+pub mod pools;
 /// The Protomux wire codec neonplex speaks: messages and their u32LE framing.
 pub mod protomux;
 pub mod relay;

@@ -29,7 +29,7 @@ function plex(dir, ...args) {
 
 /** Starts `plex serve` on a free port; resolves to {child, url}. */
 async function serve(dir) {
-  const child = spawn(plexBin, ['--dir', dir, 'serve', '--http', 'http://127.0.0.1:0'], {
+  const child = spawn(plexBin, ['--dir', dir, 'serve', '--http', 'http://127.0.0.1:0', '--listen', 'tcp://127.0.0.1:0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout });

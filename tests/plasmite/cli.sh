@@ -51,7 +51,7 @@ run() {
 "$plex" --dir "$pools" feed demo --tag cli '{"n":2,"s":"two"}' > /dev/null
 "$plex" --dir "$pools" feed demo '{"n":3}' > /dev/null
 
-"$plex" --dir "$pools" serve --http http://127.0.0.1:0 > "$tmp/url" 2> "$tmp/serve.log" &
+"$plex" --dir "$pools" serve --http http://127.0.0.1:0 --listen tcp://127.0.0.1:0 > "$tmp/url" 2> "$tmp/serve.log" &
 server=$!
 for _ in $(seq 200); do
     [ -s "$tmp/url" ] && break

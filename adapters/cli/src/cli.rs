@@ -17,6 +17,11 @@ Pools:
   pool info and pool list open pools read-only: they take no lock, wait for
   no writer and never change the file (a pool a crashed writer left behind
   is recovered by the next feed).
+  tcp://HOST:PORT/NAME or ws://HOST:PORT[/PATH]/NAME is pool NAME of a
+  `plex serve` (its --listen): feed, fetch, follow and pool create|info|
+  delete take it with the same output and exit codes; `plex pool list URL`
+  lists a server's pools. A remote follow resumes after its last seq when
+  the connection fails; 10 (Unreachable) means no server answered.
 
 Output:
   One JSON record per line on stdout. A message prints as
@@ -105,13 +110,21 @@ pub(crate) enum Command {
     /// subscriber of a matching pattern (a channel, or a prefix ending in `*`).
     #[command(subcommand, verbatim_doc_comment)]
     Bus(BusCommand),
-    /// Serve the pool directory over HTTP, with Plasmite's remote protocol v0
+    /// Serve the pool directory over plex/1 (remote pools, the bus, store
+    /// ports) and HTTP (Plasmite's remote protocol v0)
     ///
-    /// Prints the URL it listens on (one line), then serves until SIGINT or
-    /// SIGTERM: it then stops accepting, ends tails, lets requests finish
-    /// (5 s at most), syncs the pools it opened, and exits 0. Plasmite's
-    /// clients work against it: `plasmite fetch|follow|pool info URL/POOL`,
-    /// `plasmite pool list URL`, and its Rust RemoteClient. Routes:
+    /// On plex/1 (--listen, tcp:// or ws://) it serves remote pools (what
+    /// `plex feed|fetch|follow|pool tcp://HOST:PORT/NAME` use), the bus
+    /// (`plex bus … --url tcp://HOST:PORT`) and the store ports of the Plex
+    /// layer: `kv` (a key-value store, DIR/kv.redb) and `pool/NAME` per
+    /// pool, on lane `rpc`.
+    ///
+    /// Prints the HTTP URL and then each plex/1 URL, a line each, then
+    /// serves until SIGINT or SIGTERM: it then stops accepting, ends tails,
+    /// lets requests and sessions finish (5 s at most), syncs the pools it
+    /// opened, and exits 0. Plasmite's clients work against its HTTP URL:
+    /// `plasmite fetch|follow|pool info URL/POOL`, `plasmite pool list URL`,
+    /// and its Rust RemoteClient. Routes:
     /// GET|POST /v0/pools, POST /v0/pools/open, GET /v0/pools/{pool}/info,
     /// DELETE /v0/pools/{pool}, POST /v0/pools/{pool}/append,
     /// GET /v0/pools/{pool}/messages/{seq}, GET /v0/pools/{pool}/tail
@@ -172,6 +185,10 @@ pub(crate) struct ServeArgs {
     /// anywhere (port 0 picks a free one)
     #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_HTTP)]
     pub(crate) http: String,
+    /// Where to listen on plex/1: tcp://HOST:PORT or ws://HOST:PORT[/PATH] on
+    /// loopback; repeat for more listeners
+    #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_PLEX)]
+    pub(crate) listen: Vec<String>,
     /// The https:// listener's certificate chain (PEM)
     #[arg(
         long,
@@ -345,7 +362,7 @@ pub(crate) enum PoolCommand {
     /// damaged (it validates every one)
     Info(InfoArgs),
     /// Print every pool in the pool directory, one per line
-    List,
+    List(ListArgs),
     /// Delete pools
     ///
     /// Refuses files that do not start like a pool (FORMAT.md magic
@@ -353,6 +370,24 @@ pub(crate) enum PoolCommand {
     /// processes that have the pool open keep using it until they close it.
     #[command(verbatim_doc_comment)]
     Delete(DeleteArgs),
+}
+
+/// `plex pool list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// A `plex serve` to list the pools of (tcp://HOST:PORT or
+    /// ws://HOST:PORT[/PATH]) instead of the pool directory
+    #[arg(value_name = "SERVER", value_parser = parse_server)]
+    pub(crate) server: Option<String>,
+}
+
+/// A `plex serve` URL for `plex pool list`.
+fn parse_server(arg: &str) -> Result<String, String> {
+    if crate::remote::RemoteRef::is_server(std::ffi::OsStr::new(arg)) {
+        Ok(arg.to_owned())
+    } else {
+        Err("expected tcp://HOST:PORT or ws://HOST:PORT[/PATH]".into())
+    }
 }
 
 /// `plex pool create`.

@@ -6,6 +6,8 @@ use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use plex_proto::pools::{ErrorKind, ErrorRecord};
+use plex_serve::remote::RemoteError;
 use serde::Serialize;
 
 /// The stable error kinds: the store's own (shared with Plasmite), then
@@ -184,6 +186,11 @@ impl Error {
         self.kind
     }
 
+    /// The hint, if any.
+    pub(crate) fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
     /// Whether stdout's reader went away, which ends a command quietly.
     pub(crate) fn is_broken_pipe(&self) -> bool {
         self.broken_pipe
@@ -234,71 +241,56 @@ impl fmt::Display for Error {
 }
 
 impl From<plex_store::Error> for Error {
+    /// The store's error as `plex serve` reports it for a remote pool: one
+    /// wording and one set of hints, wherever the pool is.
     fn from(e: plex_store::Error) -> Error {
-        use plex_store::Error as E;
-        let kind = Kind::from(e.kind());
-        let mut err = Error::new(kind, e.to_string());
-        match &e {
-            E::NotFound { path }
-            | E::AlreadyExists { path }
-            | E::Busy { path }
-            | E::Permission { path, .. }
-            | E::Io { path, .. }
-            | E::ReadOnly { path } => err.path = Some(path.clone()),
-            E::UnsupportedVersion { path, .. } => {
-                err.path = Some(path.clone());
-                err.hint = Some(
-                    "another plex build made this pool; read it with that build, or \
-                     delete it (`plex pool delete`) and create it anew"
-                        .into(),
-                );
-            }
-            E::Corrupt { path, at, .. } => {
-                // `check_bytes` reports corruption without a file.
-                if !path.as_os_str().is_empty() {
-                    err.path = Some(path.clone());
-                }
-                err.hint = Some(match at {
-                    plex_store::Location::Seq(seq) => {
-                        err.seq = Some(seq.get());
-                        "this message's stored frame is damaged; the others can still be read"
-                            .into()
-                    }
-                    _ => "the file is damaged or is not a plex pool".into(),
-                });
-            }
-            E::SeqNotFound {
-                seq,
-                oldest,
-                newest,
-            } => {
-                err.seq = Some(seq.get());
-                err.hint = Some(if newest.get() == 0 {
-                    "the pool is empty".into()
-                } else if seq.get() == 0 {
-                    "seqs start at 1".into()
-                } else if seq > newest {
-                    format!("not written yet; the newest seq is {newest}")
-                } else {
-                    format!("overwritten; the oldest seq held is {oldest}")
-                });
-            }
-            E::RetentionGap { lost } => {
-                err.seq = Some(lost.start.get());
-                err.hint = Some(
-                    "the reader fell behind the pool's retention; \
-                     a larger pool (--size) holds more"
-                        .into(),
-                );
-            }
-            _ => {}
+        Error::from(plex_serve::remote::error_record(&e))
+    }
+}
+
+impl From<ErrorRecord> for Error {
+    fn from(e: ErrorRecord) -> Error {
+        Error {
+            kind: Kind::from(e.kind),
+            message: e.message,
+            hint: e.hint,
+            path: e.path.map(PathBuf::from),
+            seq: e.seq,
+            line: None,
+            broken_pipe: false,
         }
+    }
+}
+
+impl From<ErrorKind> for Kind {
+    fn from(kind: ErrorKind) -> Kind {
         match kind {
-            Kind::Busy => err.hint = Some("retry".into()),
-            Kind::Internal => err.hint = Some("this is a bug in plex; please report it".into()),
-            _ => {}
+            ErrorKind::Usage => Kind::Usage,
+            ErrorKind::NotFound => Kind::NotFound,
+            ErrorKind::AlreadyExists => Kind::AlreadyExists,
+            ErrorKind::Busy => Kind::Busy,
+            ErrorKind::Permission => Kind::Permission,
+            ErrorKind::Corrupt => Kind::Corrupt,
+            ErrorKind::Io => Kind::Io,
+            ErrorKind::RetentionGap => Kind::RetentionGap,
+            // Internal, and any kind a newer server adds.
+            _ => Kind::Internal,
         }
-        err
+    }
+}
+
+impl From<RemoteError> for Error {
+    /// A remote pool's failure: the server's own error as it reported it,
+    /// else Unreachable (exit 10) for a connection that could not be made
+    /// or failed, like `plex bus`.
+    fn from(e: RemoteError) -> Error {
+        match e {
+            RemoteError::Server(record) => Error::from(record),
+            RemoteError::Connect { .. } => Error::new(Kind::Unreachable, e.to_string()).with_hint(
+                "is `plex serve` running there? it listens on tcp://127.0.0.1:7070 by default",
+            ),
+            other => Error::new(Kind::Unreachable, other.to_string()),
+        }
     }
 }
 

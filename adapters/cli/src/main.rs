@@ -17,6 +17,7 @@ mod lines;
 mod output;
 mod record;
 mod refs;
+mod remote;
 mod units;
 
 use std::io::IsTerminal;

@@ -40,6 +40,12 @@ pub struct Limits {
     /// How long shutdown waits for in-flight requests before closing their
     /// connections. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Open `plex/1` sessions: the listeners accept no more until one
+    /// closes. Default 128.
+    pub max_sessions: usize,
+    /// The longest record a `plex/1` client may send (an append batch):
+    /// a longer one ends its stream with a Usage error. Default 16 MiB.
+    pub max_record_bytes: usize,
     /// How long the web page's event stream stays silent before a
     /// keep-alive comment, so that idle proxies keep it open and a client
     /// that went away is noticed. Default 15 s.
@@ -57,6 +63,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            max_sessions: 128,
+            max_record_bytes: 16 << 20,
             keep_alive: Duration::from_secs(15),
         }
     }
@@ -70,6 +78,8 @@ impl Limits {
             ("max_tails", self.max_tails),
             ("max_storage_calls", self.max_storage_calls),
             ("max_connections", self.max_connections),
+            ("max_sessions", self.max_sessions),
+            ("max_record_bytes", self.max_record_bytes),
         ];
         match counts.iter().find(|(_, n)| *n == 0) {
             Some((name, _)) => Err(ServeError::Limit(name)),
@@ -93,6 +103,9 @@ pub struct Config {
     pub tls: Option<ServerTls>,
     /// The limits.
     pub limits: Limits,
+    /// The `plex/1` listeners (`tcp://` or `ws://` on loopback); none by
+    /// default. `plex serve` listens on [`crate::DEFAULT_PLEX`].
+    pub listen: Vec<String>,
 }
 
 impl Config {
@@ -103,6 +116,7 @@ impl Config {
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
             tls: None,
             limits: Limits::default(),
+            listen: Vec::new(),
         }
     }
 
@@ -121,6 +135,12 @@ impl Config {
     /// Sets the limits.
     pub fn limits(mut self, limits: Limits) -> Config {
         self.limits = limits;
+        self
+    }
+
+    /// Sets the `plex/1` listeners' URLs.
+    pub fn listen(mut self, urls: Vec<String>) -> Config {
+        self.listen = urls;
         self
     }
 }

@@ -34,6 +34,16 @@ pub enum ServeError {
         /// The address asked for.
         addr: SocketAddr,
     },
+    /// A `plex/1` listener off loopback: those have no TLS and no access
+    /// tokens yet, so only this machine may use them.
+    #[error(
+        "refusing to listen on {addr} over plex/1: plex/1 listeners are loopback-only until \
+         they get TLS and access tokens; listen on 127.0.0.1 or [::1]"
+    )]
+    PlexOffLoopback {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// The socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -51,6 +61,14 @@ pub enum ServeError {
         /// The operating system's error.
         #[source]
         source: std::io::Error,
+    },
+    /// The key-value store of the store ports could not be opened.
+    #[error("cannot open the key-value store {}: {reason}", path.display())]
+    Store {
+        /// Its file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// Syncing a pool at shutdown failed.
     #[error("cannot sync a pool at shutdown: {0}")]

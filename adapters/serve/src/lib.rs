@@ -38,6 +38,13 @@
 //! ([`tokens`]), else 401 Permission. Messages print as [`wire::envelope_into`] renders
 //! them, byte for byte as `plex follow` prints them. The crate logs through
 //! `tracing` events, with a span per connection; it installs no subscriber.
+//!
+//! With [`Config::listen`] it also listens on `plex/1` (`tcp://`, `ws://`;
+//! loopback only until plex/1 gets TLS and tokens): each session is served
+//! by one bus broker for the whole server ([`plex_bus::Broker`]), the Plex
+//! layer's store ports (the key-value store [`remote::KV_PORT`] in
+//! `DIR/kv.redb`, and [`remote::pool_port`] for each pool) and remote pools
+//! ([`plex_proto::pools`], whose client is [`remote::RemotePools`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg(unix)]
@@ -48,6 +55,7 @@ mod error;
 mod events;
 mod guard;
 mod pools;
+pub mod remote;
 mod routes;
 mod server;
 mod tail;
@@ -61,4 +69,5 @@ pub use error::ServeError;
 /// development), from the runtime's `tls://`.
 pub use plex_runtime::tls::ServerTls;
 pub use pools::{EXTENSION, WIRE_EXTENSION};
+pub use remote::DEFAULT_PLEX;
 pub use server::Server;

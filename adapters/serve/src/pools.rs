@@ -95,6 +95,11 @@ impl Pools {
 
     /// Opens pool `name`, or returns its open handle.
     pub(crate) fn open(&self, name: &str) -> Result<Arc<Entry>, ApiError> {
+        self.open_store(name).map_err(|e| self.error(name, &e))
+    }
+
+    /// [`Pools::open`], failing with the store's error.
+    pub(crate) fn open_store(&self, name: &str) -> Result<Arc<Entry>, plex_store::Error> {
         let path = self.file(name);
         let id = match std::fs::metadata(&path) {
             Ok(meta) => (meta.dev(), meta.ino()),
@@ -102,20 +107,31 @@ impl Pools {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     self.lock().remove(name);
                 }
-                return Err(self.io_error(name, e));
+                return Err(self.store_io_error(name, e));
             }
         };
         if let Some(entry) = self.lock().get(name).filter(|e| e.id == id) {
             return Ok(entry.clone());
         }
-        let pool = Pool::open_with(&path, Options::new()).map_err(|e| self.error(name, &e))?;
+        let pool = Pool::open_with(&path, Options::new())?;
         Ok(self.insert(name, pool))
     }
 
     /// Creates pool `name` with `size` bytes.
     pub(crate) fn create(&self, name: &str, size: u64) -> Result<Arc<Entry>, ApiError> {
-        let pool = Pool::create(self.file(name), size, Options::new())
-            .map_err(|e| self.error(name, &e))?;
+        self.create_store(name, size, Options::new())
+            .map_err(|e| self.error(name, &e))
+    }
+
+    /// Creates pool `name` with `size` bytes and `options`, failing with
+    /// the store's error.
+    pub(crate) fn create_store(
+        &self,
+        name: &str,
+        size: u64,
+        options: Options,
+    ) -> Result<Arc<Entry>, plex_store::Error> {
+        let pool = Pool::create(self.file(name), size, options)?;
         Ok(self.insert(name, pool))
     }
 
@@ -213,8 +229,13 @@ impl Pools {
 
     /// An OS error on the file of pool `name`.
     fn io_error(&self, name: &str, e: std::io::Error) -> ApiError {
+        self.error(name, &self.store_io_error(name, e))
+    }
+
+    /// An OS error on the file of pool `name`, as the store reports it.
+    fn store_io_error(&self, name: &str, e: std::io::Error) -> plex_store::Error {
         let path = self.file(name);
-        let err = match e.kind() {
+        match e.kind() {
             std::io::ErrorKind::NotFound => plex_store::Error::NotFound { path: path.clone() },
             std::io::ErrorKind::PermissionDenied => plex_store::Error::Permission {
                 path: path.clone(),
@@ -224,8 +245,7 @@ impl Pools {
                 path: path.clone(),
                 source: e,
             },
-        };
-        ApiError::store(&err, &path)
+        }
     }
 }
 

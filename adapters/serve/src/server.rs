@@ -19,6 +19,7 @@ use crate::access::Access;
 use crate::config::Config;
 use crate::error::ServeError;
 use crate::pools::Pools;
+use crate::remote::Remote;
 use crate::routes::{self, App};
 use crate::tokens::TokenStore;
 
@@ -38,6 +39,8 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     app: Arc<App>,
     stop_tails: watch::Sender<bool>,
+    /// The `plex/1` listeners, if any.
+    remote: Option<Remote>,
 }
 
 impl std::fmt::Debug for Server {
@@ -61,6 +64,9 @@ impl Server {
             return Err(ServeError::OffLoopback { addr: config.addr });
         }
         config.limits.check()?;
+        for url in &config.listen {
+            crate::remote::check_listen_url(url)?;
+        }
         let dir_error = |source| ServeError::Dir {
             path: config.dir.clone(),
             source,
@@ -73,6 +79,10 @@ impl Server {
                 addr: config.addr,
                 source,
             })?;
+        let remote = match config.listen.is_empty() {
+            true => None,
+            false => Some(Remote::bind(&config.listen, &dir).await?),
+        };
         let (stop_tails, shutdown) = watch::channel(false);
         let limits = config.limits;
         let access = match &config.tls {
@@ -97,6 +107,7 @@ impl Server {
             tls,
             app,
             stop_tails,
+            remote,
         })
     }
 
@@ -114,6 +125,12 @@ impl Server {
         format!("{scheme}://{}", self.local_addr())
     }
 
+    /// The `plex/1` listeners' URLs (`tcp://127.0.0.1:7070`), ports
+    /// resolved; empty without [`crate::Config::listen`].
+    pub fn plex_urls(&self) -> Vec<String> {
+        self.remote.as_ref().map(Remote::urls).unwrap_or_default()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, ends the
     /// tails, lets in-flight requests finish within
     /// [`crate::Limits::shutdown_grace`] (closing the connections left
@@ -124,7 +141,12 @@ impl Server {
             tls,
             app,
             stop_tails,
+            remote,
         } = self;
+        let remote = remote.map(|remote| {
+            let shutdown = app.shutdown.clone();
+            tokio::spawn(remote.run(app.clone(), shutdown))
+        });
         let limits = app.limits.clone();
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = GracefulShutdown::new();
@@ -204,6 +226,12 @@ impl Server {
             tracing::warn!("requests still running after the grace period; closing them");
         }
         connections.shutdown().await;
+        if let Some(remote) = remote {
+            // It ends its sessions within the grace period itself.
+            if let Err(e) = remote.await {
+                tracing::error!(error = %e, "the plex/1 listeners failed");
+            }
+        }
         let pools = app.pools.clone();
         let synced = tokio::task::spawn_blocking(move || pools.sync_all()).await;
         match synced {

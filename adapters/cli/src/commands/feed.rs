@@ -15,13 +15,14 @@ use crate::lines::{Line, Lines};
 use crate::output::Out;
 use crate::record::{rfc3339, Receipt};
 use crate::refs::{PoolDir, PoolRef};
+use crate::remote::RemoteRef;
 
 /// Runs `plex feed`.
 pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
-    let target = PoolRef::resolve(&args.pool, dir)?;
     // Checked before the pool is opened, so that a bad argument never
     // creates a pool with --create.
-    let argument = match &args.json {
+    let json_arg = args.json.clone();
+    let argument = match &json_arg {
         Some(value) => Some(json::validate(value.as_bytes()).map_err(|e| {
             Error::usage(format!("the JSON argument is not valid: {}", e.reason)).with_hint(
                 "quote it for the shell, like '{\"a\":1}'; omit it to read JSON Lines from stdin",
@@ -29,6 +30,10 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
         })?),
         None => None,
     };
+    if let Some(remote) = RemoteRef::parse(&args.pool) {
+        return crate::remote::feed(remote?, args, argument, out);
+    }
+    let target = PoolRef::resolve(&args.pool, dir)?;
     let durability = match args.durability {
         DurabilityArg::Fast => Durability::Fast,
         DurabilityArg::Flush => Durability::Flush,
@@ -40,11 +45,21 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
         target.open(options)?
     };
     warn_about_recovery(&pool);
+    feed(Box::new(LocalSink(pool)), args, argument, out)
+}
+
+/// Feeds the argument, or the lines of the input, into `sink`.
+pub(crate) fn feed(
+    sink: Box<dyn Sink + '_>,
+    args: FeedArgs,
+    argument: Option<&str>,
+    out: &mut Out,
+) -> Result<Outcome> {
     // A batch never exceeds a quarter of the ring, so it cannot evict its
     // own messages before they are printed.
-    let batch_bytes = (pool.info().ring_len / 4).min(MAX_BATCH_BYTES);
+    let batch_bytes = (sink.ring_len() / 4).min(MAX_BATCH_BYTES);
     let mut feeder = Feeder {
-        pool,
+        sink,
         tags: args.tags,
         data: Vec::new(),
         ends: Vec::new(),
@@ -54,6 +69,7 @@ pub(crate) fn run(args: FeedArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcom
     if let Some(text) = argument {
         feeder.push(text, out)?;
         feeder.append_pending(out)?;
+        feeder.sink.settle(out)?;
         return Ok(Outcome::Success);
     }
     let (input, size): (Box<dyn Read>, Option<u64>) = match &args.file {
@@ -84,14 +100,78 @@ const MAX_BATCH_MESSAGES: usize = 1024;
 /// The most bytes (frames, headers included) appended as one batch.
 const MAX_BATCH_BYTES: u64 = 1 << 20;
 
+/// Where fed batches go: a local pool, or a remote one through `plex serve`.
+pub(crate) trait Sink {
+    /// The ring's length, which bounds a batch.
+    fn ring_len(&self) -> u64;
+    /// The largest frame the pool takes.
+    fn max_frame(&self) -> u64;
+    /// The Usage error an append of a message with `tags` and `len` bytes
+    /// of data would fail with, if any.
+    fn check(&self, tags: &[&str], len: usize) -> Result<()>;
+    /// Appends `data`, cut at `ends`, each message with `tags`, as one
+    /// batch; its receipts are printed now or by a later [`Sink::settle`].
+    fn append(&mut self, tags: &[String], data: &[u8], ends: &[usize], out: &mut Out)
+        -> Result<()>;
+    /// Prints the receipts of every batch appended so far.
+    fn settle(&mut self, out: &mut Out) -> Result<()>;
+}
+
+/// A local pool, appended to in this process.
+struct LocalSink(Pool);
+
+impl Sink for LocalSink {
+    fn ring_len(&self) -> u64 {
+        self.0.info().ring_len
+    }
+
+    fn max_frame(&self) -> u64 {
+        self.0.info().max_frame
+    }
+
+    fn check(&self, tags: &[&str], len: usize) -> Result<()> {
+        Ok(self.0.check_message(tags, len)?)
+    }
+
+    fn append(
+        &mut self,
+        tags: &[String],
+        data: &[u8],
+        ends: &[usize],
+        out: &mut Out,
+    ) -> Result<()> {
+        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let mut batch = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for &end in ends {
+            batch.push((&tag_refs[..], &data[start..end]));
+            start = end;
+        }
+        let receipt = self.0.append_batch_receipt(&batch)?;
+        let time = rfc3339(receipt.time);
+        for r in receipt.receipts() {
+            out.record(&Receipt {
+                seq: r.seq.get(),
+                time: &time,
+                tags,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, _out: &mut Out) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// An open pool and the messages read but not yet appended.
 ///
 /// Lines already read are appended together with one `append_batch` (one
 /// lock, one publication, and with `--durability flush` one sync), up to
 /// the batch limits and never past a bad line or a wait for input: each
 /// line still gets its own receipt or error, in input order.
-struct Feeder {
-    pool: Pool,
+struct Feeder<'a> {
+    sink: Box<dyn Sink + 'a>,
     tags: Vec<String>,
     /// The compacted data of the pending messages, back to back.
     data: Vec<u8>,
@@ -111,7 +191,7 @@ struct Stats {
     elapsed: Duration,
 }
 
-impl Feeder {
+impl Feeder<'_> {
     /// Queues the validated JSON `text` for appending, after checking that
     /// it fits the pool; appends the queue first if it is full. Fails with a
     /// usage error for a message the pool cannot take. Returns the length
@@ -121,9 +201,9 @@ impl Feeder {
         json::compact_into(text, &mut self.data);
         let len = self.data.len() - start;
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        if let Err(e) = self.pool.check_message(&tags, len) {
+        if let Err(e) = self.sink.check(&tags, len) {
             self.data.truncate(start);
-            return Err(e.into());
+            return Err(e);
         }
         let frame = 32 + tags.iter().map(|t| 2 + t.len() as u64).sum::<u64>() + len as u64;
         if !self.ends.is_empty()
@@ -145,22 +225,7 @@ impl Feeder {
         if self.ends.is_empty() {
             return Ok(());
         }
-        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        let mut batch = Vec::with_capacity(self.ends.len());
-        let mut start = 0;
-        for &end in &self.ends {
-            batch.push((&tags[..], &self.data[start..end]));
-            start = end;
-        }
-        let receipt = self.pool.append_batch_receipt(&batch)?;
-        let time = rfc3339(receipt.time);
-        for r in receipt.receipts() {
-            out.record(&Receipt {
-                seq: r.seq.get(),
-                time: &time,
-                tags: &self.tags,
-            })?;
-        }
+        self.sink.append(&self.tags, &self.data, &self.ends, out)?;
         self.data.clear();
         self.ends.clear();
         self.pending_bytes = 0;
@@ -176,7 +241,7 @@ impl Feeder {
         out: &mut Out,
     ) -> Result<Stats> {
         let started = Instant::now();
-        let limit = usize::try_from(self.pool.info().max_frame).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.sink.max_frame()).unwrap_or(usize::MAX);
         let mut lines = Lines::new(input, limit);
         let mut stats = Stats {
             messages: 0,
@@ -189,6 +254,7 @@ impl Feeder {
                 // Lines read so far are appended, and their receipts reach
                 // their reader, before plex waits for input.
                 self.append_pending(out)?;
+                self.sink.settle(out)?;
                 out.flush()?;
             }
             let read = lines
@@ -218,6 +284,7 @@ impl Feeder {
             if let Some(reason) = bad {
                 // The receipts of the lines before it come first.
                 self.append_pending(out)?;
+                self.sink.settle(out)?;
                 let err = Error::usage(format!("line {line}: {reason}")).with_line(line);
                 match on_error {
                     OnError::Stop => {
@@ -234,6 +301,7 @@ impl Feeder {
             }
         }
         self.append_pending(out)?;
+        self.sink.settle(out)?;
         stats.elapsed = started.elapsed();
         Ok(stats)
     }

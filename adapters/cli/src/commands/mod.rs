@@ -1,7 +1,7 @@
 //! The commands, one module per group, and how a command ends.
 
 mod bus;
-mod feed;
+pub(crate) mod feed;
 mod pool;
 mod read;
 mod serve;

@@ -10,19 +10,26 @@ use crate::error::{Error, Kind, Result};
 use crate::output::Out;
 use crate::record::PoolRecord;
 use crate::refs::{PoolDir, PoolRef, DEFAULT_SIZE, EXTENSION};
+use crate::remote::RemoteRef;
 
 /// Runs a `plex pool` subcommand.
 pub(crate) fn run(command: PoolCommand, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     match command {
         PoolCommand::Create(args) => create(args, dir, out),
         PoolCommand::Info(args) => info(args, dir, out),
-        PoolCommand::List => list(dir, out),
+        PoolCommand::List(args) => match args.server {
+            Some(server) => crate::remote::list(&server, out),
+            None => list(dir, out),
+        },
         PoolCommand::Delete(args) => delete(args, dir, out),
     }
 }
 
 /// Creates each pool, after checking that every name is valid and free.
 fn create(args: CreateArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    if let Some(remote) = remote_all(&args.pools)? {
+        return crate::remote::create(&remote, &args, out);
+    }
     let refs = resolve_all(&args.pools, dir)?;
     for r in &refs {
         if r.path.exists() {
@@ -43,6 +50,9 @@ fn create(args: CreateArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
 /// Prints one pool's record, with the count of damaged messages found by
 /// validating every message held.
 fn info(args: InfoArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    if let Some(remote) = RemoteRef::parse(&args.pool) {
+        return crate::remote::info(remote?, out);
+    }
     let r = PoolRef::resolve(&args.pool, dir)?;
     let pool = r.open_read_only()?;
     let damaged = pool
@@ -98,6 +108,9 @@ fn list(dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
 
 /// Deletes each pool, after checking that every one exists and is a pool.
 fn delete(args: DeleteArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    if let Some(remote) = remote_all(&args.pools)? {
+        return crate::remote::delete(&remote, out);
+    }
     let refs = resolve_all(&args.pools, dir)?;
     for r in &refs {
         check_is_pool(r)?;
@@ -118,6 +131,28 @@ struct Deleted<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     path: String,
+}
+
+/// The remote refs, when the first argument is one: then all must be.
+fn remote_all(args: &[std::ffi::OsString]) -> Result<Option<Vec<RemoteRef>>> {
+    let Some(first) = args.first() else {
+        return Ok(None);
+    };
+    if RemoteRef::parse(first).is_none() {
+        return Ok(None);
+    }
+    args.iter()
+        .map(|a| {
+            RemoteRef::parse(a).unwrap_or_else(|| {
+                Err(Error::usage(format!(
+                    "`{}` is local but `{}` is remote: give pools of one kind",
+                    a.to_string_lossy(),
+                    first.to_string_lossy()
+                )))
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// Resolves every argument before acting on any.

@@ -9,9 +9,13 @@ use crate::commands::Outcome;
 use crate::error::{Error, Kind, Result};
 use crate::output::Out;
 use crate::refs::{PoolDir, PoolRef};
+use crate::remote::RemoteRef;
 
 /// Runs `plex fetch`: prints the envelope of one seq.
 pub(crate) fn fetch(args: FetchArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    if let Some(remote) = RemoteRef::parse(&args.pool) {
+        return crate::remote::fetch(remote?, args.seq, out);
+    }
     let pool = PoolRef::resolve(&args.pool, dir)?.open_read_only()?;
     let msg = pool.get(Seq(args.seq))?;
     out.envelope(&msg)?;
@@ -21,6 +25,9 @@ pub(crate) fn fetch(args: FetchArgs, dir: &PoolDir, out: &mut Out) -> Result<Out
 /// Runs `plex follow`: prints envelopes in seq order, sleeping on the
 /// pool's futex broadcast between appends.
 pub(crate) fn follow(args: FollowArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
+    if let Some(remote) = RemoteRef::parse(&args.pool) {
+        return crate::remote::follow(remote?, args, out);
+    }
     let pool = PoolRef::resolve(&args.pool, dir)?.open_read_only()?;
     let start = match (args.tail, args.since) {
         (Some(n), _) => Start::Last(n),

@@ -1,5 +1,5 @@
-//! `plex serve`: the pool directory over HTTP (`plex-serve`), until SIGINT
-//! or SIGTERM.
+//! `plex serve`: the pool directory over HTTP and plex/1 (`plex-serve`),
+//! until SIGINT or SIGTERM.
 
 use std::io::IsTerminal;
 
@@ -28,12 +28,15 @@ pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outco
             .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGTERM: {e}")))?;
         let mut interrupt = signal(SignalKind::interrupt())
             .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGINT: {e}")))?;
-        let mut config = Config::new(dir).addr(url.addr);
+        let mut config = Config::new(dir).addr(url.addr).listen(args.listen);
         if let Some(tls) = tls {
             config = config.tls(tls);
         }
         let server = Server::bind(config).await.map_err(|e| report(&e))?;
         out.bytes(format!("{}\n", server.url()).as_bytes())?;
+        for url in server.plex_urls() {
+            out.bytes(format!("{url}\n").as_bytes())?;
+        }
         out.flush()?;
         let stop = async {
             tokio::select! {
@@ -97,11 +100,12 @@ fn init_logs() {
 /// The report of a server that could not start or stop cleanly.
 fn report(e: &ServeError) -> Error {
     match e {
-        ServeError::Url { .. } => {
-            Error::usage(e.to_string()).with_hint("like --http http://127.0.0.1:9700")
-        }
+        ServeError::Url { .. } => Error::usage(e.to_string())
+            .with_hint("like --http http://127.0.0.1:9700 or --listen tcp://127.0.0.1:7070"),
         ServeError::OffLoopback { .. } => Error::usage(e.to_string())
             .with_hint("add --tls-cert and --tls-key (or --tls-self-signed) to an https:// URL"),
+        ServeError::PlexOffLoopback { .. } => Error::usage(e.to_string())
+            .with_hint("TLS and access tokens on plex/1 are not implemented yet"),
         ServeError::Bind { source, .. } => {
             let kind = match source.kind() {
                 std::io::ErrorKind::PermissionDenied => Kind::Permission,

@@ -103,6 +103,28 @@ impl Broker {
     fn tcp(env: &Env) -> Broker {
         Broker::start(env, "tcp://127.0.0.1:0")
     }
+
+    /// The broker of a `plex serve` (its plex/1 listener), not a
+    /// `plex bus broker`.
+    fn serve(env: &Env) -> Broker {
+        let mut process = Background::spawn(
+            env.cmd()
+                .args(["serve", "--http", "http://127.0.0.1:0"])
+                .args(["--listen", "tcp://127.0.0.1:0"])
+                .stdout(Stdio::piped()),
+        );
+        let mut stdout = BufReader::new(process.child().stdout.take().unwrap());
+        let mut lines = [String::new(), String::new()];
+        for line in &mut lines {
+            stdout.read_line(line).expect("read the URLs of plex serve");
+        }
+        let url = lines[1].trim_end().to_owned();
+        assert!(url.starts_with("tcp://127.0.0.1:"), "printed {lines:?}");
+        Broker {
+            url,
+            _process: process,
+        }
+    }
 }
 
 /// Starts `plex bus reply CHANNEL -- command…`.
@@ -347,6 +369,28 @@ fn bad_command_lines_exit_2() {
     ] {
         env.run(&args).fails(2, "Usage");
     }
+}
+
+#[test]
+fn plex_serve_is_a_bus_broker_too() {
+    let env = Env::new();
+    let broker = Broker::serve(&env);
+    let _responder = reply(&env, &broker, "upper", &["tr", "a-z", "A-Z"]);
+    let run = request_when_ready(&env, &broker, &["upper", "served"], None);
+    assert_eq!((run.code, run.stdout.as_str()), (0, "SERVED"), "{run:?}");
+    let mut news = sub(&env, &broker, "news.*", &["--count", "2"]);
+    publish_until_exit(&mut [&mut news], |i| {
+        env.ok(&[
+            "bus",
+            "pub",
+            "news.plex",
+            &format!("m{i}"),
+            "--url",
+            &broker.url,
+        ]);
+    });
+    let run = news.finish();
+    assert_eq!((run.code, run.stdout.lines().count()), (0, 2), "{run:?}");
 }
 
 #[test]

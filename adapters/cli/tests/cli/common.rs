@@ -1,7 +1,7 @@
 //! Running the built `plex` binary against a temporary directory.
 
 use std::fs;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -10,9 +10,53 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// A scratch directory with a pool directory inside, and a fake home.
+/// Runs a test twice: against local pool refs (`local`), and against
+/// remote refs (`remote`) through a `plex serve` of the same pool
+/// directory. The body names pools through [`Env::p`], so that one suite
+/// checks that both kinds give the same output and exit codes.
+macro_rules! local_and_remote {
+    ($(#[$meta:meta])* fn $name:ident($env:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($env: &crate::common::Env) $body
+
+            #[test]
+            fn local() {
+                body(&crate::common::Env::new())
+            }
+
+            #[test]
+            fn remote() {
+                body(&crate::common::Env::remote())
+            }
+        }
+    };
+}
+
+/// A scratch directory with a pool directory inside, and a fake home; for
+/// remote tests also a `plex serve` of that pool directory.
 pub(crate) struct Env {
     root: TempDir,
+    serve: Option<Served>,
+}
+
+/// A `plex serve` on free loopback ports, killed with its [`Env`].
+struct Served {
+    child: Child,
+    /// Its plex/1 URL, `tcp://127.0.0.1:PORT`.
+    url: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(served) = &mut self.serve {
+            let _ = served.child.kill();
+            let _ = served.child.wait();
+        }
+    }
 }
 
 /// A finished `plex` run.
@@ -27,6 +71,56 @@ impl Env {
     pub(crate) fn new() -> Env {
         Env {
             root: tempfile::tempdir().expect("temp dir"),
+            serve: None,
+        }
+    }
+
+    /// An Env whose pools are reached through a `plex serve` of its pool
+    /// directory, listening on free ports.
+    pub(crate) fn remote() -> Env {
+        let mut env = Env::new();
+        let mut child = env
+            .cmd()
+            .args([
+                "serve",
+                "--http",
+                "http://127.0.0.1:0",
+                "--listen",
+                "tcp://127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn plex serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut lines = [String::new(), String::new()];
+        for line in &mut lines {
+            stdout.read_line(line).expect("read the URLs of plex serve");
+        }
+        let url = lines[1].trim_end().to_owned();
+        assert!(url.starts_with("tcp://127.0.0.1:"), "printed {lines:?}");
+        env.serve = Some(Served { child, url });
+        env
+    }
+
+    /// Whether pools are local files to this test (not behind a server).
+    pub(crate) fn is_local(&self) -> bool {
+        self.serve.is_none()
+    }
+
+    /// How the command line names pool `name`: the name itself, or
+    /// `tcp://127.0.0.1:PORT/NAME` for a remote Env.
+    pub(crate) fn p(&self, name: &str) -> String {
+        match &self.serve {
+            None => name.to_owned(),
+            Some(served) => format!("{}/{name}", served.url),
+        }
+    }
+
+    /// `plex pool list` of the pool directory, or of the server.
+    pub(crate) fn list(&self) -> Run {
+        match &self.serve {
+            None => self.ok(&["pool", "list"]),
+            Some(served) => self.ok(&["pool", "list", &served.url]),
         }
     }
 
@@ -102,14 +196,15 @@ impl Env {
         run
     }
 
-    /// Creates a pool of `size` (like `64K`).
+    /// Creates pool `name` (see [`Env::p`]) of `size` (like `64K`).
     pub(crate) fn create(&self, name: &str, size: &str) {
-        self.ok(&["pool", "create", name, "--size", size]);
+        self.ok(&["pool", "create", &self.p(name), "--size", size]);
     }
 
-    /// Feeds JSON Lines and asserts success; returns the receipts.
+    /// Feeds JSON Lines to pool `pool` (see [`Env::p`]) and asserts
+    /// success; returns the receipts.
     pub(crate) fn feed(&self, pool: &str, lines: &str) -> Vec<Value> {
-        let run = self.run_stdin(&["feed", pool], lines.as_bytes());
+        let run = self.run_stdin(&["feed", &self.p(pool)], lines.as_bytes());
         assert_eq!(run.code, 0, "feed failed: {run:?}");
         run.records()
     }

@@ -7,8 +7,9 @@
 //! Exit 6 (Permission) is checked as an unprivileged user: run as root, the
 //! test drops to `nobody` for the child.
 
-mod bus;
+#[macro_use]
 mod common;
+mod bus;
 mod damage;
 mod feed;
 mod pools;

@@ -1,103 +1,113 @@
 //! `plex pool …`, pool references, `--dir` and the default directory.
+//!
+//! The pool commands run against local and remote pools alike. Local only:
+//! paths, `--dir` and the default directory (how this machine finds pool
+//! files), and what damaged, unreadable, unsyncable or foreign files do
+//! (made by changing files under a pool, and checked by the user running
+//! plex).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::common::Env;
 
-#[test]
-fn create_info_list_delete() {
-    let env = Env::new();
-    let run = env.ok(&["pool", "create", "alpha", "beta", "--size", "64K"]);
-    let created = run.records();
-    assert_eq!(created.len(), 2);
-    assert_eq!(created[0]["name"], "alpha");
-    assert_eq!(created[0]["size"], 65536);
-    assert_eq!(created[0]["messages"], 0);
-    let path = env.pools().join("alpha.plex");
-    assert_eq!(created[0]["path"], path.to_str().unwrap());
-    assert!(path.is_file());
+local_and_remote! {
+    fn create_info_list_delete(env) {
+        let run = env.ok(&["pool", "create", &env.p("alpha"), &env.p("beta"), "--size", "64K"]);
+        let created = run.records();
+        assert_eq!(created.len(), 2);
+        assert_eq!(created[0]["name"], "alpha");
+        assert_eq!(created[0]["size"], 65536);
+        assert_eq!(created[0]["messages"], 0);
+        let path = env.pools().join("alpha.plex");
+        assert_eq!(created[0]["path"], path.to_str().unwrap());
+        assert!(path.is_file());
 
-    let info = env.ok(&["pool", "info", "beta"]).records();
-    assert_eq!(info.len(), 1);
-    assert_eq!(info[0]["name"], "beta");
-    assert_eq!(
-        (info[0]["oldest"].as_u64(), info[0]["newest"].as_u64()),
-        (Some(1), Some(0))
-    );
-    assert!(info[0]["max_message"].as_u64().unwrap() > 0);
-    assert!(info[0]["index_capacity"].as_u64().unwrap() > 0);
-
-    // Another file in the directory is not a pool.
-    fs::write(env.pools().join("notes.txt"), "hi").unwrap();
-    let listed = env.ok(&["pool", "list"]).records();
-    let names: Vec<_> = listed.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["alpha", "beta"]);
-
-    let deleted = env.ok(&["pool", "delete", "alpha", "beta"]).records();
-    assert_eq!(deleted[1]["name"], "beta");
-    assert!(!path.exists());
-    assert!(env.ok(&["pool", "list"]).stdout.is_empty());
-}
-
-#[test]
-fn create_options_and_refusals() {
-    let env = Env::new();
-    let made = env.ok(&[
-        "pool",
-        "create",
-        "p",
-        "--size",
-        "1M",
-        "--index-capacity",
-        "100",
-    ]);
-    assert_eq!(made.records()[0]["index_capacity"], 100);
-    assert_eq!(made.records()[0]["size"], 1 << 20);
-
-    let err = env
-        .run(&["pool", "create", "p", "--size", "1M"])
-        .fails(4, "AlreadyExists");
-    assert!(err["path"].as_str().unwrap().ends_with("p.plex"));
-    assert!(err["hint"].as_str().unwrap().contains("plex pool delete p"));
-    // All names are checked before any is created.
-    env.run(&["pool", "create", "q", "p"])
-        .fails(4, "AlreadyExists");
-    assert!(!env.pools().join("q.plex").exists());
-
-    for size in ["12X", "1.5M", "", "M"] {
-        env.run(&["pool", "create", "r", "--size", size])
-            .fails(2, "Usage");
-    }
-    // Parsed, but not a multiple of 4096: the store refuses.
-    let err = env
-        .run(&["pool", "create", "r", "--size", "5000"])
-        .fails(2, "Usage");
-    assert!(err["message"].as_str().unwrap().contains("4096"), "{err}");
-    env.run(&["pool", "create", "r", "--index-capacity", "0"])
-        .fails(2, "Usage");
-    assert!(!env.pools().join("r.plex").exists());
-}
-
-#[test]
-fn names_cannot_escape_the_directory() {
-    let env = Env::new();
-    for bad in ["..", ".", ""] {
-        let err = env
-            .run(&["pool", "create", bad, "--size", "64K"])
-            .fails(2, "Usage");
-        assert!(
-            err["message"]
-                .as_str()
-                .unwrap()
-                .contains("invalid pool name"),
-            "{err}"
+        let info = env.ok(&["pool", "info", &env.p("beta")]).records();
+        assert_eq!(info.len(), 1);
+        assert_eq!(info[0]["name"], "beta");
+        assert_eq!(
+            (info[0]["oldest"].as_u64(), info[0]["newest"].as_u64()),
+            (Some(1), Some(0))
         );
-        env.run(&["fetch", bad, "1"]).fails(2, "Usage");
+        assert!(info[0]["max_message"].as_u64().unwrap() > 0);
+        assert!(info[0]["index_capacity"].as_u64().unwrap() > 0);
+
+        // Another file in the directory is not a pool.
+        fs::write(env.pools().join("notes.txt"), "hi").unwrap();
+        let listed = env.list().records();
+        let names: Vec<_> = listed.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["alpha", "beta"]);
+
+        let deleted = env.ok(&["pool", "delete", &env.p("alpha"), &env.p("beta")]).records();
+        assert_eq!(deleted[1]["name"], "beta");
+        assert!(!path.exists());
+        assert!(env.list().stdout.is_empty());
     }
-    // Nothing was created anywhere, not even the directory.
-    assert!(!env.pools().exists());
-    assert_eq!(fs::read_dir(env.root()).unwrap().count(), 0);
+}
+
+local_and_remote! {
+    fn create_options_and_refusals(env) {
+        let made = env.ok(&[
+            "pool",
+            "create",
+            &env.p("p"),
+            "--size",
+            "1M",
+            "--index-capacity",
+            "100",
+        ]);
+        assert_eq!(made.records()[0]["index_capacity"], 100);
+        assert_eq!(made.records()[0]["size"], 1 << 20);
+
+        let err = env
+            .run(&["pool", "create", &env.p("p"), "--size", "1M"])
+            .fails(4, "AlreadyExists");
+        assert!(err["path"].as_str().unwrap().ends_with("p.plex"));
+        let delete = format!("plex pool delete {}", env.p("p"));
+        assert!(err["hint"].as_str().unwrap().contains(&delete), "{err}");
+        // All names are checked before any is created.
+        env.run(&["pool", "create", &env.p("q"), &env.p("p")])
+            .fails(4, "AlreadyExists");
+        assert!(!env.pools().join("q.plex").exists());
+
+        for size in ["12X", "1.5M", "", "M"] {
+            env.run(&["pool", "create", &env.p("r"), "--size", size])
+                .fails(2, "Usage");
+        }
+        // Parsed, but not a multiple of 4096: the store refuses.
+        let err = env
+            .run(&["pool", "create", &env.p("r"), "--size", "5000"])
+            .fails(2, "Usage");
+        assert!(err["message"].as_str().unwrap().contains("4096"), "{err}");
+        env.run(&["pool", "create", &env.p("r"), "--index-capacity", "0"])
+            .fails(2, "Usage");
+        assert!(!env.pools().join("r.plex").exists());
+    }
+}
+
+local_and_remote! {
+    fn names_cannot_escape_the_directory(env) {
+        for bad in ["..", ".", ""] {
+            let err = env
+                .run(&["pool", "create", &env.p(bad), "--size", "64K"])
+                .fails(2, "Usage");
+            assert!(
+                err["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("invalid pool name"),
+                "{err}"
+            );
+            env.run(&["fetch", &env.p(bad), "1"]).fails(2, "Usage");
+        }
+        // Nothing was created anywhere, not even the directory (which a
+        // server creates when it starts).
+        if env.is_local() {
+            assert!(!env.pools().exists());
+            assert_eq!(fs::read_dir(env.root()).unwrap().count(), 0);
+        }
+    }
 }
 
 #[test]
@@ -163,20 +173,18 @@ fn default_directory_follows_xdg_then_home() {
         .is_file());
 }
 
-#[test]
-fn missing_pools() {
-    let env = Env::new();
-    let err = env.run(&["pool", "info", "ghost"]).fails(3, "NotFound");
-    assert!(err["path"].as_str().unwrap().ends_with("ghost.plex"));
-    assert!(err["hint"]
-        .as_str()
-        .unwrap()
-        .contains("plex pool create ghost"));
-    env.run(&["fetch", "ghost", "1"]).fails(3, "NotFound");
-    env.run(&["follow", "ghost", "--no-follow"])
-        .fails(3, "NotFound");
-    env.run(&["feed", "ghost", "1"]).fails(3, "NotFound");
-    env.run(&["pool", "delete", "ghost"]).fails(3, "NotFound");
+local_and_remote! {
+    fn missing_pools(env) {
+        let err = env.run(&["pool", "info", &env.p("ghost")]).fails(3, "NotFound");
+        assert!(err["path"].as_str().unwrap().ends_with("ghost.plex"));
+        let create = format!("plex pool create {}", env.p("ghost"));
+        assert!(err["hint"].as_str().unwrap().contains(&create), "{err}");
+        env.run(&["fetch", &env.p("ghost"), "1"]).fails(3, "NotFound");
+        env.run(&["follow", &env.p("ghost"), "--no-follow"])
+            .fails(3, "NotFound");
+        env.run(&["feed", &env.p("ghost"), "1"]).fails(3, "NotFound");
+        env.run(&["pool", "delete", &env.p("ghost")]).fails(3, "NotFound");
+    }
 }
 
 #[test]
@@ -258,21 +266,21 @@ fn usage_errors_from_parsing_are_json() {
     let env = Env::new();
     let err = env.run(&[]).fails(2, "Usage");
     assert!(err["hint"].as_str().unwrap().contains("Usage: plex"));
-    let err = env.run(&["fetch", "p"]).fails(2, "Usage");
+    let err = env.run(&["fetch", &env.p("p")]).fails(2, "Usage");
     assert!(err["message"].as_str().unwrap().contains("<SEQ>"), "{err}");
-    env.run(&["fetch", "p", "one"]).fails(2, "Usage");
+    env.run(&["fetch", &env.p("p"), "one"]).fails(2, "Usage");
     env.run(&["frobnicate"]).fails(2, "Usage");
-    env.run(&["pool", "create", "p", "--bogus"])
+    env.run(&["pool", "create", &env.p("p"), "--bogus"])
         .fails(2, "Usage");
-    env.run(&["follow", "p", "--tail", "1", "--since", "1"])
+    env.run(&["follow", &env.p("p"), "--tail", "1", "--since", "1"])
         .fails(2, "Usage");
-    env.run(&["feed", "p", "--durability", "eventually"])
+    env.run(&["feed", &env.p("p"), "--durability", "eventually"])
         .fails(2, "Usage");
-    env.run(&["feed", "p", "--errors", "ignore"])
+    env.run(&["feed", &env.p("p"), "--errors", "ignore"])
         .fails(2, "Usage");
     for bad in ["5", "1.5s", "1d", "s", "-1s"] {
         let arg = format!("--timeout={bad}");
-        let err = env.run(&["follow", "p", &arg]).fails(2, "Usage");
+        let err = env.run(&["follow", &env.p("p"), &arg]).fails(2, "Usage");
         assert!(
             err["message"].as_str().unwrap().contains("--timeout"),
             "{err}"
@@ -290,7 +298,7 @@ fn a_failed_sync_is_shown_and_refuses_flush_feeds() {
     let env = Env::new();
     env.create("p", "64K");
     env.feed("p", "{\"a\":1}\n");
-    let info = env.ok(&["pool", "info", "p"]).records();
+    let info = env.ok(&["pool", "info", &env.p("p")]).records();
     assert_eq!(info[0]["sync_failed"], false);
 
     // What a process whose fdatasync failed leaves in the header: the
@@ -300,14 +308,14 @@ fn a_failed_sync_is_shown_and_refuses_flush_feeds() {
     bytes[184..192].copy_from_slice(&1u64.to_le_bytes());
     fs::write(&path, bytes).unwrap();
 
-    let info = env.ok(&["pool", "info", "p"]).records();
+    let info = env.ok(&["pool", "info", &env.p("p")]).records();
     assert_eq!(info[0]["sync_failed"], true);
     let err = env
-        .run(&["feed", "p", "{\"a\":2}", "--durability", "flush"])
+        .run(&["feed", &env.p("p"), "{\"a\":2}", "--durability", "flush"])
         .fails(8, "Io");
     assert!(err["message"].as_str().unwrap().contains("sync"), "{err}");
     // Fast appends do not promise stable storage, so they still work.
-    env.ok(&["feed", "p", "{\"a\":3}"]);
+    env.ok(&["feed", &env.p("p"), "{\"a\":3}"]);
 }
 
 #[test]

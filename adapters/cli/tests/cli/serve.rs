@@ -14,26 +14,41 @@ use crate::common::{Env, Run};
 struct Serve {
     child: Option<Child>,
     url: String,
+    /// The plex/1 listener's URL.
+    plex: String,
 }
 
 impl Serve {
     fn start(env: &Env) -> Serve {
+        Serve::listening(env, "tcp://127.0.0.1:0")
+    }
+
+    /// With its plex/1 listener on `listen`.
+    fn listening(env: &Env, listen: &str) -> Serve {
         let mut child = env
             .cmd()
-            .args(["serve", "--http", "http://127.0.0.1:0"])
+            .args(["serve", "--http", "http://127.0.0.1:0", "--listen", listen])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn plex serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .expect("read the URL");
-        let url = line.trim_end().to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "printed {line:?}");
+        // The HTTP URL, then the plex/1 one, a line each.
+        let mut stdout = BufReader::new(child.stdout.as_mut().unwrap());
+        let mut lines = [String::new(), String::new()];
+        for line in &mut lines {
+            stdout.read_line(line).expect("read the URLs");
+        }
+        let url = lines[0].trim_end().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "printed {lines:?}");
+        let plex = lines[1].trim_end().to_owned();
+        assert!(
+            plex.starts_with(&listen[..listen.len() - 1]),
+            "printed {lines:?}"
+        );
         Serve {
             child: Some(child),
             url,
+            plex,
         }
     }
 
@@ -151,6 +166,65 @@ fn refuses_listeners_off_loopback_and_bad_urls() {
     ] {
         env.run(&["serve", "--http", url]).fails(2, "Usage");
     }
+    let err = env
+        .run(&[
+            "serve",
+            "--http",
+            "http://127.0.0.1:0",
+            "--listen",
+            "tcp://0.0.0.0:0",
+        ])
+        .fails(2, "Usage");
+    assert!(
+        err["message"].as_str().unwrap().contains("loopback-only"),
+        "{err}"
+    );
+    for url in [
+        "tls://127.0.0.1:0",
+        "http://127.0.0.1:0",
+        "tcp://example.com:1",
+    ] {
+        env.run(&["serve", "--http", "http://127.0.0.1:0", "--listen", url])
+            .fails(2, "Usage");
+    }
+}
+
+#[test]
+fn a_remote_follow_resumes_by_seq_when_plex_serve_restarts() {
+    let env = Env::new();
+    let serve = Serve::start(&env);
+    let pool = format!("{}/p", serve.plex);
+    env.ok(&["pool", "create", &pool, "--size", "64K"]);
+    let mut follower = env
+        .cmd()
+        .args(["follow", &pool, "--since", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let mut next_seq = || {
+        let line = lines.next().expect("a line").expect("read the follower");
+        serde_json::from_str::<Value>(&line).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    env.ok(&["feed", &pool, "1"]);
+    env.ok(&["feed", &pool, "2"]);
+    assert_eq!((next_seq(), next_seq()), (1, 2));
+    let listen = serve.plex.clone();
+    assert_eq!(serve.stop("-TERM").code, 0);
+
+    // Another server on the same address and directory.
+    let serve = Serve::listening(&env, &listen);
+    env.ok(&["feed", &pool, "3"]);
+    env.ok(&["feed", &pool, "4"]);
+    // Each seq once: none again after the reconnection, none missed.
+    assert_eq!((next_seq(), next_seq()), (3, 4));
+    follower.kill().unwrap();
+    let run = follower.wait_with_output().unwrap();
+    assert!(run.stderr.is_empty(), "{run:?}");
+    assert_eq!(serve.stop("-TERM").code, 0);
 }
 
 #[test]
@@ -163,18 +237,22 @@ fn https_listens_with_a_certificate_and_refuses_plain_http() {
             "--http",
             "https://127.0.0.1:0",
             "--tls-self-signed",
+            "--listen",
+            "tcp://127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn plex serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .expect("read the URL");
+    let mut stdout = BufReader::new(child.stdout.as_mut().unwrap());
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        stdout.read_line(line).expect("read the URLs");
+    }
     let serve = Serve {
         child: Some(child),
-        url: line.trim_end().to_owned(),
+        url: lines[0].trim_end().to_owned(),
+        plex: lines[1].trim_end().to_owned(),
     };
     let authority = serve.url.strip_prefix("https://").expect("an https URL");
     // Plain HTTP gets no HTTP answer: the listener speaks TLS only.

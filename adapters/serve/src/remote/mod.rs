@@ -1,0 +1,319 @@
+//! The `plex/1` listeners of `plex serve`: every session they accept is
+//! served by the bus broker, the Plex layer's store ports and remote pools
+//! ([`plex_proto::pools`]), side by side on its streams.
+
+mod client;
+mod describe;
+mod ops;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use plex_bus::{Broker, BrokerConfig};
+use plex_peer::{expose_store_port, Peer, Serving};
+use plex_ports::{PoolStore, RedbStore};
+use plex_proto::pools::POOLS_PROTOCOL;
+use plex_runtime::{Config as SessionConfig, Endpoint, Scheme, Session};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+pub use client::{Appender, BatchReceipt, Follow, RemoteError, RemotePools, Tail, TailEvent};
+pub use describe::{error_kind, error_record, pool_info, time_of};
+
+use crate::error::ServeError;
+use crate::routes::App;
+
+/// The default `plex/1` listener of `plex serve`.
+pub const DEFAULT_PLEX: &str = "tcp://127.0.0.1:7070";
+
+/// The store port id of the server's persistent key-value store
+/// ([`plex_ports::RedbStore`] in `DIR/`[`KV_FILE`]).
+pub const KV_PORT: &str = "kv";
+
+/// The file of the key-value store, in the pool directory.
+pub const KV_FILE: &str = "kv.redb";
+
+/// The lane store ports are served on (neonplex's default).
+pub const STORE_LANE: &str = "rpc";
+
+/// The store port id of pool `name`: `pool/NAME`, a
+/// [`plex_ports::PoolStore`] over the pool's messages.
+pub fn pool_port(name: &str) -> String {
+    format!("pool/{name}")
+}
+
+/// The bound `plex/1` listeners and what their sessions share.
+pub(crate) struct Remote {
+    listeners: Vec<plex_runtime::Server>,
+    broker: Broker,
+    kv: Arc<RedbStore>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("urls", &self.urls())
+            .finish()
+    }
+}
+
+/// Checks a `plex/1` listener URL: `tcp://` or `ws://`, on loopback.
+pub(crate) fn check_listen_url(url: &str) -> Result<Endpoint, ServeError> {
+    let bad = |reason: &str| ServeError::Url {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let endpoint: Endpoint = url.parse().map_err(|e| {
+        bad(&format!(
+            "{e}; expected tcp://HOST:PORT or ws://HOST:PORT[/PATH]"
+        ))
+    })?;
+    match endpoint.scheme {
+        Scheme::Tcp | Scheme::Ws => {}
+        Scheme::Tls => {
+            return Err(bad(
+                "tls:// is not offered by plex serve yet; use tcp:// or ws:// on loopback",
+            ))
+        }
+        _ => return Err(bad("expected tcp://HOST:PORT or ws://HOST:PORT[/PATH]")),
+    }
+    let ip = if endpoint.host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        endpoint
+            .host
+            .parse()
+            .map_err(|_| bad("the host must be an IP address or localhost"))?
+    };
+    if !ip.is_loopback() {
+        return Err(ServeError::PlexOffLoopback {
+            addr: SocketAddr::new(ip, endpoint.port),
+        });
+    }
+    Ok(endpoint)
+}
+
+impl Remote {
+    /// Binds every URL (checked first, all of them) and opens the
+    /// key-value store in `dir`.
+    pub(crate) async fn bind(urls: &[String], dir: &Path) -> Result<Remote, ServeError> {
+        let endpoints = urls
+            .iter()
+            .map(|u| check_listen_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut listeners = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let server = plex_tokio::listen(&endpoint.to_string(), SessionConfig::default())
+                .await
+                .map_err(|e| ServeError::Bind {
+                    addr: SocketAddr::new(
+                        endpoint
+                            .host
+                            .parse()
+                            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                        endpoint.port,
+                    ),
+                    source: io_error(&e),
+                })?;
+            listeners.push(server);
+        }
+        let path = dir.join(KV_FILE);
+        let open = path.clone();
+        let kv = tokio::task::spawn_blocking(move || RedbStore::open(open))
+            .await
+            .map_err(|e| ServeError::Store {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| ServeError::Store {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Remote {
+            listeners,
+            broker: Broker::new(BrokerConfig::default()),
+            kv: Arc::new(kv),
+        })
+    }
+
+    /// The listeners' URLs, ports resolved.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.listeners
+            .iter()
+            .map(|l| l.local_endpoint().to_string())
+            .collect()
+    }
+
+    /// Accepts sessions until `shutdown` turns true, then closes them
+    /// gracefully (GOAWAY; tails end) within the shutdown grace.
+    pub(crate) async fn run(self, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+        let Remote {
+            listeners,
+            broker,
+            kv,
+        } = self;
+        let slots = Arc::new(Semaphore::new(app.limits.max_sessions));
+        let sessions: Arc<Mutex<HashMap<u64, Session>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut accepting = JoinSet::new();
+        let (session_tx, mut session_rx) = tokio::sync::mpsc::channel(1);
+        for listener in listeners {
+            let slots = slots.clone();
+            let tx = session_tx.clone();
+            accepting.spawn(async move {
+                loop {
+                    // The semaphore is never closed.
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    match listener.accept().await {
+                        Ok((session, peer)) => {
+                            if tx.send((session, peer, slot)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "plex/1 listener failed");
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        drop(session_tx);
+        let mut next_id = 0u64;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                Some(_) = tasks.join_next() => {}
+                accepted = session_rx.recv() => {
+                    let Some((session, peer, slot)) = accepted else { break };
+                    next_id += 1;
+                    let id = next_id;
+                    lock(&sessions).insert(id, session.clone());
+                    let span = tracing::info_span!("session", %peer);
+                    let served = serve_session(app.clone(), broker.clone(), kv.clone(), session, slot);
+                    let sessions = sessions.clone();
+                    tasks.spawn(
+                        async move {
+                            tracing::debug!("accepted");
+                            served.await;
+                            lock(&sessions).remove(&id);
+                            tracing::debug!("closed");
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+        }
+        accepting.shutdown().await;
+        let open: Vec<Session> = lock(&sessions).values().cloned().collect();
+        let closing = futures_util::future::join_all(open.iter().map(Session::close));
+        if tokio::time::timeout(app.limits.shutdown_grace, closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("plex/1 sessions still open after the grace period; closing them");
+        }
+        tasks.shutdown().await;
+        // The store ports' tasks end as their sessions do; the store's file
+        // is released with the last of them, so that the directory can be
+        // served again by this process.
+        let released = async {
+            while Arc::strong_count(&kv) > 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        if tokio::time::timeout(app.limits.shutdown_grace, released)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the key-value store is still in use after the grace period");
+        }
+    }
+}
+
+/// Serves one session until it closes: the bus broker, the store ports
+/// and the pool operations.
+async fn serve_session(
+    app: Arc<App>,
+    broker: Broker,
+    kv: Arc<RedbStore>,
+    session: Session,
+    slot: OwnedSemaphorePermit,
+) {
+    let peer = Peer::new(session.clone());
+    let mut ports: Vec<Serving> = vec![expose_store_port(&peer, KV_PORT, STORE_LANE, kv)];
+    let entries = app
+        .pools
+        .run(|pools| pools.list())
+        .await
+        .unwrap_or_default();
+    for entry in entries {
+        let port = PoolStore::new(entry.pool.clone());
+        ports.push(expose_store_port(
+            &peer,
+            pool_port(&entry.name),
+            STORE_LANE,
+            port,
+        ));
+    }
+    let operations = session.listen(POOLS_PROTOCOL, Bytes::new());
+    let serving_pools = async {
+        while let Ok(incoming) = operations.accept().await {
+            let app = app.clone();
+            tokio::spawn(ops::serve(app, incoming).in_current_span());
+        }
+    };
+    tokio::join!(broker.serve(session.clone()), serving_pools);
+    drop(ports);
+    drop(slot);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A runtime error as the operating system's, for [`ServeError::Bind`].
+fn io_error(e: &plex_runtime::Error) -> std::io::Error {
+    match e {
+        plex_runtime::Error::Io(io) => std::io::Error::new(io.kind(), io.to_string()),
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_urls_are_plex_on_loopback() {
+        for good in [
+            DEFAULT_PLEX,
+            "tcp://localhost:0",
+            "ws://127.0.0.1:0/plex",
+            "tcp://[::1]:7070",
+        ] {
+            assert!(check_listen_url(good).is_ok(), "{good}");
+        }
+        assert!(matches!(
+            check_listen_url("tcp://0.0.0.0:7070"),
+            Err(ServeError::PlexOffLoopback { .. })
+        ));
+        for bad in [
+            "http://127.0.0.1:1",
+            "tls://127.0.0.1:1",
+            "tcp://example.com:1",
+            "nonsense",
+        ] {
+            assert!(
+                matches!(check_listen_url(bad), Err(ServeError::Url { .. })),
+                "{bad}"
+            );
+        }
+    }
+}
