@@ -2,8 +2,8 @@
 //! every subscriber, over the `plex/1` sessions of its clients.
 
 use std::collections::HashMap;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
@@ -16,7 +16,7 @@ use plex_proto::bus::{
     RESPONDER_GONE, SLOW_CONSUMER, SUBSCRIBE_PROTOCOL,
 };
 use plex_proto::ErrorCode;
-use plex_runtime::{Incoming, Listener, OpenOptions, Session, Stream};
+use plex_runtime::{Incoming, OpenOptions, Session, Stream};
 
 use crate::error::code_of;
 use crate::pipe::{self, Failed};
@@ -234,42 +234,38 @@ impl Broker {
             .lock()
             .sessions
             .insert(connection, session.clone());
-        let listeners = [
-            session.listen(SUBSCRIBE_PROTOCOL, Bytes::new()),
-            session.listen(REQUEST_PROTOCOL, Bytes::new()),
-            session.listen(PUBLISH_PROTOCOL, Bytes::new()),
-        ];
+        // One accept loop per kind of stream, each in a task of its own, so
+        // that a request's arrival wakes only the loop that takes it. They
+        // end when the session closes.
+        let runtime = session.runtime();
+        let subscriptions = session.listen(SUBSCRIBE_PROTOCOL, Bytes::new());
+        let broker = self.clone();
+        let spawner = runtime.clone();
+        runtime.spawn(Box::pin(async move {
+            while let Ok(incoming) = subscriptions.accept().await {
+                let broker = broker.clone();
+                spawner.spawn(Box::pin(async move {
+                    broker.subscribed(connection, incoming).await
+                }));
+            }
+        }));
         // A connection's publish streams take turns, in the order they
         // came: the broker assembles one message per connection at a time,
         // so what it holds of unfinished messages is at most `max_payload`
         // per connection. The streams waiting are held back by flow
         // control, and their number by the session's stream limit.
-        let (publish_streams, queued) = async_channel::unbounded::<Incoming>();
+        let publications = session.listen(PUBLISH_PROTOCOL, Bytes::new());
         let publisher = self.clone();
-        session.runtime().spawn(Box::pin(async move {
-            while let Ok(incoming) = queued.recv().await {
+        runtime.spawn(Box::pin(async move {
+            while let Ok(incoming) = publications.accept().await {
                 publisher.publishing(incoming).await;
             }
         }));
-        let accepting = async {
-            loop {
-                let Some((kind, incoming)) = next_incoming(&listeners).await else {
-                    return;
-                };
-                let broker = self.clone();
-                let task: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
-                    0 => Box::pin(async move { broker.subscribed(connection, incoming).await }),
-                    1 => Box::pin(async move { broker.request(incoming).await }),
-                    _ => {
-                        // The queue's reader lives as long as its sender.
-                        let _ = publish_streams.try_send(incoming);
-                        continue;
-                    }
-                };
-                session.runtime().spawn(task);
-            }
-        };
-        accepting.await;
+        let requests = session.listen(REQUEST_PROTOCOL, Bytes::new());
+        while let Ok(incoming) = requests.accept().await {
+            let broker = self.clone();
+            runtime.spawn(Box::pin(async move { broker.request(incoming).await }));
+        }
         // The subscriptions' own tasks end as their streams do; requests
         // meanwhile skip responders whose session is gone.
         self.inner.lock().sessions.remove(&connection);
@@ -555,25 +551,6 @@ fn refuse(incoming: Incoming, error: &BusError) {
     if let Ok(mut stream) = incoming.accept(Bytes::new()) {
         stream.reset(code_of(error));
     }
-}
-
-/// The next stream any of `listeners` has, with the listener's index;
-/// `None` once the session has closed.
-async fn next_incoming(listeners: &[Listener; 3]) -> Option<(usize, Incoming)> {
-    let mut accepts = [
-        pin!(listeners[0].accept()),
-        pin!(listeners[1].accept()),
-        pin!(listeners[2].accept()),
-    ];
-    poll_fn(|cx| {
-        for (i, accept) in accepts.iter_mut().enumerate() {
-            if let Poll::Ready(result) = accept.as_mut().poll(cx) {
-                return Poll::Ready(result.ok().map(|incoming| (i, incoming)));
-            }
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 impl Inner {
