@@ -36,6 +36,7 @@ fn main() -> io::Result<()> {
         ("protomux_decode", plex_fuzz::protomux_decode::seeds()),
         ("protomux_session", plex_fuzz::protomux_session::seeds()),
         ("relay_decode", plex_fuzz::relay_decode::seeds()),
+        ("pools_decode", plex_fuzz::pools_decode::seeds()),
     ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir)?;
