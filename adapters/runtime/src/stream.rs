@@ -35,7 +35,9 @@ pub struct Stream {
     read_timer: Option<Sleep>,
     write_timer: Option<Sleep>,
     /// A manager's claim on the stream's connection, released on drop.
-    _lease: Option<Lease>,
+    /// Boxed: most streams have none, and every stream would otherwise
+    /// carry the room for one (an endpoint, a few hundred bytes).
+    _lease: Option<Box<Lease>>,
 }
 
 impl Stream {
@@ -53,7 +55,7 @@ impl Stream {
     }
 
     pub(crate) fn with_lease(mut self, lease: Lease) -> Stream {
-        self._lease = Some(lease);
+        self._lease = Some(Box::new(lease));
         self
     }
 
