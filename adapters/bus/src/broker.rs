@@ -337,6 +337,9 @@ impl Broker {
                 if mailbox.evicted {
                     return Poll::Ready(Some(Err(())));
                 }
+                // The last write finished: the writer no longer waits on
+                // the subscriber (`stalled` counts only those that do).
+                mailbox.writing = false;
                 let before = mailbox.outbox.bytes();
                 let mut large = None;
                 while batch.len() < BATCH {
@@ -355,7 +358,6 @@ impl Broker {
                 state.buffered -= before - mailbox.outbox.bytes();
                 if batch.is_empty() {
                     mailbox.writer = Some(cx.waker().clone());
-                    mailbox.writing = false;
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Ok(large)))
