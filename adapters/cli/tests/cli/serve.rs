@@ -257,11 +257,12 @@ fn https_listens_with_a_certificate_and_refuses_plain_http() {
     let authority = serve.url.strip_prefix("https://").expect("an https URL");
     // Plain HTTP gets no HTTP answer: the listener speaks TLS only.
     let mut stream = TcpStream::connect(authority).expect("connect");
-    write!(
+    // The server may drop the connection (not a TLS ClientHello) before
+    // the whole request is written: a failed write is that answer too.
+    let _ = write!(
         stream,
         "GET /v0/pools HTTP/1.1\r\nHost: {authority}\r\n\r\n"
-    )
-    .unwrap();
+    );
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
