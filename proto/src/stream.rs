@@ -9,13 +9,13 @@ use crate::flow::RecvWindow;
 use crate::id::ErrorCode;
 
 /// Where a stream is in the OPEN / OPEN ACK exchange.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pairing {
     /// We sent OPEN and await the peer's ACK.
     AwaitingAck,
     /// The peer sent OPEN; the application has not accepted it yet. The
-    /// peer's handshake is kept for the `RemoteOpen` event on accept.
-    AwaitingAccept { handshake: Bytes },
+    /// session keeps the peer's handshake for the `RemoteOpen` event.
+    AwaitingAccept,
     /// Both sides have opened.
     Paired,
 }
@@ -109,7 +109,7 @@ impl Stream {
 
     /// Visible to the application: paired, or opened by us.
     pub(crate) fn is_accepted(&self) -> bool {
-        !matches!(self.pairing, Pairing::AwaitingAccept { .. })
+        self.pairing != Pairing::AwaitingAccept
     }
 
     /// Bytes a write may add as far as this stream goes: within the peer's
@@ -156,9 +156,16 @@ const BLOCK_MIN: usize = 512;
 /// next payload does not fit the current one, so the bytes a block wastes are
 /// fewer than the next block holds: blocks take at most twice the small bytes
 /// buffered plus two blocks (each at most `COMPACT_BELOW`). Nothing is held
-/// once everything has been read.
+/// once everything has been read, not even the buffer's own bookkeeping:
+/// every stream has a `RecvBuf`, and most of them are empty.
 #[derive(Debug, Default)]
 pub(crate) struct RecvBuf {
+    held: Option<Box<Held>>,
+}
+
+/// What a non-empty [`RecvBuf`] holds.
+#[derive(Debug, Default)]
+struct Held {
     /// Data in arrival order; the bytes in `tail` follow it.
     chunks: VecDeque<Bytes>,
     /// The block small payloads are being copied into.
@@ -169,12 +176,12 @@ pub(crate) struct RecvBuf {
 impl RecvBuf {
     /// Bytes buffered.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.held.as_ref().map_or(0, |held| held.len)
     }
 
     /// Whether nothing is buffered.
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.held.is_none()
     }
 
     /// Appends a payload, copying it if it is small.
@@ -182,6 +189,45 @@ impl RecvBuf {
         if payload.is_empty() {
             return;
         }
+        self.held.get_or_insert_with(Box::default).push(payload);
+    }
+
+    /// Takes up to `max` bytes (at least one) from the front as one
+    /// contiguous chunk.
+    pub(crate) fn pop(&mut self, max: usize) -> Option<Bytes> {
+        let chunk = self.held.as_mut()?.pop(max);
+        self.release_if_empty();
+        chunk
+    }
+
+    /// Copies up to `out.len()` bytes from the front into `out`, across
+    /// chunks, and returns how many. Unlike [`pop`](Self::pop) it never
+    /// allocates, so small messages read into a caller's buffer cost a copy
+    /// and nothing more.
+    pub(crate) fn copy_to(&mut self, out: &mut [u8]) -> usize {
+        let Some(held) = self.held.as_mut() else {
+            return 0;
+        };
+        let filled = held.copy_to(out);
+        self.release_if_empty();
+        filled
+    }
+
+    /// Drops everything buffered.
+    pub(crate) fn clear(&mut self) {
+        self.held = None;
+    }
+
+    /// An idle stream holds no memory.
+    fn release_if_empty(&mut self) {
+        if self.held.as_ref().is_some_and(|held| held.len == 0) {
+            self.held = None;
+        }
+    }
+}
+
+impl Held {
+    fn push(&mut self, payload: Bytes) {
         self.len += payload.len();
         if payload.len() >= COMPACT_BELOW {
             self.seal();
@@ -198,9 +244,7 @@ impl RecvBuf {
         self.tail.extend_from_slice(&payload);
     }
 
-    /// Takes up to `max` bytes (at least one) from the front as one
-    /// contiguous chunk.
-    pub(crate) fn pop(&mut self, max: usize) -> Option<Bytes> {
+    fn pop(&mut self, max: usize) -> Option<Bytes> {
         if max == 0 {
             return None;
         }
@@ -211,18 +255,10 @@ impl RecvBuf {
             None => Some(self.tail.split_to(max.min(self.tail.len())).freeze()),
         }?;
         self.len -= chunk.len();
-        if self.len == 0 {
-            // Release the block: an idle stream holds no memory.
-            self.tail = BytesMut::new();
-        }
         Some(chunk)
     }
 
-    /// Copies up to `out.len()` bytes from the front into `out`, across
-    /// chunks, and returns how many. Unlike [`pop`](Self::pop) it never
-    /// allocates, so small messages read into a caller's buffer cost a copy
-    /// and nothing more.
-    pub(crate) fn copy_to(&mut self, out: &mut [u8]) -> usize {
+    fn copy_to(&mut self, out: &mut [u8]) -> usize {
         let mut filled = 0;
         while filled < out.len() {
             let source = match self.chunks.front_mut() {
@@ -238,16 +274,7 @@ impl RecvBuf {
             }
         }
         self.len -= filled;
-        if self.len == 0 {
-            // Release the block: an idle stream holds no memory.
-            self.tail = BytesMut::new();
-        }
         filled
-    }
-
-    /// Drops everything buffered.
-    pub(crate) fn clear(&mut self) {
-        *self = RecvBuf::default();
     }
 
     /// Moves the tail's bytes into `chunks`, keeping their order. The rest

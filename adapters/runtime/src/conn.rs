@@ -48,7 +48,9 @@ pub(crate) struct Slot {
     pub(crate) reader: Option<Waker>,
     pub(crate) writer: Option<Waker>,
     pub(crate) remote_open: RemoteOpen,
-    pub(crate) ended: Option<Error>,
+    /// Why the stream ended abruptly. Boxed: an error is large and rare,
+    /// and every stream has a slot.
+    pub(crate) ended: Option<Box<Error>>,
     /// The application read end-of-stream: the session may forget the
     /// stream, and later reads still see the end.
     pub(crate) read_end: bool,
@@ -374,7 +376,7 @@ impl Inner {
                 tracing::debug!(?stream, ?reason, "stream reset");
                 match self.slots.get_mut(&stream) {
                     Some(slot) => {
-                        slot.ended = Some(Error::Reset(reason));
+                        slot.ended = Some(Box::new(Error::Reset(reason)));
                         wake.push(slot.reader.take());
                         wake.push(slot.writer.take());
                         wake.extend(

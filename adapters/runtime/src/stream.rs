@@ -30,10 +30,10 @@ use crate::{Error, Sleep};
 pub struct Stream {
     conn: Arc<Conn>,
     id: StreamId,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    read_timer: Option<Sleep>,
-    write_timer: Option<Sleep>,
+    /// Boxed, like the lease: most streams have no timeouts, and every
+    /// idle stream would otherwise carry the room for two timers.
+    read_deadline: Option<Box<Deadline>>,
+    write_deadline: Option<Box<Deadline>>,
     /// A manager's claim on the stream's connection, released on drop.
     /// Boxed: most streams have none, and every stream would otherwise
     /// carry the room for one (an endpoint, a few hundred bytes).
@@ -46,10 +46,8 @@ impl Stream {
         Stream {
             conn,
             id,
-            read_timeout: None,
-            write_timeout: None,
-            read_timer: None,
-            write_timer: None,
+            read_deadline: None,
+            write_deadline: None,
             _lease: None,
         }
     }
@@ -108,7 +106,7 @@ impl Stream {
             };
             let ready = match (&slot.remote_open, &slot.ended, error) {
                 (RemoteOpen::Arrived(handshake), _, _) => Ok(handshake.clone()),
-                (RemoteOpen::Waiting(_), Some(ended), _) => Err(ended.clone()),
+                (RemoteOpen::Waiting(_), Some(ended), _) => Err(Error::clone(ended)),
                 (RemoteOpen::Waiting(_), None, Some(e)) => Err(e),
                 (RemoteOpen::Waiting(_), None, None) => {
                     waiting.wait(&mut inner, cx.waker());
@@ -157,7 +155,7 @@ impl Stream {
         let mut inner = self.conn.lock();
         if inner.session.reset(self.id, code).is_ok() {
             if let Some(slot) = inner.slots.get_mut(&self.id) {
-                slot.ended = Some(Error::LocalReset(code));
+                slot.ended = Some(Box::new(Error::LocalReset(code)));
             }
         }
         let driver = inner.driver_if_needed();
@@ -182,7 +180,7 @@ impl Stream {
             return Poll::Ready(Error::Stopped(code));
         }
         if let Some(ended) = &slot.ended {
-            return Poll::Ready(ended.clone());
+            return Poll::Ready(Error::clone(ended));
         }
         if inner.closed.is_some() {
             return Poll::Ready(inner.closed_error());
@@ -195,33 +193,62 @@ impl Stream {
 
     /// Makes a read that waits longer than `timeout` fail with `TimedOut`.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        self.read_timeout = timeout;
-        self.read_timer = None;
+        self.read_deadline = timeout.map(Deadline::new);
     }
 
     /// Makes a write that waits longer than `timeout` fail with `TimedOut`.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
-        self.write_timeout = timeout;
-        self.write_timer = None;
+        self.write_deadline = timeout.map(Deadline::new);
     }
 
     /// Why a stream the session no longer knows cannot be used.
     fn gone(&self, inner: &Inner) -> Option<Error> {
-        let ended = inner.slots.get(&self.id).and_then(|s| s.ended.clone());
+        let ended = inner
+            .slots
+            .get(&self.id)
+            .and_then(|s| s.ended.as_deref().cloned());
         ended.or_else(|| inner.closed.is_some().then(|| inner.closed_error()))
     }
 }
 
-/// Polls a deadline timer, arming it on first use. Ready means it expired.
-fn expired(
-    conn: &Conn,
-    timeout: Option<Duration>,
-    timer: &mut Option<Sleep>,
-    cx: &mut Context<'_>,
-) -> bool {
-    let Some(timeout) = timeout else { return false };
-    let timer = timer.get_or_insert_with(|| conn.runtime.sleep_until(conn.runtime.now() + timeout));
-    timer.as_mut().poll(cx).is_ready()
+/// A read or write timeout, and the timer of the wait in progress.
+struct Deadline {
+    timeout: Duration,
+    /// Armed when a wait starts; disarmed when the operation completes.
+    timer: Option<Sleep>,
+}
+
+impl Deadline {
+    fn new(timeout: Duration) -> Box<Deadline> {
+        Box::new(Deadline {
+            timeout,
+            timer: None,
+        })
+    }
+}
+
+/// Polls a deadline's timer, arming it on first use. Ready means it
+/// expired, and disarms it.
+fn expired(conn: &Conn, deadline: &mut Option<Box<Deadline>>, cx: &mut Context<'_>) -> bool {
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    let timeout = deadline.timeout;
+    let timer = deadline
+        .timer
+        .get_or_insert_with(|| conn.runtime.sleep_until(conn.runtime.now() + timeout));
+    let expired = timer.as_mut().poll(cx).is_ready();
+    if expired {
+        deadline.timer = None;
+    }
+    expired
+}
+
+/// Disarms a deadline's timer: the operation it timed completed.
+fn disarm(deadline: &mut Option<Box<Deadline>>) {
+    if let Some(deadline) = deadline {
+        deadline.timer = None;
+    }
 }
 
 impl Stream {
@@ -266,8 +293,7 @@ impl Stream {
                     slot.reader = Some(cx.waker().clone());
                 }
                 drop(inner);
-                if expired(&self.conn, self.read_timeout, &mut self.read_timer, cx) {
-                    self.read_timer = None;
+                if expired(&self.conn, &mut self.read_deadline, cx) {
                     return Poll::Ready(Err(Error::TimedOut.into()));
                 }
                 return Poll::Pending;
@@ -285,7 +311,7 @@ impl Stream {
             Err(ReadError::Local(e)) => Poll::Ready(Err(Error::Local(e).into())),
             Err(e) => Poll::Ready(Err(io::Error::other(e))),
         };
-        self.read_timer = None;
+        disarm(&mut self.read_deadline);
         poll
     }
 }
@@ -321,8 +347,7 @@ impl AsyncWrite for Stream {
                     slot.writer = Some(cx.waker().clone());
                 }
                 drop(inner);
-                if expired(&this.conn, this.write_timeout, &mut this.write_timer, cx) {
-                    this.write_timer = None;
+                if expired(&this.conn, &mut this.write_deadline, cx) {
                     return Poll::Ready(Err(Error::TimedOut.into()));
                 }
                 return Poll::Pending;
@@ -342,7 +367,7 @@ impl AsyncWrite for Stream {
             Err(WriteError::Local(e)) => Poll::Ready(Err(Error::Local(e).into())),
             Err(e) => Poll::Ready(Err(io::Error::other(e))),
         };
-        this.write_timer = None;
+        disarm(&mut this.write_deadline);
         poll
     }
 

@@ -86,7 +86,7 @@ impl Session {
             let parked = self
                 .streams
                 .get(&u.stream)
-                .is_some_and(|s| matches!(s.pairing, Pairing::AwaitingAccept { .. }));
+                .is_some_and(|s| s.pairing == Pairing::AwaitingAccept);
             if parked {
                 self.remove_stream(u.stream);
                 self.control.push_back((

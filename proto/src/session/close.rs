@@ -73,7 +73,7 @@ impl Session {
         self.conn_update_queued = false;
         self.local_active = 0;
         self.remote_active = 0;
-        self.pending_accepts = 0;
+        self.pending_accepts.clear();
         self.unclaimed.clear();
         match goaway {
             Some(code) => {

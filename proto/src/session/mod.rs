@@ -70,7 +70,10 @@ pub struct Session {
     last_remote_id: u32,
     local_active: u32,
     remote_active: u32,
-    pending_accepts: u32,
+    /// Streams the peer opened that await `accept`, with the peer's
+    /// handshake for the `RemoteOpen` event: kept here, not in every
+    /// stream's state.
+    pending_accepts: HashMap<StreamId, Bytes, BuildHasherDefault<IdHasher>>,
     listeners: HashSet<(Bytes, Bytes)>,
     /// Opens waiting for a listener, oldest first ([`Session::set_claim_grace`]).
     unclaimed: VecDeque<claim::Unclaimed>,
@@ -184,7 +187,7 @@ impl Session {
             last_remote_id: 0,
             local_active: 0,
             remote_active: 0,
-            pending_accepts: 0,
+            pending_accepts: HashMap::default(),
             listeners: HashSet::new(),
             unclaimed: VecDeque::new(),
             claim_grace: None,
@@ -354,12 +357,11 @@ impl Session {
             .streams
             .get_mut(&stream)
             .ok_or(LocalError::UnknownStream(stream))?;
-        let Pairing::AwaitingAccept { handshake: theirs } =
-            std::mem::replace(&mut s.pairing, Pairing::Paired)
-        else {
+        if s.pairing != Pairing::AwaitingAccept {
             return Err(LocalError::NotPending(stream));
-        };
-        self.pending_accepts -= 1;
+        }
+        s.pairing = Pairing::Paired;
+        let theirs = self.pending_accepts.remove(&stream).unwrap_or_default();
         self.control
             .push_back((Frame::OpenAck { stream, handshake }, false));
         self.events.push_back(Event::RemoteOpen {
@@ -670,8 +672,8 @@ impl Session {
         let Some(s) = self.streams.remove(&stream) else {
             return;
         };
-        if matches!(s.pairing, Pairing::AwaitingAccept { .. }) {
-            self.pending_accepts -= 1;
+        if s.pairing == Pairing::AwaitingAccept {
+            self.pending_accepts.remove(&stream);
             self.forget_unclaimed(stream);
         }
         if s.counted {

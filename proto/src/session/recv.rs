@@ -274,7 +274,7 @@ impl Session {
         let refuse = self.goaway_sent
             || !(wanted || claim_by.is_some())
             || self.remote_active >= self.config.max_concurrent_streams
-            || self.pending_accepts >= self.config.max_pending_accepts;
+            || self.pending_accepts.len() >= self.config.max_pending_accepts as usize;
         if refuse {
             self.queue_reply(Frame::RstStream {
                 stream,
@@ -282,12 +282,13 @@ impl Session {
             });
             return Ok(());
         }
-        let pairing = Pairing::AwaitingAccept {
-            handshake: handshake.clone(),
-        };
-        self.insert_stream(stream, pairing, self.config.default_priority);
+        self.insert_stream(
+            stream,
+            Pairing::AwaitingAccept,
+            self.config.default_priority,
+        );
         self.remote_active += 1;
-        self.pending_accepts += 1;
+        self.pending_accepts.insert(stream, handshake.clone());
         match claim_by {
             Some(deadline) if !wanted => {
                 self.park_unclaimed(deadline, stream, protocol, id, handshake);

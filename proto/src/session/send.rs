@@ -149,7 +149,13 @@ impl Session {
                 continue;
             }
             let end = s.send.fin == Fin::Queued && n == pending;
-            let payload = s.send.buf.split_to(n).freeze();
+            // The whole buffer leaves as it is: an idle stream keeps no
+            // allocation, and no shared header is made for one frame.
+            let payload = match n == pending {
+                true => std::mem::take(&mut s.send.buf),
+                false => s.send.buf.split_to(n),
+            }
+            .freeze();
             self.send_buffered -= n;
             s.send.window -= n as i64;
             s.send.deficit -= cost;
