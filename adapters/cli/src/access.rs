@@ -15,7 +15,8 @@ use crate::error::{Error, Kind, Result};
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct Access {
     /// The access token to present to a server that requires one (a
-    /// tls:// listener off loopback): a secret of `plex token create`
+    /// tls:// listener off loopback): a secret of `plex token create`.
+    /// PLEX_TOKEN keeps it out of the process list
     #[arg(
         long,
         env = "PLEX_TOKEN",

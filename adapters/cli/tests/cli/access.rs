@@ -137,6 +137,32 @@ fn a_token_and_the_servers_ca_reach_pools_and_the_bus_over_tls() {
 }
 
 #[test]
+fn a_self_signed_server_is_reached_by_the_fingerprint_it_prints() {
+    let env = Env::new();
+    let created = env.ok(&["token", "create", "dev"]).records();
+    let secret = created[0]["secret"].as_str().unwrap().to_owned();
+    let mut serve = Serve::with(
+        &env,
+        "tls://127.0.0.1:0",
+        &["--tls-self-signed", "--require-token"],
+    );
+    let line = serve.stderr_line();
+    let fingerprint = line
+        .split_once("fingerprint ")
+        .map(|(_, f)| f.trim().to_owned())
+        .unwrap_or_else(|| panic!("printed {line}"));
+    let pool = format!("{}/p?fingerprint={fingerprint}", serve.plex);
+    let run = env.run(&["pool", "create", &pool, "--size", "64K", "--token", &secret]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.records()[0]["name"], "p");
+    // Without the pin, the system's roots do not know the certificate.
+    let unpinned = format!("{}/p", serve.plex);
+    env.run(&["pool", "info", &unpinned, "--token", &secret])
+        .fails(10, "Unreachable");
+    assert_eq!(serve.stop("-TERM").code, 0);
+}
+
+#[test]
 fn plex_listeners_off_loopback_need_tls() {
     let env = Env::new();
     let err = env

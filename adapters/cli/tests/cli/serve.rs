@@ -88,6 +88,18 @@ impl Serve {
         (status, body.to_owned())
     }
 
+    /// The next line plex serve wrote on stderr.
+    pub(crate) fn stderr_line(&mut self) -> String {
+        let child = self.child.as_mut().unwrap();
+        let mut line = String::new();
+        let mut byte = [0u8];
+        // Byte by byte: what follows stays in the pipe for `stop`.
+        while child.stderr.as_mut().unwrap().read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(char::from(byte[0]));
+        }
+        line
+    }
+
     /// Sends `signal` and waits for the exit.
     pub(crate) fn stop(mut self, signal: &str) -> Run {
         let child = self.child.take().unwrap();
