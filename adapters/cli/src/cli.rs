@@ -126,8 +126,9 @@ pub(crate) enum Command {
     /// flags below): each connection first authenticates with a live
     /// access token (clients' --token or PLEX_TOKEN), and until it has,
     /// nothing else on it is served; a missing, unknown or revoked token
-    /// is refused with its reason and the connection closed, and a client
-    /// that does not authenticate within 10 s is dropped. --require-token
+    /// is refused with its reason and the connection closed (revoking a
+    /// token closes the connections it opened too), and a client that does
+    /// not authenticate within 10 s is dropped. --require-token
     /// asks this of loopback listeners too. Store ports then take any caps:
     /// the connection's token is the access control.
     ///
