@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::access::Access;
 use crate::units::{parse_duration, parse_size, parse_tag};
 
 /// What every `--help` ends with: the contracts scripts rely on.
@@ -17,11 +18,14 @@ Pools:
   pool info and pool list open pools read-only: they take no lock, wait for
   no writer and never change the file (a pool a crashed writer left behind
   is recovered by the next feed).
-  tcp://HOST:PORT/NAME or ws://HOST:PORT[/PATH]/NAME is pool NAME of a
+  tcp://HOST:PORT/NAME, ws://HOST:PORT[/PATH]/NAME or
+  tls://HOST:PORT/NAME[?fingerprint=sha256:HEX] is pool NAME of a
   `plex serve` (its --listen): feed, fetch, follow and pool create|info|
   delete take it with the same output and exit codes; `plex pool list URL`
   lists a server's pools. A remote follow resumes after its last seq when
-  the connection fails; 10 (Unreachable) means no server answered.
+  the connection fails; 10 (Unreachable) means no server answered. A server
+  that requires an access token gets --token (or $PLEX_TOKEN); without it,
+  or with one it refuses, plex exits 6 (Permission).
 
 Output:
   One JSON record per line on stdout. A message prints as
@@ -113,11 +117,20 @@ pub(crate) enum Command {
     /// Serve the pool directory over plex/1 (remote pools, the bus, store
     /// ports) and HTTP (Plasmite's remote protocol v0)
     ///
-    /// On plex/1 (--listen, tcp:// or ws://) it serves remote pools (what
-    /// `plex feed|fetch|follow|pool tcp://HOST:PORT/NAME` use), the bus
+    /// On plex/1 (--listen, tcp://, ws:// or tls://) it serves remote pools
+    /// (what `plex feed|fetch|follow|pool tcp://HOST:PORT/NAME` use), the bus
     /// (`plex bus … --url tcp://HOST:PORT`) and the store ports of the Plex
     /// layer: `kv` (a key-value store, DIR/kv.redb) and `pool/NAME` per
-    /// pool, on lane `rpc`.
+    /// pool, on lane `rpc`. tcp:// and ws:// must be on loopback and take no
+    /// credentials. Other machines come over tls:// (with the certificate
+    /// flags below): each connection first authenticates with a live
+    /// access token (clients' --token or PLEX_TOKEN), and until it has,
+    /// nothing else on it is served; a missing, unknown or revoked token
+    /// is refused with its reason and the connection closed (revoking a
+    /// token closes the connections it opened too), and a client that does
+    /// not authenticate within 10 s is dropped. --require-token
+    /// asks this of loopback listeners too. Store ports then take any caps:
+    /// the connection's token is the access control.
     ///
     /// Prints the HTTP URL and then each plex/1 URL, a line each, then
     /// serves until SIGINT or SIGTERM: it then stops accepting, ends tails,
@@ -146,8 +159,10 @@ pub(crate) enum Command {
     /// Tokens belong to the pool directory (--dir): their SHA-256 hashes are
     /// kept in DIR/.plex-serve/tokens.json (mode 0600), never the secrets.
     /// `create` prints the secret once; clients send it as
-    /// `Authorization: Bearer <secret>`. A running `plex serve` sees a new or
-    /// revoked token at the next request.
+    /// `Authorization: Bearer <secret>` over https://, and plex clients as
+    /// --token or PLEX_TOKEN over plex/1. A running `plex serve` sees a new or
+    /// revoked token at the next request or plex/1 connection, and closes
+    /// the plex/1 connections a revoked token opened within a second.
     #[command(subcommand, verbatim_doc_comment)]
     Token(TokenCommand),
 }
@@ -186,10 +201,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_HTTP)]
     pub(crate) http: String,
     /// Where to listen on plex/1: tcp://HOST:PORT or ws://HOST:PORT[/PATH] on
-    /// loopback; repeat for more listeners
+    /// loopback, or tls://HOST:PORT anywhere (with a certificate; off loopback
+    /// its clients need an access token); repeat for more listeners
     #[arg(long, value_name = "URL", default_value = plex_serve::DEFAULT_PLEX)]
     pub(crate) listen: Vec<String>,
-    /// The https:// listener's certificate chain (PEM)
+    /// Require an access token of every plex/1 client, on loopback listeners
+    /// too (off loopback they always need one)
+    #[arg(long)]
+    pub(crate) require_token: bool,
+    /// The https:// and tls:// listeners' certificate chain (PEM)
     #[arg(
         long,
         value_name = "FILE",
@@ -197,11 +217,12 @@ pub(crate) struct ServeArgs {
         conflicts_with = "tls_self_signed"
     )]
     pub(crate) tls_cert: Option<PathBuf>,
-    /// The https:// listener's private key (PEM)
+    /// The https:// and tls:// listeners' private key (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// Generate a self-signed certificate for the https:// listener (for
-    /// development; its SHA-256 fingerprint is printed on stderr)
+    /// Generate a self-signed certificate for the https:// and tls://
+    /// listeners (for development; its SHA-256 fingerprint is printed on
+    /// stderr, for clients to pin with ?fingerprint=)
     #[arg(long)]
     pub(crate) tls_self_signed: bool,
 }
@@ -251,6 +272,8 @@ pub(crate) struct BusUrl {
     /// The broker's URL (tcp://, ws:// or tls://)
     #[arg(long, value_name = "URL", default_value = DEFAULT_BUS_URL)]
     pub(crate) url: String,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 /// `plex bus request`.
@@ -375,10 +398,12 @@ pub(crate) enum PoolCommand {
 /// `plex pool list`.
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
-    /// A `plex serve` to list the pools of (tcp://HOST:PORT or
-    /// ws://HOST:PORT[/PATH]) instead of the pool directory
+    /// A `plex serve` to list the pools of (tcp://HOST:PORT,
+    /// ws://HOST:PORT[/PATH] or tls://HOST:PORT) instead of the pool directory
     #[arg(value_name = "SERVER", value_parser = parse_server)]
     pub(crate) server: Option<String>,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 /// A `plex serve` URL for `plex pool list`.
@@ -386,7 +411,7 @@ fn parse_server(arg: &str) -> Result<String, String> {
     if crate::remote::RemoteRef::is_server(std::ffi::OsStr::new(arg)) {
         Ok(arg.to_owned())
     } else {
-        Err("expected tcp://HOST:PORT or ws://HOST:PORT[/PATH]".into())
+        Err("expected tcp://HOST:PORT, ws://HOST:PORT[/PATH] or tls://HOST:PORT".into())
     }
 }
 
@@ -403,6 +428,8 @@ pub(crate) struct CreateArgs {
     /// Index slots for reads by seq [default: one per 512 bytes of ring]
     #[arg(long, value_name = "N")]
     pub(crate) index_capacity: Option<u64>,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 /// `plex pool info`.
@@ -411,6 +438,8 @@ pub(crate) struct InfoArgs {
     /// Pool name or path
     #[arg(value_name = "POOL")]
     pub(crate) pool: OsString,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 /// `plex pool delete`.
@@ -419,6 +448,8 @@ pub(crate) struct DeleteArgs {
     /// Pool names or paths; all are checked before any is deleted
     #[arg(required = true, value_name = "POOL")]
     pub(crate) pools: Vec<OsString>,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 /// `plex feed`.
@@ -452,6 +483,8 @@ pub(crate) struct FeedArgs {
     /// (AlreadyExists) and feeds nothing
     #[arg(long, value_parser = parse_size, value_name = "SIZE", requires = "create")]
     pub(crate) create_size: Option<u64>,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 /// `--durability`.
@@ -481,6 +514,8 @@ pub(crate) struct FetchArgs {
     /// The message's seq
     #[arg(value_name = "SEQ")]
     pub(crate) seq: u64,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 /// `plex follow`.
@@ -505,6 +540,8 @@ pub(crate) struct FollowArgs {
     /// Print the messages held and exit instead of waiting for more
     #[arg(long)]
     pub(crate) no_follow: bool,
+    #[command(flatten)]
+    pub(crate) access: Access,
 }
 
 #[cfg(test)]

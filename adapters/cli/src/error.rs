@@ -286,6 +286,11 @@ impl From<RemoteError> for Error {
     fn from(e: RemoteError) -> Error {
         match e {
             RemoteError::Server(record) => Error::from(record),
+            RemoteError::Auth {
+                ref url,
+                ref source,
+            } => crate::access::refused(url, source)
+                .unwrap_or_else(|| Error::new(Kind::Unreachable, e.to_string())),
             RemoteError::Connect { .. } => Error::new(Kind::Unreachable, e.to_string()).with_hint(
                 "is `plex serve` running there? it listens on tcp://127.0.0.1:7070 by default",
             ),

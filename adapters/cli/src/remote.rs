@@ -1,6 +1,7 @@
-//! Remote pool refs, `tcp://HOST:PORT/POOL` or `ws://HOST:PORT[/PATH]/POOL`,
-//! and the commands on them: through `plex serve`'s `plex/1` listener, with
-//! the same records, errors and exit codes as local pools.
+//! Remote pool refs, `tcp://HOST:PORT/POOL`, `ws://HOST:PORT[/PATH]/POOL`
+//! or `tls://HOST:PORT/POOL[?fingerprint=…]`, and the commands on them:
+//! through `plex serve`'s `plex/1` listener, with the same records, errors
+//! and exit codes as local pools.
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -12,6 +13,7 @@ use plex_serve::remote::{time_of, Appender, Follow, RemoteError, RemotePools, Ta
 use plex_store::{Message, Seq};
 use tokio::runtime::Runtime;
 
+use crate::access::Access;
 use crate::cli::{CreateArgs, DurabilityArg, FeedArgs, FollowArgs};
 use crate::commands::feed::{self, Sink};
 use crate::commands::Outcome;
@@ -26,7 +28,8 @@ const MAX_IN_FLIGHT: usize = 8;
 /// A pool on a `plex serve`.
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteRef {
-    /// The server's URL: the argument up to its last `/`.
+    /// The server's URL: the argument up to its last `/`, with the
+    /// argument's query (`?fingerprint=…`) if any.
     pub(crate) server: String,
     /// The pool's name: what follows.
     pub(crate) pool: String,
@@ -35,7 +38,7 @@ pub(crate) struct RemoteRef {
 }
 
 /// The schemes `plex serve` listens on.
-const SCHEMES: [&str; 2] = ["tcp://", "ws://"];
+const SCHEMES: [&str; 3] = ["tcp://", "ws://", "tls://"];
 
 impl RemoteRef {
     /// `Some` when `arg` is a URL of a scheme `plex serve` listens on: the
@@ -43,12 +46,15 @@ impl RemoteRef {
     pub(crate) fn parse(arg: &OsStr) -> Option<Result<RemoteRef>> {
         let text = arg.to_str()?;
         let scheme = SCHEMES.iter().find(|s| starts_with_ignore_case(text, s))?;
-        let rest = &text[scheme.len()..];
+        let (rest, query) = match text[scheme.len()..].split_once('?') {
+            Some((rest, query)) => (rest, format!("?{query}")),
+            None => (&text[scheme.len()..], String::new()),
+        };
         let parsed = match rest.rsplit_once('/') {
             Some((authority, pool)) if !authority.is_empty() => {
                 match plex_proto::pools::check_name(pool) {
                     Ok(()) => Ok(RemoteRef {
-                        server: format!("{scheme}{authority}"),
+                        server: format!("{scheme}{authority}{query}"),
                         pool: pool.to_owned(),
                         arg: text.to_owned(),
                     }),
@@ -98,20 +104,21 @@ fn runtime() -> Result<Runtime> {
 }
 
 /// Runs `f` with a connection to `server`.
-fn with_pools<T, F>(server: &str, f: impl FnOnce(RemotePools) -> F) -> Result<T>
+fn with_pools<T, F>(server: &str, access: &Access, f: impl FnOnce(RemotePools) -> F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
 {
+    let options = access.options()?;
     runtime()?.block_on(async {
-        let pools = RemotePools::connect(server).await?;
+        let pools = RemotePools::connect_with(server, &options).await?;
         f(pools).await
     })
 }
 
 /// `plex fetch URL/POOL SEQ`.
-pub(crate) fn fetch(r: RemoteRef, seq: u64, out: &mut Out) -> Result<Outcome> {
+pub(crate) fn fetch(r: RemoteRef, seq: u64, access: &Access, out: &mut Out) -> Result<Outcome> {
     let r = &r;
-    let msg = with_pools(&r.server, |pools| async move {
+    let msg = with_pools(&r.server, access, |pools| async move {
         pools
             .get(&r.pool, seq)
             .await
@@ -149,7 +156,8 @@ pub(crate) fn follow(r: RemoteRef, args: FollowArgs, out: &mut Out) -> Result<Ou
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         tags: Vec::new(),
     };
-    let mut follow = Follow::new(r.server.clone(), r.pool.clone(), query);
+    let options = args.access.options()?;
+    let mut follow = Follow::with_options(r.server.clone(), options, r.pool.clone(), query);
     let runtime = runtime()?;
     let mut reported = None;
     loop {
@@ -213,10 +221,11 @@ fn already_exists(r: &RemoteRef, path: &str) -> Error {
 pub(crate) fn create(refs: &[RemoteRef], args: &CreateArgs, out: &mut Out) -> Result<Outcome> {
     let runtime = runtime()?;
     let size = args.size.unwrap_or(DEFAULT_SIZE);
+    let options = args.access.options()?;
     let mut created = Vec::new();
     runtime.block_on(async {
         for r in refs {
-            let pools = RemotePools::connect(&r.server).await?;
+            let pools = RemotePools::connect_with(&r.server, &options).await?;
             match pools.describe(&r.pool).await {
                 Ok(info) => return Err(already_exists(r, &info.path)),
                 Err(RemoteError::Server(e)) if e.kind == ErrorKind::NotFound => {}
@@ -224,7 +233,7 @@ pub(crate) fn create(refs: &[RemoteRef], args: &CreateArgs, out: &mut Out) -> Re
             }
         }
         for r in refs {
-            let pools = RemotePools::connect(&r.server).await?;
+            let pools = RemotePools::connect_with(&r.server, &options).await?;
             match pools.create(&r.pool, size, args.index_capacity).await {
                 Ok(info) => created.push(info),
                 Err(RemoteError::Server(e)) if e.kind == ErrorKind::AlreadyExists => {
@@ -242,9 +251,9 @@ pub(crate) fn create(refs: &[RemoteRef], args: &CreateArgs, out: &mut Out) -> Re
 }
 
 /// `plex pool info URL/POOL`.
-pub(crate) fn info(r: RemoteRef, out: &mut Out) -> Result<Outcome> {
+pub(crate) fn info(r: RemoteRef, access: &Access, out: &mut Out) -> Result<Outcome> {
     let r = &r;
-    let info = with_pools(&r.server, |pools| async move {
+    let info = with_pools(&r.server, access, |pools| async move {
         pools.info(&r.pool).await.map_err(|e| r.not_found(e.into()))
     })?;
     out.record(&record(info))?;
@@ -252,9 +261,13 @@ pub(crate) fn info(r: RemoteRef, out: &mut Out) -> Result<Outcome> {
 }
 
 /// `plex pool list URL`.
-pub(crate) fn list(server: &str, out: &mut Out) -> Result<Outcome> {
+pub(crate) fn list(server: &str, access: &Access, out: &mut Out) -> Result<Outcome> {
     let server = server.trim_end_matches('/');
-    let pools = with_pools(server, |pools| async move { Ok(pools.list().await?) })?;
+    let pools = with_pools(
+        server,
+        access,
+        |pools| async move { Ok(pools.list().await?) },
+    )?;
     for mut info in pools {
         info.damaged = None;
         out.record(&record(info))?;
@@ -270,11 +283,12 @@ struct Deleted {
 }
 
 /// `plex pool delete URL/POOL…`, in order.
-pub(crate) fn delete(refs: &[RemoteRef], out: &mut Out) -> Result<Outcome> {
+pub(crate) fn delete(refs: &[RemoteRef], access: &Access, out: &mut Out) -> Result<Outcome> {
     let runtime = runtime()?;
+    let options = access.options()?;
     for r in refs {
         let deleted = runtime.block_on(async {
-            let pools = RemotePools::connect(&r.server).await?;
+            let pools = RemotePools::connect_with(&r.server, &options).await?;
             pools.delete(&r.pool).await.map_err(|e| {
                 let err = Error::from(e);
                 match err.kind() {
@@ -306,8 +320,9 @@ pub(crate) fn feed(
         DurabilityArg::Flush => Durability::Flush,
         DurabilityArg::Fast => Durability::Fast,
     };
+    let options = args.access.options()?;
     let (info, appender) = runtime.block_on(async {
-        let pools = RemotePools::connect(&r.server).await?;
+        let pools = RemotePools::connect_with(&r.server, &options).await?;
         let info = open(&pools, &r, args.create, args.create_size).await?;
         let appender = pools.appender(&r.pool, durability).await?;
         Ok::<_, Error>((info, appender))
@@ -459,6 +474,13 @@ mod tests {
         assert_eq!(
             (r.server.as_str(), r.pool.as_str()),
             ("ws://[::1]:80/plex", "demo")
+        );
+        let r = parse("tls://h:7443/demo?fingerprint=sha256:AB")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.server.as_str(), r.pool.as_str()),
+            ("tls://h:7443?fingerprint=sha256:AB", "demo")
         );
         assert!(parse("demo").is_none());
         assert!(parse("./tcp://x").is_none());

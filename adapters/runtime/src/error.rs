@@ -6,6 +6,8 @@ use std::sync::Arc;
 use plex_proto::protomux::{MuxCloseReason, MuxLocalError};
 use plex_proto::{CloseReason, ConfigError, ErrorCode, LocalError, ResetReason};
 
+use crate::auth::AuthError;
+
 /// Why an operation on a [`Session`](crate::Session) or
 /// [`Stream`](crate::Stream) failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,6 +56,9 @@ pub enum Error {
     /// A `relay://` connection failed.
     #[error(transparent)]
     Relay(#[from] crate::RelayError),
+    /// The server did not admit the connection ([`crate::auth`]).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl From<io::Error> for Error {
@@ -77,6 +82,9 @@ impl From<Error> for io::Error {
             Error::Io(io) => io.kind(),
             Error::Tls(tls) => tls.io_kind(),
             Error::Relay(relay) => relay.io_kind(),
+            Error::Auth(AuthError::TimedOut(_)) => io::ErrorKind::TimedOut,
+            Error::Auth(AuthError::Connection(e)) => io::Error::from((**e).clone()).kind(),
+            Error::Auth(_) => io::ErrorKind::PermissionDenied,
         };
         io::Error::new(kind, e)
     }

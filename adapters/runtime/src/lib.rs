@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod accept;
+pub mod auth;
 mod conn;
 mod driver;
 mod endpoint;

@@ -50,6 +50,9 @@ pub struct Limits {
     /// keep-alive comment, so that idle proxies keep it open and a client
     /// that went away is noticed. Default 15 s.
     pub keep_alive: Duration,
+    /// How long a `plex/1` session that must authenticate may take to do
+    /// so (after its TLS handshake) before it is dropped. Default 10 s.
+    pub auth_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -66,6 +69,7 @@ impl Default for Limits {
             max_sessions: 128,
             max_record_bytes: 16 << 20,
             keep_alive: Duration::from_secs(15),
+            auth_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -103,9 +107,18 @@ pub struct Config {
     pub tls: Option<ServerTls>,
     /// The limits.
     pub limits: Limits,
-    /// The `plex/1` listeners (`tcp://` or `ws://` on loopback); none by
-    /// default. `plex serve` listens on [`crate::DEFAULT_PLEX`].
+    /// The `plex/1` listeners; none by default. `plex serve` listens on
+    /// [`crate::DEFAULT_PLEX`]. `tcp://` and `ws://` must be on loopback;
+    /// `tls://` (which needs [`Config::listen_tls`]) may be anywhere, and
+    /// off loopback its sessions must authenticate with an access token
+    /// ([`crate::tokens`], [`plex_runtime::auth`]).
     pub listen: Vec<String>,
+    /// The certificate of the `tls://` listeners in [`Config::listen`].
+    pub listen_tls: Option<ServerTls>,
+    /// Whether every `plex/1` session must authenticate with an access
+    /// token, on loopback too (off loopback they always must). Default
+    /// off: loopback sessions take no credentials.
+    pub require_token: bool,
 }
 
 impl Config {
@@ -117,6 +130,8 @@ impl Config {
             tls: None,
             limits: Limits::default(),
             listen: Vec::new(),
+            listen_tls: None,
+            require_token: false,
         }
     }
 
@@ -141,6 +156,18 @@ impl Config {
     /// Sets the `plex/1` listeners' URLs.
     pub fn listen(mut self, urls: Vec<String>) -> Config {
         self.listen = urls;
+        self
+    }
+
+    /// Gives the `tls://` listeners this certificate.
+    pub fn listen_tls(mut self, tls: ServerTls) -> Config {
+        self.listen_tls = Some(tls);
+        self
+    }
+
+    /// Requires an access token of every `plex/1` session, on loopback too.
+    pub fn require_token(mut self, required: bool) -> Config {
+        self.require_token = required;
         self
     }
 }

@@ -34,15 +34,22 @@ pub enum ServeError {
         /// The address asked for.
         addr: SocketAddr,
     },
-    /// A `plex/1` listener off loopback: those have no TLS and no access
-    /// tokens yet, so only this machine may use them.
+    /// A `plex/1` listener off loopback without TLS: other machines must
+    /// come over `tls://`, with an access token.
     #[error(
-        "refusing to listen on {addr} over plex/1: plex/1 listeners are loopback-only until \
-         they get TLS and access tokens; listen on 127.0.0.1 or [::1]"
+        "refusing to listen on {addr} over plex/1 without TLS: other machines may connect \
+         only over tls://, with an access token; listen on tls://{addr} with a certificate, \
+         or on 127.0.0.1 or [::1]"
     )]
     PlexOffLoopback {
         /// The address asked for.
         addr: SocketAddr,
+    },
+    /// A `tls://` listener without a certificate ([`crate::Config::listen_tls`]).
+    #[error("the plex/1 listener {url} needs a TLS certificate")]
+    PlexNoCertificate {
+        /// The listener's URL.
+        url: String,
     },
     /// The socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]

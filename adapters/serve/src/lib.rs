@@ -39,12 +39,24 @@
 //! them, byte for byte as `plex follow` prints them. The crate logs through
 //! `tracing` events, with a span per connection; it installs no subscriber.
 //!
-//! With [`Config::listen`] it also listens on `plex/1` (`tcp://`, `ws://`;
-//! loopback only until plex/1 gets TLS and tokens): each session is served
-//! by one bus broker for the whole server ([`plex_bus::Broker`]), the Plex
-//! layer's store ports (the key-value store [`remote::KV_PORT`] in
+//! With [`Config::listen`] it also listens on `plex/1`: each session is
+//! served by one bus broker for the whole server ([`plex_bus::Broker`]),
+//! the Plex layer's store ports (the key-value store [`remote::KV_PORT`] in
 //! `DIR/kv.redb`, and [`remote::pool_port`] for each pool) and remote pools
 //! ([`plex_proto::pools`], whose client is [`remote::RemotePools`]).
+//! `tcp://` and `ws://` listeners must be on loopback and take no
+//! credentials; other machines come over `tls://` (with
+//! [`Config::listen_tls`]), whose sessions off loopback must first
+//! authenticate with a live access token ([`plex_runtime::auth`]): until
+//! then nothing else on the session is served, a missing, unknown or
+//! revoked token is refused with its reason and the connection closed,
+//! a session that does not authenticate within [`Limits::auth_timeout`]
+//! is dropped, and revoking a token closes the sessions it admitted
+//! within a second ([`Config::require_token`] applies all this on
+//! loopback too). The store ports' caps tokens grant nothing
+//! then: the session's authentication is the access control, and every
+//! admitted session may call every port (the `kv` and `pool/NAME` ports
+//! ignore caps).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg(unix)]

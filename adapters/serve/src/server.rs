@@ -65,7 +65,11 @@ impl Server {
         }
         config.limits.check()?;
         for url in &config.listen {
-            crate::remote::check_listen_url(url)?;
+            crate::remote::check_listen_url(
+                url,
+                config.listen_tls.is_some(),
+                config.require_token,
+            )?;
         }
         let dir_error = |source| ServeError::Dir {
             path: config.dir.clone(),
@@ -81,7 +85,15 @@ impl Server {
             })?;
         let remote = match config.listen.is_empty() {
             true => None,
-            false => Some(Remote::bind(&config.listen, &dir).await?),
+            false => Some(
+                Remote::bind(
+                    &config.listen,
+                    config.listen_tls.as_ref(),
+                    config.require_token,
+                    &dir,
+                )
+                .await?,
+            ),
         };
         let (stop_tails, shutdown) = watch::channel(false);
         let limits = config.limits;

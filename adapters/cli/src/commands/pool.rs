@@ -18,7 +18,7 @@ pub(crate) fn run(command: PoolCommand, dir: &PoolDir, out: &mut Out) -> Result<
         PoolCommand::Create(args) => create(args, dir, out),
         PoolCommand::Info(args) => info(args, dir, out),
         PoolCommand::List(args) => match args.server {
-            Some(server) => crate::remote::list(&server, out),
+            Some(server) => crate::remote::list(&server, &args.access, out),
             None => list(dir, out),
         },
         PoolCommand::Delete(args) => delete(args, dir, out),
@@ -51,7 +51,7 @@ fn create(args: CreateArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
 /// validating every message held.
 fn info(args: InfoArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     if let Some(remote) = RemoteRef::parse(&args.pool) {
-        return crate::remote::info(remote?, out);
+        return crate::remote::info(remote?, &args.access, out);
     }
     let r = PoolRef::resolve(&args.pool, dir)?;
     let pool = r.open_read_only()?;
@@ -109,7 +109,7 @@ fn list(dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
 /// Deletes each pool, after checking that every one exists and is a pool.
 fn delete(args: DeleteArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     if let Some(remote) = remote_all(&args.pools)? {
-        return crate::remote::delete(&remote, out);
+        return crate::remote::delete(&remote, &args.access, out);
     }
     let refs = resolve_all(&args.pools, dir)?;
     for r in &refs {

@@ -14,7 +14,7 @@ use crate::remote::RemoteRef;
 /// Runs `plex fetch`: prints the envelope of one seq.
 pub(crate) fn fetch(args: FetchArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     if let Some(remote) = RemoteRef::parse(&args.pool) {
-        return crate::remote::fetch(remote?, args.seq, out);
+        return crate::remote::fetch(remote?, args.seq, &args.access, out);
     }
     let pool = PoolRef::resolve(&args.pool, dir)?.open_read_only()?;
     let msg = pool.get(Seq(args.seq))?;

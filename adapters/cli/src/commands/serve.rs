@@ -15,7 +15,11 @@ use crate::refs::PoolDir;
 /// Binds, prints the URL, serves until a signal, and shuts down gracefully.
 pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outcome> {
     let url = plex_serve::parse_http_url(&args.http).map_err(|e| report(&e))?;
-    let tls = certificate(&args, url.tls)?;
+    let plex_tls = args.listen.iter().any(|l| {
+        l.get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("tls://"))
+    });
+    let tls = certificate(&args, url.tls || plex_tls)?;
     let dir = dir.path()?;
     init_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -28,9 +32,17 @@ pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outco
             .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGTERM: {e}")))?;
         let mut interrupt = signal(SignalKind::interrupt())
             .map_err(|e| Error::new(Kind::Io, format!("cannot handle SIGINT: {e}")))?;
-        let mut config = Config::new(dir).addr(url.addr).listen(args.listen);
+        let mut config = Config::new(dir)
+            .addr(url.addr)
+            .listen(args.listen)
+            .require_token(args.require_token);
         if let Some(tls) = tls {
-            config = config.tls(tls);
+            if plex_tls {
+                config = config.listen_tls(tls.clone());
+            }
+            if url.tls {
+                config = config.tls(tls);
+            }
         }
         let server = Server::bind(config).await.map_err(|e| report(&e))?;
         out.bytes(format!("{}\n", server.url()).as_bytes())?;
@@ -49,14 +61,20 @@ pub(crate) fn run(args: ServeArgs, dir: &PoolDir, out: &mut Out) -> Result<Outco
     })
 }
 
-/// The https:// listener's certificate, as the flags give it; none for
-/// http://.
-fn certificate(args: &ServeArgs, https: bool) -> Result<Option<ServerTls>> {
+/// The certificate of the https:// and tls:// listeners, as the flags
+/// give it; none when no listener is either (`wanted`).
+fn certificate(args: &ServeArgs, wanted: bool) -> Result<Option<ServerTls>> {
     let given = args.tls_self_signed || args.tls_cert.is_some();
-    if !https {
+    if !wanted {
         if given {
-            return Err(Error::usage("TLS flags are for an https:// listener")
-                .with_hint(format!("like --http https://{}", strip_scheme(&args.http))));
+            return Err(
+                Error::usage("TLS flags are for an https:// or tls:// listener").with_hint(
+                    format!(
+                        "like --http https://{} or --listen tls://127.0.0.1:7443",
+                        strip_scheme(&args.http)
+                    ),
+                ),
+            );
         }
         return Ok(None);
     }
@@ -73,8 +91,10 @@ fn certificate(args: &ServeArgs, https: bool) -> Result<Option<ServerTls>> {
             tls
         }
         _ => {
-            return Err(Error::usage("an https:// listener needs a certificate")
-                .with_hint("give --tls-cert and --tls-key, or --tls-self-signed"))
+            return Err(
+                Error::usage("https:// and tls:// listeners need a certificate")
+                    .with_hint("give --tls-cert and --tls-key, or --tls-self-signed"),
+            )
         }
     };
     Ok(Some(tls))
@@ -104,8 +124,11 @@ fn report(e: &ServeError) -> Error {
             .with_hint("like --http http://127.0.0.1:9700 or --listen tcp://127.0.0.1:7070"),
         ServeError::OffLoopback { .. } => Error::usage(e.to_string())
             .with_hint("add --tls-cert and --tls-key (or --tls-self-signed) to an https:// URL"),
-        ServeError::PlexOffLoopback { .. } => Error::usage(e.to_string())
-            .with_hint("TLS and access tokens on plex/1 are not implemented yet"),
+        ServeError::PlexOffLoopback { .. } => Error::usage(e.to_string()).with_hint(
+            "use --listen tls://HOST:PORT with --tls-cert and --tls-key (or --tls-self-signed)",
+        ),
+        ServeError::PlexNoCertificate { .. } => Error::usage(e.to_string())
+            .with_hint("give --tls-cert and --tls-key, or --tls-self-signed"),
         ServeError::Bind { source, .. } => {
             let kind = match source.kind() {
                 std::io::ErrorKind::PermissionDenied => Kind::Permission,

@@ -135,12 +135,15 @@ impl Env {
     }
 
     /// `plex` with a clean environment: `PLEX_DIR` set to [`Env::pools`],
-    /// `HOME` inside the scratch directory, no `XDG_DATA_HOME`.
+    /// `HOME` inside the scratch directory, no `XDG_DATA_HOME`, `PLEX_TOKEN`
+    /// or `PLEX_TLS_CA`.
     pub(crate) fn cmd(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plex"));
         cmd.env("PLEX_DIR", self.pools())
             .env("HOME", self.root().join("home"))
             .env_remove("XDG_DATA_HOME")
+            .env_remove("PLEX_TOKEN")
+            .env_remove("PLEX_TLS_CA")
             .stdin(Stdio::null());
         cmd
     }

@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod common;
+mod access;
 mod bus;
 mod damage;
 mod feed;

@@ -9,7 +9,9 @@ use plex_proto::pools::{
     Durability, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery, TailStart,
     POOLS_PROTOCOL,
 };
-use plex_runtime::{Config, OpenOptions, Session, Stream};
+use plex_runtime::auth::AuthError;
+use plex_runtime::{OpenOptions, Session, Stream};
+use plex_tokio::ConnectOptions;
 
 use crate::remote::describe::time_of;
 
@@ -37,6 +39,15 @@ pub enum RemoteError {
     /// The server refused or failed the operation.
     #[error("{0}")]
     Server(ErrorRecord),
+    /// The server did not admit the connection: an access token was
+    /// missing, not valid (unknown or revoked), or could not be checked.
+    #[error("{url}: {source}")]
+    Auth {
+        /// The server's URL.
+        url: String,
+        /// Why.
+        source: AuthError,
+    },
     /// The server sent bytes that are not the protocol.
     #[error("the server broke the pools protocol: {0}")]
     Protocol(String),
@@ -113,15 +124,34 @@ impl RemotePools {
         RemotePools { session }
     }
 
-    /// Dials `url` (`tcp://HOST:PORT` or `ws://HOST:PORT[/PATH]`) on tokio.
+    /// Dials `url` (`tcp://HOST:PORT`, `ws://HOST:PORT[/PATH]` or
+    /// `tls://HOST:PORT[?fingerprint=sha256:HEX]`) on tokio, without an
+    /// access token: enough for a loopback listener.
     pub async fn connect(url: &str) -> Result<RemotePools, RemoteError> {
-        let session = plex_tokio::connect(url, Config::default())
-            .await
-            .map_err(|e| RemoteError::Connect {
+        RemotePools::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Dials `url` with `options` (TLS trust, access token) and
+    /// authenticates the connection ([`plex_tokio::connect_with`]); a
+    /// server that refuses it gives [`RemoteError::Auth`].
+    pub async fn connect_with(
+        url: &str,
+        options: &ConnectOptions,
+    ) -> Result<RemotePools, RemoteError> {
+        match plex_tokio::connect_with(url, options).await {
+            Ok(session) => Ok(RemotePools::new(session)),
+            Err(plex_runtime::Error::Auth(
+                source
+                @ (AuthError::Required(_) | AuthError::Denied(_) | AuthError::Unavailable(_)),
+            )) => Err(RemoteError::Auth {
+                url: url.to_owned(),
+                source,
+            }),
+            Err(e) => Err(RemoteError::Connect {
                 url: url.to_owned(),
                 reason: e.to_string(),
-            })?;
-        Ok(RemotePools::new(session))
+            }),
+        }
     }
 
     /// The session underneath.
@@ -411,6 +441,7 @@ impl std::fmt::Debug for Appender {
 /// Gaps are reported exactly as the server finds them.
 pub struct Follow {
     url: String,
+    options: ConnectOptions,
     pool: String,
     query: TailQuery,
     /// The seq after the last message delivered.
@@ -429,8 +460,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 impl Follow {
     /// Follows pool `pool` at `url` as `query` says.
     pub fn new(url: impl Into<String>, pool: impl Into<String>, query: TailQuery) -> Follow {
+        Follow::with_options(url, ConnectOptions::default(), pool, query)
+    }
+
+    /// [`Follow::new`], connecting (and reconnecting) with `options`.
+    pub fn with_options(
+        url: impl Into<String>,
+        options: ConnectOptions,
+        pool: impl Into<String>,
+        query: TailQuery,
+    ) -> Follow {
         Follow {
             url: url.into(),
+            options,
             pool: pool.into(),
             left: query.max,
             query,
@@ -478,7 +520,7 @@ impl Follow {
     async fn step(&mut self) -> Result<Option<TailEvent>, RemoteError> {
         loop {
             if self.tail.is_none() {
-                let pools = RemotePools::connect(&self.url).await?;
+                let pools = RemotePools::connect_with(&self.url, &self.options).await?;
                 let mut query = self.query.clone();
                 if let Some(next) = self.next {
                     query.start = TailStart::Seq(next);

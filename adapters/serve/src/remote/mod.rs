@@ -1,9 +1,12 @@
 //! The `plex/1` listeners of `plex serve`: every session they accept is
 //! served by the bus broker, the Plex layer's store ports and remote pools
-//! ([`plex_proto::pools`]), side by side on its streams.
+//! ([`plex_proto::pools`]), side by side on its streams; on a listener
+//! that requires access tokens, only once it has authenticated
+//! ([`plex_runtime::auth`]).
 
 mod client;
 mod describe;
+mod gate;
 mod ops;
 
 use std::collections::HashMap;
@@ -16,7 +19,9 @@ use plex_bus::{Broker, BrokerConfig};
 use plex_peer::{expose_store_port, Peer, Serving};
 use plex_ports::{PoolStore, RedbStore};
 use plex_proto::pools::POOLS_PROTOCOL;
-use plex_runtime::{Config as SessionConfig, Endpoint, Scheme, Session};
+use plex_runtime::tls::{ServerTls, TlsConfig};
+use plex_runtime::{Config as SessionConfig, Session};
+use plex_tokio::{TokioRuntime, TokioTransport};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -24,8 +29,12 @@ use tracing::Instrument;
 pub use client::{Appender, BatchReceipt, Follow, RemoteError, RemotePools, Tail, TailEvent};
 pub use describe::{error_kind, error_record, pool_info, time_of};
 
+pub(crate) use gate::check_listen_url;
+use gate::Gate;
+
 use crate::error::ServeError;
 use crate::routes::App;
+use crate::tokens::TokenStore;
 
 /// The default `plex/1` listener of `plex serve`.
 pub const DEFAULT_PLEX: &str = "tcp://127.0.0.1:7070";
@@ -46,11 +55,13 @@ pub fn pool_port(name: &str) -> String {
     format!("pool/{name}")
 }
 
-/// The bound `plex/1` listeners and what their sessions share.
+/// The bound `plex/1` listeners (and whether their sessions must
+/// authenticate) and what their sessions share.
 pub(crate) struct Remote {
-    listeners: Vec<plex_runtime::Server>,
+    listeners: Vec<(plex_runtime::Server, bool)>,
     broker: Broker,
     kv: Arc<RedbStore>,
+    tokens: Arc<TokenStore>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -61,65 +72,45 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// Checks a `plex/1` listener URL: `tcp://` or `ws://`, on loopback.
-pub(crate) fn check_listen_url(url: &str) -> Result<Endpoint, ServeError> {
-    let bad = |reason: &str| ServeError::Url {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let endpoint: Endpoint = url.parse().map_err(|e| {
-        bad(&format!(
-            "{e}; expected tcp://HOST:PORT or ws://HOST:PORT[/PATH]"
-        ))
-    })?;
-    match endpoint.scheme {
-        Scheme::Tcp | Scheme::Ws => {}
-        Scheme::Tls => {
-            return Err(bad(
-                "tls:// is not offered by plex serve yet; use tcp:// or ws:// on loopback",
-            ))
-        }
-        _ => return Err(bad("expected tcp://HOST:PORT or ws://HOST:PORT[/PATH]")),
-    }
-    let ip = if endpoint.host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        endpoint
-            .host
-            .parse()
-            .map_err(|_| bad("the host must be an IP address or localhost"))?
-    };
-    if !ip.is_loopback() {
-        return Err(ServeError::PlexOffLoopback {
-            addr: SocketAddr::new(ip, endpoint.port),
-        });
-    }
-    Ok(endpoint)
-}
-
 impl Remote {
-    /// Binds every URL (checked first, all of them) and opens the
-    /// key-value store in `dir`.
-    pub(crate) async fn bind(urls: &[String], dir: &Path) -> Result<Remote, ServeError> {
-        let endpoints = urls
+    /// Binds every URL (checked first, all of them; `tls://` with `tls`'s
+    /// certificate) and opens the key-value store in `dir`.
+    pub(crate) async fn bind(
+        urls: &[String],
+        tls: Option<&ServerTls>,
+        require_token: bool,
+        dir: &Path,
+    ) -> Result<Remote, ServeError> {
+        let checked = urls
             .iter()
-            .map(|u| check_listen_url(u))
+            .map(|u| check_listen_url(u, tls.is_some(), require_token))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut listeners = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            let server = plex_tokio::listen(&endpoint.to_string(), SessionConfig::default())
-                .await
-                .map_err(|e| ServeError::Bind {
-                    addr: SocketAddr::new(
-                        endpoint
-                            .host
-                            .parse()
-                            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                        endpoint.port,
-                    ),
-                    source: io_error(&e),
-                })?;
-            listeners.push(server);
+        let mut settings = TlsConfig::default();
+        if let Some(tls) = tls {
+            settings = settings.with_server(tls.clone());
+        }
+        let transport = TokioTransport::with_tls(settings);
+        let mut listeners = Vec::with_capacity(checked.len());
+        for listen in checked {
+            let endpoint = listen.endpoint;
+            let server = plex_runtime::listen(
+                &transport,
+                TokioRuntime::current(),
+                &endpoint.to_string(),
+                SessionConfig::default(),
+            )
+            .await
+            .map_err(|e| ServeError::Bind {
+                addr: SocketAddr::new(
+                    endpoint
+                        .host
+                        .parse()
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                    endpoint.port,
+                ),
+                source: io_error(&e),
+            })?;
+            listeners.push((server, listen.tokens));
         }
         let path = dir.join(KV_FILE);
         let open = path.clone();
@@ -137,6 +128,7 @@ impl Remote {
             listeners,
             broker: Broker::new(BrokerConfig::default()),
             kv: Arc::new(kv),
+            tokens: Arc::new(TokenStore::new(dir)),
         })
     }
 
@@ -144,7 +136,7 @@ impl Remote {
     pub(crate) fn urls(&self) -> Vec<String> {
         self.listeners
             .iter()
-            .map(|l| l.local_endpoint().to_string())
+            .map(|(l, _)| l.local_endpoint().to_string())
             .collect()
     }
 
@@ -155,15 +147,21 @@ impl Remote {
             listeners,
             broker,
             kv,
+            tokens,
         } = self;
+        let gate = Gate {
+            tokens,
+            timeout: app.limits.auth_timeout,
+        };
         let slots = Arc::new(Semaphore::new(app.limits.max_sessions));
         let sessions: Arc<Mutex<HashMap<u64, Session>>> = Arc::default();
         let mut tasks = JoinSet::new();
         let mut accepting = JoinSet::new();
         let (session_tx, mut session_rx) = tokio::sync::mpsc::channel(1);
-        for listener in listeners {
+        for (listener, authenticate) in listeners {
             let slots = slots.clone();
             let tx = session_tx.clone();
+            let gate = authenticate.then(|| gate.clone());
             accepting.spawn(async move {
                 loop {
                     // The semaphore is never closed.
@@ -172,7 +170,7 @@ impl Remote {
                     };
                     match listener.accept().await {
                         Ok((session, peer)) => {
-                            if tx.send((session, peer, slot)).await.is_err() {
+                            if tx.send((session, peer, slot, gate.clone())).await.is_err() {
                                 return;
                             }
                         }
@@ -191,12 +189,13 @@ impl Remote {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 Some(_) = tasks.join_next() => {}
                 accepted = session_rx.recv() => {
-                    let Some((session, peer, slot)) = accepted else { break };
+                    let Some((session, peer, slot, gate)) = accepted else { break };
                     next_id += 1;
                     let id = next_id;
                     lock(&sessions).insert(id, session.clone());
                     let span = tracing::info_span!("session", %peer);
-                    let served = serve_session(app.clone(), broker.clone(), kv.clone(), session, slot);
+                    let shared = Shared { app: app.clone(), broker: broker.clone(), kv: kv.clone() };
+                    let served = serve_session(shared, session, gate, slot);
                     let sessions = sessions.clone();
                     tasks.spawn(
                         async move {
@@ -237,15 +236,41 @@ impl Remote {
     }
 }
 
-/// Serves one session until it closes: the bus broker, the store ports
-/// and the pool operations.
-async fn serve_session(
+/// What every session is served by.
+struct Shared {
     app: Arc<App>,
     broker: Broker,
     kv: Arc<RedbStore>,
+}
+
+/// Serves one session until it closes: the bus broker, the store ports
+/// and the pool operations. With a `gate`, only once the session has
+/// authenticated: before, nothing else on it is accepted, and a session
+/// refused or late is closed; the revocation of its token closes it
+/// later. Without one, authentications are admitted whatever they carry
+/// (loopback takes no credentials).
+async fn serve_session(
+    shared: Shared,
     session: Session,
+    gate: Option<Gate>,
     slot: OwnedSemaphorePermit,
 ) {
+    match gate {
+        Some(gate) => {
+            let Some(secret) = gate.admit(&session).await else {
+                return;
+            };
+            let session = session.clone();
+            tokio::spawn(async move { gate.watch(&session, &secret).await }.in_current_span());
+        }
+        None => {
+            let session = session.clone();
+            tokio::spawn(
+                async move { plex_runtime::auth::admit_all(&session).await }.in_current_span(),
+            );
+        }
+    }
+    let Shared { app, broker, kv } = shared;
     let peer = Peer::new(session.clone());
     let mut ports: Vec<Serving> = vec![expose_store_port(&peer, KV_PORT, STORE_LANE, kv)];
     let entries = app
@@ -283,37 +308,5 @@ fn io_error(e: &plex_runtime::Error) -> std::io::Error {
     match e {
         plex_runtime::Error::Io(io) => std::io::Error::new(io.kind(), io.to_string()),
         other => std::io::Error::other(other.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listener_urls_are_plex_on_loopback() {
-        for good in [
-            DEFAULT_PLEX,
-            "tcp://localhost:0",
-            "ws://127.0.0.1:0/plex",
-            "tcp://[::1]:7070",
-        ] {
-            assert!(check_listen_url(good).is_ok(), "{good}");
-        }
-        assert!(matches!(
-            check_listen_url("tcp://0.0.0.0:7070"),
-            Err(ServeError::PlexOffLoopback { .. })
-        ));
-        for bad in [
-            "http://127.0.0.1:1",
-            "tls://127.0.0.1:1",
-            "tcp://example.com:1",
-            "nonsense",
-        ] {
-            assert!(
-                matches!(check_listen_url(bad), Err(ServeError::Url { .. })),
-                "{bad}"
-            );
-        }
     }
 }

@@ -2,6 +2,8 @@
 //! remote pools through `RemotePools`, the bus through `BusClient`, store
 //! ports through `plex_peer`, and a follow that outlives its server.
 
+mod auth;
+
 use std::path::Path;
 
 use bytes::Bytes;

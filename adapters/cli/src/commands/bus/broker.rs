@@ -32,7 +32,14 @@ pub(super) async fn run(args: BrokerArgs, out: &mut Out) -> Result<Outcome> {
             .await
             .map_err(|e| Error::new(Kind::Io, format!("cannot accept on {url}: {e}")))?;
         let broker = broker.clone();
-        tokio::spawn(async move { broker.serve(session).await });
+        // Clients authenticate first (`plex_runtime::auth`); this broker
+        // takes no credentials and admits them all.
+        tokio::spawn(async move {
+            tokio::join!(
+                broker.serve(session.clone()),
+                plex_runtime::auth::admit_all(&session)
+            );
+        });
     }
 }
 

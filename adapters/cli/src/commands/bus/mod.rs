@@ -7,9 +7,8 @@ mod reply;
 mod request;
 
 use plex_bus::{BusClient, BusError};
-use plex_runtime::Config;
 
-use crate::cli::BusCommand;
+use crate::cli::{BusCommand, BusUrl};
 use crate::commands::Outcome;
 use crate::error::{Error, Kind, Result};
 use crate::output::Out;
@@ -35,19 +34,30 @@ pub(crate) fn run(command: BusCommand, out: &mut Out) -> Result<Outcome> {
     result
 }
 
-/// Connects to the broker at `url`.
-async fn connect(url: &str) -> Result<BusClient> {
-    match plex_tokio::connect(url, Config::default()).await {
+/// Connects to the broker at `bus.url`, authenticating with its access
+/// options.
+async fn connect(bus: &BusUrl) -> Result<BusClient> {
+    let url = &bus.url;
+    let options = bus.access.options()?;
+    match plex_tokio::connect_with(url, &options).await {
         Ok(session) => Ok(BusClient::new(session)),
         Err(e @ plex_runtime::Error::Endpoint(_)) => {
             Err(Error::usage(format!("invalid broker URL `{url}`: {e}"))
                 .with_hint("like tcp://127.0.0.1:7070, ws://host:port/path or tls://host:port"))
         }
-        Err(e) => Err(Error::new(
-            Kind::Unreachable,
-            format!("cannot connect to the broker at {url}: {e}"),
-        )
-        .with_hint("start one with `plex bus broker`, or give its --url")),
+        Err(e) => {
+            let refused = match &e {
+                plex_runtime::Error::Auth(auth) => crate::access::refused(url, auth),
+                _ => None,
+            };
+            Err(refused.unwrap_or_else(|| {
+                Error::new(
+                    Kind::Unreachable,
+                    format!("cannot connect to the broker at {url}: {e}"),
+                )
+                .with_hint("start one with `plex bus broker`, or give its --url")
+            }))
+        }
     }
 }
 

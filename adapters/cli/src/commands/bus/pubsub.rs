@@ -16,7 +16,7 @@ use crate::output::Out;
 /// Publishes DATA, all of stdin, or each line of stdin, then closes the
 /// connection gracefully so that every message reaches the broker.
 pub(super) async fn publish(args: PubArgs) -> Result<Outcome> {
-    let client = connect(&args.bus.url).await?;
+    let client = connect(&args.bus).await?;
     let max = ClientConfig::default().max_payload;
     let channel = args.channel;
     match args.data {
@@ -51,7 +51,7 @@ pub(super) async fn publish(args: PubArgs) -> Result<Outcome> {
 /// Prints each message published to a matching channel, until `--count`
 /// messages or the end of the connection.
 pub(super) async fn subscribe(args: SubArgs, out: &mut Out) -> Result<Outcome> {
-    let client = connect(&args.bus.url).await?;
+    let client = connect(&args.bus).await?;
     let pattern = &args.pattern;
     let mut subscription = client
         .subscribe(pattern)

@@ -22,7 +22,7 @@ use crate::error::{Error, Kind, Result};
 /// answers each with the stdout of a run of the command. Ends only on an
 /// error: the connection ends, or the command cannot be started.
 pub(super) async fn run(args: ReplyArgs) -> Result<Outcome> {
-    let client = connect(&args.bus.url).await?;
+    let client = connect(&args.bus).await?;
     let channel = args.channel;
     let mut responder = client
         .respond(&channel)

@@ -12,7 +12,7 @@ use crate::output::Out;
 /// Sends DATA (or stdin, streamed) to one responder of the channel and
 /// prints the reply's bytes as they are.
 pub(super) async fn run(args: RequestArgs, out: &mut Out) -> Result<Outcome> {
-    let client = connect(&args.bus.url).await?;
+    let client = connect(&args.bus).await?;
     let reply = match args.data {
         Some(data) => {
             client
