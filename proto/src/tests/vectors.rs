@@ -14,10 +14,10 @@ fn spec_vectors() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// `(name, expected, bytes)` for every line of the `nth` text block of §13;
+/// `(name, expected, bytes)` for every line of the `nth` text block of §14;
 /// `expected` is the second word when `with_expected`.
 fn spec_block(nth: usize, with_expected: bool) -> Vec<(String, String, Vec<u8>)> {
-    let start = SPEC.find("## 13. Test vectors").expect("vector section");
+    let start = SPEC.find("## 14. Test vectors").expect("vector section");
     let block = SPEC[start..]
         .split("```text")
         .nth(nth)
