@@ -26,7 +26,7 @@ use nats_stack::NatsBus;
 use plex_stack::PlexBus;
 use workload::{BusPeer, Shape};
 
-use crate::report::{median, Report, Scenario, Target};
+use crate::report::{Figure, Report, Scenario, Target};
 use crate::Options;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,7 +46,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
         for (i, row) in plan.rows.into_iter().enumerate() {
             let results = figures
                 .iter()
-                .map(|(stack, runs)| (*stack, median(runs.iter().map(|r| r[i]).collect())))
+                .map(|(stack, runs)| (*stack, Figure::of(runs.iter().map(|r| r[i]).collect())))
                 .collect();
             report.push(Scenario {
                 name: row.name,
@@ -213,7 +213,7 @@ async fn work_on<P: BusPeer>(work: Work, nats_url: &str, shape: Shape) -> Result
 fn notes(shape: Shape, options: Options, nats_version: &str) -> Vec<String> {
     vec![
         format!(
-            "{} runs per figure, medians; tokio multi-thread runtime, loopback TCP \
+            "{} runs per figure; tokio multi-thread runtime, loopback TCP \
              (TCP_NODELAY on both)",
             options.runs()
         ),

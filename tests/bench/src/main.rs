@@ -5,6 +5,7 @@
 
 mod bus;
 mod counting_alloc;
+mod cpu;
 mod latency;
 mod mux;
 mod pattern;

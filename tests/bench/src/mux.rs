@@ -46,7 +46,7 @@ use tls_peer::{PlexTls, RawTls};
 use yamux_peer::Yamux;
 
 use crate::pattern::pattern;
-use crate::report::{median, Report, Scenario, Target};
+use crate::report::{Figure, Report, Scenario, Target};
 use crate::Options;
 
 pub(crate) type BoxError = Box<dyn Error + Send + Sync>;
@@ -85,7 +85,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
         for (i, metric) in plan.metrics.into_iter().enumerate() {
             let results = figures
                 .iter()
-                .map(|(name, runs)| (*name, median(runs.iter().map(|f| f[i]).collect())))
+                .map(|(name, runs)| (*name, Figure::of(runs.iter().map(|f| f[i]).collect())))
                 .collect();
             report.push(Scenario {
                 name: metric.name,
@@ -172,7 +172,7 @@ enum Workload {
 
 impl Workload {
     /// One run's figures, in the order of the plan's metrics: bulk gives
-    /// MB/s; rpc and open_echo give the rate, p50 and p99; idle gives heap
+    /// MB/s and CPU seconds per GB; rpc and open_echo give the rate, p50 and p99; idle gives heap
     /// and resident bytes per stream.
     async fn run<M: Mux>(self, env: M::Env) -> Result<Figures> {
         Ok(match self {
@@ -180,7 +180,10 @@ impl Workload {
                 streams,
                 per_stream,
                 pattern,
-            } => vec![workload::bulk::<M>(env, streams, per_stream, pattern).await?],
+            } => {
+                let bulk = workload::bulk::<M>(env, streams, per_stream, pattern).await?;
+                vec![bulk.mb_per_s, bulk.cpu_per_gb]
+            }
             Workload::Rpc { lanes, requests } => {
                 let rate = workload::rpc::<M>(env, lanes, requests).await?;
                 vec![rate.per_second, rate.p50, rate.p99]
@@ -233,6 +236,15 @@ impl Metric {
     }
 }
 
+/// A bulk scenario's rows: throughput, with `targets`, and what it cost in
+/// CPU time per GB.
+fn bulk_metrics(name: &'static str, cpu: &'static str, targets: Vec<Target>) -> Vec<Metric> {
+    vec![
+        Metric::higher(name, "MB/s", targets),
+        Metric::lower(cpu, "CPU s/GB", Vec::new()),
+    ]
+}
+
 /// A target of `times` the figure of `of`.
 fn ratio(of: Peer, times: f64) -> Target {
     Target::Ratio {
@@ -265,11 +277,11 @@ fn plans(options: Options) -> Vec<Plan> {
                 pattern: pattern.clone(),
             },
             peers: &Peer::ALL,
-            metrics: vec![Metric::higher(
+            metrics: bulk_metrics(
                 "bulk_1",
-                "MB/s",
+                "bulk_1_cpu",
                 vec![ratio(Peer::Raw, 0.9), ratio(Peer::Yamux, 1.5)],
-            )],
+            ),
         },
         Plan {
             label: "bulk_100",
@@ -279,11 +291,7 @@ fn plans(options: Options) -> Vec<Plan> {
                 pattern: pattern.clone(),
             },
             peers: &Peer::ALL,
-            metrics: vec![Metric::higher(
-                "bulk_100",
-                "MB/s",
-                vec![ratio(Peer::Raw, 0.85)],
-            )],
+            metrics: bulk_metrics("bulk_100", "bulk_100_cpu", vec![ratio(Peer::Raw, 0.85)]),
         },
         rpc_of(
             &Peer::ALL,
@@ -330,11 +338,11 @@ fn plans(options: Options) -> Vec<Plan> {
                 pattern: pattern.clone(),
             },
             peers: &Peer::TLS,
-            metrics: vec![Metric::higher(
+            metrics: bulk_metrics(
                 "tls_bulk_1",
-                "MB/s",
+                "tls_bulk_1_cpu",
                 vec![ratio(Peer::RawTls, 0.9)],
-            )],
+            ),
         },
         rpc_of(
             &Peer::TLS,
@@ -358,7 +366,7 @@ fn plans(options: Options) -> Vec<Plan> {
                 pattern,
             },
             peers: &Peer::RELAY,
-            metrics: vec![Metric::higher("relay_bulk_1", "MB/s", Vec::new())],
+            metrics: bulk_metrics("relay_bulk_1", "relay_bulk_1_cpu", Vec::new()),
         },
     ]
 }
@@ -473,7 +481,7 @@ pub(crate) fn idle_main(mut args: impl Iterator<Item = String>) -> ExitCode {
 fn notes(options: Options) -> Vec<String> {
     vec![
         format!(
-            "{} runs per figure, medians; tokio multi-thread runtime, TCP_NODELAY everywhere; \
+            "{} runs per figure; tokio multi-thread runtime, TCP_NODELAY everywhere; \
              64 KiB writes and reads in bulk",
             options.runs()
         ),
@@ -509,6 +517,10 @@ fn notes(options: Options) -> Vec<String> {
          per stream, each write behind a 4-byte length and an empty one as the end (the \
          relay passes no close on); so plex/raw relay prices plex's mux and inner TLS \
          together; no target set"
+            .into(),
+        "*_cpu: CPU seconds (user + system) per GB of payload over the timed part, both \
+         ends (the whole process; the relay rows leave out strelaysrv's): steadier than \
+         MB/s on a busy machine"
             .into(),
         "targets are plex's goals, judged on the medians, never asserted".into(),
     ]

@@ -22,7 +22,7 @@ use plex_proto::{
 
 use crate::counting_alloc::live_bytes;
 use crate::pattern::{matches_pattern, pattern};
-use crate::report::{median, Report, Scenario, Target, PLEX};
+use crate::report::{Figure, Report, Scenario, Target, PLEX};
 use crate::Options;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -61,7 +61,7 @@ fn codec_16k(options: Options) -> Result<Scenario> {
         unit: "GB/s",
         higher_is_better: true,
         targets: Vec::new(),
-        results: vec![(PLEX, median(plex)), ("memcpy", median(memcpy))],
+        results: vec![(PLEX, Figure::of(plex)), ("memcpy", Figure::of(memcpy))],
     })
 }
 
@@ -128,7 +128,7 @@ fn bulk_pair(options: Options) -> Result<Scenario> {
         unit: "GB/s",
         higher_is_better: true,
         targets: Vec::new(),
-        results: vec![(PLEX, median(runs))],
+        results: vec![(PLEX, Figure::of(runs))],
     })
 }
 
@@ -192,7 +192,7 @@ fn open_close(options: Options) -> Result<Scenario> {
         unit: "streams/s",
         higher_is_better: true,
         targets: Vec::new(),
-        results: vec![(PLEX, median(runs))],
+        results: vec![(PLEX, Figure::of(runs))],
     })
 }
 
@@ -276,7 +276,7 @@ fn idle_stream_mem(options: Options, report: &mut Report) -> Result<()> {
         unit: "B/stream",
         higher_is_better: false,
         targets,
-        results: vec![(PLEX, median(runs))],
+        results: vec![(PLEX, Figure::of(runs))],
     };
     report.push(scenario("idle_stream_mem", Vec::new(), both));
     report.push(scenario(

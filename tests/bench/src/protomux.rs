@@ -21,7 +21,7 @@ use std::time::Duration;
 use plex_peer::{expose_store_port, MemoryStore, Peer};
 use plex_runtime::mux::{Mux, MuxConfig};
 
-use crate::report::{median, Report, Scenario, PLEX};
+use crate::report::{Figure, Report, Scenario, PLEX};
 use crate::Options;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -63,7 +63,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
     for (i, (name, unit, higher_is_better)) in rows.into_iter().enumerate() {
         let results = figures
             .iter()
-            .map(|(who, runs)| (*who, median(runs.iter().map(|r| r[i]).collect())))
+            .map(|(who, runs)| (*who, Figure::of(runs.iter().map(|r| r[i]).collect())))
             .collect();
         report.push(Scenario {
             name,
@@ -74,7 +74,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
         });
     }
     report.note(format!(
-        "{} runs per figure, medians; each run: `node tests/js/peer.js bench-client --seconds \
+        "{} runs per figure; each run: `node tests/js/peer.js bench-client --seconds \
          {seconds} --inflight 64` (npm protomux 3.10.1, framed-stream, Node {}) against each \
          server over loopback TCP",
         options.runs(),

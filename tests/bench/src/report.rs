@@ -8,7 +8,7 @@ use std::{env, fs};
 /// The implementation every ratio is taken against.
 pub(crate) const PLEX: &str = "plex";
 
-/// One measured scenario: the median figure of each implementation.
+/// One measured scenario: each implementation's figure over the runs.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Scenario {
     /// Short identifier, stable across runs.
@@ -20,15 +20,54 @@ pub(crate) struct Scenario {
     /// Goals for Plex's figure, reported against rather than asserted.
     pub(crate) targets: Vec<Target>,
     /// Figures by implementation, Plex first.
-    pub(crate) results: Vec<(&'static str, f64)>,
+    pub(crate) results: Vec<(&'static str, Figure)>,
+}
+
+/// One implementation's figure in a scenario: the median of its runs, and
+/// their spread. Ratios and targets use the median.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Figure {
+    pub(crate) min: f64,
+    pub(crate) median: f64,
+    pub(crate) max: f64,
+}
+
+impl Figure {
+    /// The figure of `runs` (an odd number of them; at least one).
+    pub(crate) fn of(mut runs: Vec<f64>) -> Figure {
+        runs.sort_by(f64::total_cmp);
+        Figure {
+            min: runs[0],
+            median: runs[runs.len() / 2],
+            max: runs[runs.len() - 1],
+        }
+    }
+
+    /// The median, then `(min-max)` if the runs differ.
+    fn cell(&self) -> String {
+        match self.min == self.max {
+            true => number(self.median),
+            false => format!(
+                "{} ({}-{})",
+                number(self.median),
+                number(self.min),
+                number(self.max)
+            ),
+        }
+    }
 }
 
 impl Scenario {
+    /// The median figure of `implementation`.
     fn result(&self, implementation: &str) -> Option<f64> {
+        self.figure(implementation).map(|f| f.median)
+    }
+
+    fn figure(&self, implementation: &str) -> Option<&Figure> {
         self.results
             .iter()
             .find(|(name, _)| *name == implementation)
-            .map(|&(_, value)| value)
+            .map(|(_, figure)| figure)
     }
 
     /// Whether Plex's figure meets `target`; `None` when a figure it needs
@@ -146,6 +185,7 @@ impl Report {
         let mut rows = vec![header];
         for s in &self.scenarios {
             let plex = s.result(PLEX);
+            let cell = |name| s.figure(name).map_or("-".into(), Figure::cell);
             let mut row = vec![
                 s.name.to_string(),
                 s.unit.into(),
@@ -155,11 +195,11 @@ impl Report {
                     "lower"
                 }
                 .into(),
-                plex.map_or("-".into(), number),
+                cell(PLEX),
             ];
             for name in &baselines {
                 let other = s.result(name);
-                row.push(other.map_or("-".into(), number));
+                row.push(cell(name));
                 row.push(match (plex, other) {
                     (Some(p), Some(o)) if o != 0.0 => format!("{:.2}x", p / o),
                     _ => "-".into(),
@@ -188,6 +228,9 @@ impl Report {
             out.push_str(line.trim_end());
             out.push('\n');
         }
+        out.push_str(
+            "note: each figure is the median of the runs, with (min-max) when they differ\n",
+        );
         for note in &self.notes {
             out.push_str(&format!("note: {note}\n"));
         }
@@ -206,7 +249,8 @@ impl Report {
     }
 
     /// `{"scenarios":[{"name","unit","higher_is_better","targets"?,"results":{..}}]}`,
-    /// a target being `{"value":x}` or `{"ratio":x,"of":"name"}`.
+    /// a target being `{"value":x}` or `{"ratio":x,"of":"name"}`, a result
+    /// `"name":{"median":x,"min":x,"max":x}`.
     fn json(&self) -> String {
         let mut out = String::from("{\"scenarios\":[");
         for (i, s) in self.scenarios.iter().enumerate() {
@@ -241,25 +285,24 @@ impl Report {
                 out.push(']');
             }
             out.push_str(",\"results\":{");
-            for (j, (name, value)) in s.results.iter().enumerate() {
+            for (j, (name, figure)) in s.results.iter().enumerate() {
                 if j > 0 {
                     out.push(',');
                 }
                 json_string(&mut out, name);
-                out.push(':');
-                json_number(&mut out, *value);
+                out.push_str(":{\"median\":");
+                json_number(&mut out, figure.median);
+                out.push_str(",\"min\":");
+                json_number(&mut out, figure.min);
+                out.push_str(",\"max\":");
+                json_number(&mut out, figure.max);
+                out.push('}');
             }
             out.push_str("}}");
         }
         out.push_str("\n]}\n");
         out
     }
-}
-
-/// The middle run; the runs are an odd number.
-pub(crate) fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
 }
 
 /// `CARGO_TARGET_DIR` if set, else the workspace's `target/`.
@@ -316,14 +359,17 @@ mod tests {
                 of: "memcpy",
                 ratio: 0.4,
             }],
-            results: vec![(PLEX, 5.0), ("memcpy", 10.0)],
+            results: vec![
+                (PLEX, Figure::of(vec![5.0, 4.0, 6.5])),
+                ("memcpy", Figure::of(vec![10.0])),
+            ],
         });
         r.push(Scenario {
             name: "mem",
             unit: "B/stream",
             higher_is_better: false,
             targets: vec![Target::Value(512.0)],
-            results: vec![(PLEX, 600.5)],
+            results: vec![(PLEX, Figure::of(vec![600.5]))],
         });
         r
     }
@@ -335,9 +381,11 @@ mod tests {
             "{\"scenarios\":[\n  \
              {\"name\":\"codec\",\"unit\":\"GB/s\",\"higher_is_better\":true,\
              \"targets\":[{\"ratio\":0.4,\"of\":\"memcpy\"}],\
-             \"results\":{\"plex\":5,\"memcpy\":10}},\n  \
+             \"results\":{\"plex\":{\"median\":5,\"min\":4,\"max\":6.5},\
+             \"memcpy\":{\"median\":10,\"min\":10,\"max\":10}}},\n  \
              {\"name\":\"mem\",\"unit\":\"B/stream\",\"higher_is_better\":false,\
-             \"targets\":[{\"value\":512}],\"results\":{\"plex\":600.5}}\n]}\n"
+             \"targets\":[{\"value\":512}],\
+             \"results\":{\"plex\":{\"median\":600.5,\"min\":600.5,\"max\":600.5}}}\n]}\n"
         );
     }
 
@@ -347,7 +395,9 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].contains("plex/memcpy"), "{table}");
         assert!(
-            lines[1].contains("  0.50x  ") && lines[1].ends_with(">= 0.40x memcpy met"),
+            lines[1].contains(" 5 (4-6.50)  ")
+                && lines[1].contains("  0.50x  ")
+                && lines[1].ends_with(">= 0.40x memcpy met"),
             "{table}"
         );
         assert!(lines[2].ends_with("<= 512 MISSED"), "{table}");
@@ -366,14 +416,18 @@ mod tests {
                 },
                 Target::Value(20.0),
             ],
-            results: vec![(PLEX, 25.0), ("yamux", 40.0)],
+            results: vec![
+                (PLEX, Figure::of(vec![25.0])),
+                ("yamux", Figure::of(vec![40.0])),
+            ],
         };
         assert_eq!(s.targets_cell(), "<= 1.30x raw n/a; <= 20 MISSED");
     }
 
     #[test]
-    fn median_is_the_middle_run() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+    fn a_figure_is_the_middle_run_and_the_extremes() {
+        let figure = Figure::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((figure.min, figure.median, figure.max), (1.0, 2.0, 3.0));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use plex_stack::PlexStore;
 use tonic_stack::TonicStore;
 use workload::{Op, Shape, StoreClient};
 
-use crate::report::{median, Report, Scenario, Target};
+use crate::report::{Figure, Report, Scenario, Target};
 use crate::Options;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,7 +45,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
         for (i, (name, unit, higher_is_better, targets)) in metrics.into_iter().enumerate() {
             let results = rates
                 .iter()
-                .map(|(stack, runs)| (*stack, median(runs.iter().map(|r| r[i]).collect())))
+                .map(|(stack, runs)| (*stack, Figure::of(runs.iter().map(|r| r[i]).collect())))
                 .collect();
             report.push(Scenario {
                 name,
@@ -173,7 +173,7 @@ fn run_once(stack: Stack, op: Op, in_flight: usize, shape: Shape) -> Result<work
 fn notes(shape: Shape, options: Options) -> Vec<String> {
     vec![
         format!(
-            "{} runs per figure, medians; each run: {:?} warm-up, then calls completed in \
+            "{} runs per figure; each run: {:?} warm-up, then calls completed in \
              {:?}; tokio multi-thread runtime, TCP_NODELAY on both",
             options.runs(),
             shape.warmup,

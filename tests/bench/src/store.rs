@@ -34,7 +34,7 @@ use plasmite::api::lite3::Lite3Buf;
 use backend::{Backend, Durability, Plasmite, Plex};
 use follow::Latency;
 
-use crate::report::{median, target_dir, Report, Scenario, Target, PLEX};
+use crate::report::{target_dir, Figure, Report, Scenario, Target, PLEX};
 use crate::Options;
 
 pub(crate) use follow::{follower_main, FOLLOWER_COMMAND};
@@ -130,7 +130,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
         plex.push(follow_run::<Plex>(&dir, &mut payload, count)?);
         plasmite.push(follow_run::<Plasmite>(&dir, &mut payload, count)?);
     }
-    let pick = |runs: &[Latency], p: fn(&Latency) -> f64| median(runs.iter().map(p).collect());
+    let pick = |runs: &[Latency], p: fn(&Latency) -> f64| Figure::of(runs.iter().map(p).collect());
     report.push(lower(
         "follow_latency_p50",
         vec![Target::Value(50.0)],
@@ -171,8 +171,8 @@ fn higher(
     name: &'static str,
     unit: &'static str,
     targets: Vec<Target>,
-    plex: f64,
-    plasmite: f64,
+    plex: Figure,
+    plasmite: Figure,
 ) -> Scenario {
     Scenario {
         name,
@@ -184,7 +184,7 @@ fn higher(
 }
 
 /// A latency scenario, in µs: lower is better.
-fn lower(name: &'static str, targets: Vec<Target>, plex: f64, plasmite: f64) -> Scenario {
+fn lower(name: &'static str, targets: Vec<Target>, plex: Figure, plasmite: Figure) -> Scenario {
     Scenario {
         higher_is_better: false,
         ..higher(name, "µs", targets, plex, plasmite)
@@ -192,18 +192,18 @@ fn lower(name: &'static str, targets: Vec<Target>, plex: f64, plasmite: f64) -> 
 }
 
 /// Runs plex and plasmite in turn, [`Options::runs`] times each; returns
-/// the median figure of each.
+/// the figure of each.
 fn alternate(
     options: Options,
     mut plex: impl FnMut() -> Result<f64>,
     mut plasmite: impl FnMut() -> Result<f64>,
-) -> Result<(f64, f64)> {
+) -> Result<(Figure, Figure)> {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..options.runs() {
         a.push(plex()?);
         b.push(plasmite()?);
     }
-    Ok((median(a), median(b)))
+    Ok((Figure::of(a), Figure::of(b)))
 }
 
 /// One `follow_latency` run, on a fresh pool.

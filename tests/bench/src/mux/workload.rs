@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Barrier};
 use super::peer::Mux;
 use super::Result;
 use crate::counting_alloc::live_bytes;
+use crate::cpu;
 use crate::latency::{histogram, micros, nanos};
 use crate::pattern::Sampled;
 
@@ -40,15 +41,24 @@ pub(crate) struct Footprint {
     pub(crate) rss: f64,
 }
 
+/// What moving bytes in bulk achieved and cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Throughput {
+    /// MB/s of payload.
+    pub(crate) mb_per_s: f64,
+    /// CPU seconds (user + system, both ends: the whole process) per GB.
+    pub(crate) cpu_per_gb: f64,
+}
+
 /// `streams` streams each carry `per_stream` bytes of `pattern` from client
-/// to server at once; returns MB/s of payload, from the first byte written
-/// to the last one checked.
+/// to server at once; measured from the first byte written to the last one
+/// checked.
 pub(crate) async fn bulk<M: Mux>(
     env: M::Env,
     streams: usize,
     per_stream: u64,
     pattern: Arc<[u8]>,
-) -> Result<f64> {
+) -> Result<Throughput> {
     let (done, mut received) = mpsc::unbounded_channel();
     let mux = M::start(env, move |stream| {
         let done = done.clone();
@@ -64,6 +74,7 @@ pub(crate) async fn bulk<M: Mux>(
         opened.push(mux.open().await?);
     }
     let start = Instant::now();
+    let cpu_start = cpu::process_time();
     let senders: Vec<_> = opened
         .into_iter()
         .map(|stream| tokio::spawn(send_pattern(stream, pattern.clone(), per_stream)))
@@ -80,10 +91,15 @@ pub(crate) async fn bulk<M: Mux>(
         }
     }
     let elapsed = start.elapsed();
+    let cpu = cpu::process_time() - cpu_start;
     for sender in senders {
         sender.await??;
     }
-    Ok((streams as u64 * per_stream) as f64 / elapsed.as_secs_f64() / 1e6)
+    let bytes = streams as u64 * per_stream;
+    Ok(Throughput {
+        mb_per_s: bytes as f64 / elapsed.as_secs_f64() / 1e6,
+        cpu_per_gb: cpu::seconds_per_gb(cpu, bytes),
+    })
 }
 
 /// Writes `len` bytes of repeated `pattern`, ends the stream, and waits
