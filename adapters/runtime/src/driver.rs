@@ -1,28 +1,19 @@
 //! The connection task: owns the transport and runs the sans-IO loop.
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Conn, Wakeups};
-use crate::Sleep;
+use crate::pump::{Input, Next, Pump, Standing, Timers, OUT_HIGH_WATER};
 
-/// Bytes read per allocation; reads slice it until little is left.
-const READ_CHUNK: usize = 64 * 1024;
-/// Below this much room, a fresh read buffer is allocated.
-const READ_MIN: usize = 4 * 1024;
-/// Output gathered from the session before writing; the rest waits in the
-/// session, so a slow transport pushes back on the streams.
-const OUT_HIGH_WATER: usize = 256 * 1024;
-/// Slices per vectored write.
-const MAX_IOVECS: usize = 64;
+/// Transport reads taken into one round.
+const READS_PER_ROUND: usize = 4;
 /// Rounds of work before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
 
@@ -52,46 +43,22 @@ impl Default for DriverConfig {
 
 pub(crate) struct Driver<T> {
     conn: Arc<Conn>,
-    io: T,
-    read_buf: BytesMut,
-    read_done: bool,
-    out: VecDeque<Bytes>,
-    out_len: usize,
-    needs_flush: bool,
+    pump: Pump<T>,
     /// Output is being held one pass through the scheduler, so that frames
     /// other stream tasks are about to queue go out in the same write (see
     /// [`Driver::hold`]).
     held: bool,
-    timer: Option<(Instant, Sleep)>,
-    /// While winding down: when to give up on the transport.
-    linger: Option<Instant>,
+    timers: Timers,
 }
 
 impl<T> Driver<T> {
     pub(crate) fn new(conn: Arc<Conn>, io: T) -> Driver<T> {
+        let timers = Timers::new(conn.runtime.clone(), conn.driver_config.linger);
         Driver {
             conn,
-            io,
-            read_buf: BytesMut::zeroed(READ_CHUNK),
-            read_done: false,
-            out: VecDeque::new(),
-            out_len: 0,
-            needs_flush: false,
+            pump: Pump::new(io),
             held: false,
-            timer: None,
-            linger: None,
-        }
-    }
-
-    /// The winding-down deadline, pushed back when the transport took bytes.
-    fn linger_deadline(&mut self, wrote: bool) -> Instant {
-        match self.linger {
-            Some(at) if !wrote => at,
-            _ => {
-                let at = self.conn.runtime.now() + self.conn.driver_config.linger;
-                self.linger = Some(at);
-                at
-            }
+            timers,
         }
     }
 }
@@ -118,10 +85,10 @@ impl<T> Driver<T> {
             return false;
         }
         let writers_likely = round.woke > 1 || round.streams >= HOLD_STREAMS;
-        if self.out.is_empty()
+        if self.pump.is_flushed()
             || !writers_likely
             || round.winding_down
-            || self.out_len >= OUT_HIGH_WATER
+            || self.pump.out_len() >= OUT_HIGH_WATER
         {
             return false;
         }
@@ -144,81 +111,7 @@ struct Round {
     deadline: Option<Instant>,
 }
 
-/// What a read pass produced.
-enum Input {
-    Bytes(Bytes),
-    End(Option<io::Error>),
-}
-
 impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
-    /// Reads what the transport has, without blocking.
-    fn read(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) {
-        while !self.read_done && inputs.len() < 4 {
-            match Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf) {
-                Poll::Ready(Ok(0)) => {
-                    self.read_done = true;
-                    inputs.push(Input::End(None));
-                }
-                Poll::Ready(Ok(n)) => {
-                    inputs.push(Input::Bytes(self.read_buf.split_to(n).freeze()));
-                    if self.read_buf.len() < READ_MIN {
-                        // The old buffer lives on in the slices just taken.
-                        self.read_buf = BytesMut::zeroed(READ_CHUNK);
-                    }
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => {
-                    self.read_done = true;
-                    inputs.push(Input::End(Some(e)));
-                }
-                Poll::Pending => break,
-            }
-        }
-    }
-
-    /// Writes gathered output until the transport pushes back. Returns
-    /// whether anything was written, or the transport's error.
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        let mut wrote = false;
-        while !self.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = self.out.len().min(MAX_IOVECS);
-            for (slot, chunk) in slices.iter_mut().zip(&self.out) {
-                *slot = IoSlice::new(chunk);
-            }
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
-                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(mut written)) => {
-                    wrote = true;
-                    self.needs_flush = true;
-                    self.out_len -= written;
-                    while written > 0 {
-                        let Some(front) = self.out.front_mut() else {
-                            break;
-                        };
-                        let take = written.min(front.len());
-                        front.advance(take);
-                        written -= take;
-                        if front.is_empty() {
-                            self.out.pop_front();
-                        }
-                    }
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(wrote),
-            }
-        }
-        if self.needs_flush {
-            match Pin::new(&mut self.io).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.needs_flush = false,
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => {}
-            }
-        }
-        Ok(wrote)
-    }
-
     /// One round with the session locked: input in, events and output out.
     fn exchange(
         &mut self,
@@ -263,14 +156,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             inner.session.handle_timeout(now);
             progress = true;
         }
-        while self.out_len < OUT_HIGH_WATER {
+        while self.pump.has_room() {
             let Some(t) = inner.session.poll_transmit(now) else {
                 break;
             };
             progress = true;
-            self.out_len += t.len();
-            self.out
-                .extend([t.head, t.payload].into_iter().filter(|b| !b.is_empty()));
+            self.pump.queue(t.head, t.payload);
         }
         // Events last: sending can end the session too (the final
         // END_STREAM of a drain), and its `Closed` must reach the handles.
@@ -300,25 +191,35 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
         let this = self.get_mut();
         for _ in 0..ROUNDS_PER_POLL {
             let mut inputs = Vec::new();
-            this.read(cx, &mut inputs);
+            while inputs.len() < READS_PER_ROUND {
+                match this.pump.read(cx) {
+                    Some(input) => inputs.push(input),
+                    None => break,
+                }
+            }
             let round = this.exchange(cx, inputs, None);
             if this.hold(cx, &round) {
                 return Poll::Pending;
             }
-            let wrote = match this.write(cx) {
+            let wrote = match this.pump.write(cx) {
                 Ok(wrote) => wrote,
                 Err(e) => {
-                    this.out.clear();
-                    this.out_len = 0;
+                    this.pump.discard_output();
                     this.exchange(cx, Vec::new(), Some(e));
                     continue;
                 }
             };
-            let mut progress = round.progress || wrote;
-            let mut deadline = round.deadline;
-            if round.winding_down {
-                let linger = this.linger_deadline(wrote);
-                if this.conn.runtime.now() >= linger {
+            let standing = Standing {
+                progress: round.progress,
+                winding_down: round.winding_down,
+                closed: round.closed,
+                deadline: round.deadline,
+            };
+            match this.pump.next(cx, &mut this.timers, wrote, standing) {
+                Next::Again => {}
+                Next::Wait => return Poll::Pending,
+                Next::Done => return Poll::Ready(()),
+                Next::GaveUp => {
                     // The peer stopped reading: drop the transport. A session
                     // still draining ends as if the transport had failed.
                     tracing::debug!("the peer stopped reading while winding down: dropped");
@@ -328,34 +229,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                     }
                     return Poll::Ready(());
                 }
-                deadline = Some(deadline.map_or(linger, |at| at.min(linger)));
             }
-            if round.closed && this.out.is_empty() {
-                // Everything, GOAWAY included, is written: close the transport.
-                if Pin::new(&mut this.io).poll_close(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-                progress = false;
-            }
-            if progress {
-                continue;
-            }
-            // Idle: arm the timer for the next deadline. A later deadline
-            // keeps the armed timer; it fires early, harmlessly.
-            match deadline {
-                Some(at) if this.timer.as_ref().is_none_or(|(armed, _)| at < *armed) => {
-                    this.timer = Some((at, this.conn.runtime.sleep_until(at)));
-                }
-                None => this.timer = None,
-                Some(_) => {}
-            }
-            if let Some((_, timer)) = &mut this.timer {
-                if timer.as_mut().poll(cx).is_ready() {
-                    this.timer = None;
-                    continue;
-                }
-            }
-            return Poll::Pending;
         }
         // Plenty of work: yield so other tasks run, then carry on.
         cx.waker().wake_by_ref();

@@ -24,6 +24,7 @@ pub mod futures_ws;
 mod manager;
 pub mod mux;
 mod net;
+mod pump;
 #[cfg(feature = "relay")]
 pub mod relay;
 mod relay_error;
