@@ -140,7 +140,7 @@ impl Mapping {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let end = off.saturating_add(len).min(self.len());
             let base = self.raw.as_ptr();
-            for line in (off..end).step_by(64) {
+            for line in (off & !63..end).step_by(64) {
                 let at = base.wrapping_add(line as usize).cast::<i8>();
                 // SAFETY: SSE, which the intrinsic needs, is part of every
                 // x86_64 target; a prefetch never faults and reads nothing

@@ -14,10 +14,10 @@ pub(crate) trait Ring {
     fn len(&self) -> u64;
     /// The little-endian word at ring offset `off` (8-aligned, `< len`).
     fn word(&self, off: u64) -> u64;
-    /// The bytes at ring offset `off` (8-aligned) into `dst` (a multiple of
-    /// 8 long, ending inside the ring): [`Ring::word`] in bulk.
     /// Hints that ring bytes `off..off + len` are about to be copied.
     fn prefetch(&self, _off: u64, _len: u64) {}
+    /// The bytes at ring offset `off` (8-aligned) into `dst` (a multiple of
+    /// 8 long, ending inside the ring): [`Ring::word`] in bulk.
     fn copy(&self, off: u64, dst: &mut [u8]) {
         for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
             chunk.copy_from_slice(&self.word(off + 8 * i as u64).to_le_bytes());
@@ -252,8 +252,8 @@ fn copy_message<R: Ring>(
     let head = head_bytes(ring, pos, max_frame, &mut first)?;
     let data_start = frame::FRAME_HEADER + u64::from(head.tags_len);
     let split = data_start & !7;
-    // The header's line is in cache now; fetch the others all at once.
-    ring.prefetch(pos + 64, head.padded_len().saturating_sub(64));
+    // The header is in cache now; fetch the frame's other lines at once.
+    ring.prefetch(pos, head.padded_len());
     // Resizing without clearing first: only new bytes are zeroed, and the
     // copies overwrite all of them.
     out.tags.resize((split - frame::FRAME_HEADER) as usize, 0);
