@@ -165,15 +165,11 @@ impl Pool {
             if let Some(at) = marker {
                 self.store_ring(at, u64::from(WRAP_MAGIC));
             }
-            let words = buf.chunks_exact(8).enumerate();
-            let half = buf.len() / 16;
-            for (i, word) in words {
-                if i == half {
-                    failpoint::hit("mid_payload");
-                }
-                let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-                self.store_ring(pos + 8 * i as u64, w);
-            }
+            let (front, back) = buf.split_at(buf.len() / 16 * 8);
+            self.map.store_bytes(self.geo.ring_off + pos, front);
+            failpoint::hit("mid_payload");
+            let back_at = pos + front.len() as u64;
+            self.map.store_bytes(self.geo.ring_off + back_at, back);
             let fine = self.geo.fine_slot(seq);
             self.store(fine + 8, pos, Ordering::Relaxed);
             self.store(fine, seq, Ordering::Relaxed);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Location, Result};
 use crate::header;
-use crate::message::Message;
+use crate::message::{Message, MessageBuf};
 use crate::notify;
 use crate::pool::{Pool, ReadError};
 use crate::Seq;
@@ -39,7 +39,6 @@ pub struct Cursor<'p> {
     next: u64,
     /// Logical ring position of `next`, when known from the previous frame.
     pos: Option<u64>,
-    buf: Vec<u8>,
 }
 
 impl Pool {
@@ -56,7 +55,6 @@ impl Pool {
             pool: self,
             next,
             pos: None,
-            buf: Vec::new(),
         }
     }
 
@@ -79,11 +77,21 @@ impl Cursor<'_> {
 
     /// The next message, or `None` if it is not yet published.
     pub fn try_next(&mut self) -> Result<Option<Message>> {
-        match self.pool.read(self.next, self.pos, &mut self.buf) {
-            Ok((msg, pos)) => {
+        let mut out = MessageBuf::new();
+        Ok(self.try_next_into(&mut out)?.then(|| out.into_message()))
+    }
+
+    /// The next message into `out`, reusing its buffers (no allocation
+    /// once they have grown to the message's size): `true` when it was
+    /// read, `false` if it is not yet published. Fails, and moves on, like
+    /// [`Cursor::try_next`]; whenever it returns anything but `true`, `out`
+    /// holds no message.
+    pub fn try_next_into(&mut self, out: &mut MessageBuf) -> Result<bool> {
+        match self.pool.read(self.next, self.pos, out) {
+            Ok(pos) => {
                 self.next += 1;
                 self.pos = Some(pos);
-                Ok(Some(msg))
+                Ok(true)
             }
             Err(ReadError::Missing) => {
                 let oldest = self.pool.load(header::OLDEST, Ordering::Acquire);
@@ -91,7 +99,7 @@ impl Cursor<'_> {
                     // Everything up to the end was overwritten.
                     return Err(self.skip_to(oldest));
                 }
-                Ok(None)
+                Ok(false)
             }
             Err(ReadError::Gone { oldest }) => Err(self.skip_to(oldest)),
             Err(ReadError::Damaged { seqs, reason }) => {

@@ -153,44 +153,67 @@ pub(crate) fn verify(frame: &[u8], head: &FrameHead) -> Result<(), FrameError> {
 /// Checks the tag encoding of a verified frame without allocating.
 pub(crate) fn check_tags(frame: &[u8], head: &FrameHead) -> Result<(), FrameError> {
     let tags_end = FRAME_HEADER as usize + head.tags_len as usize;
-    let mut rest = frame
+    let area = frame
         .get(FRAME_HEADER as usize..tags_end)
         .ok_or(FrameError::Length)?;
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<2>().ok_or(FrameError::Tags)?;
-        let len = usize::from(u16::from_le_bytes(*len));
-        let bytes = tail.get(..len).ok_or(FrameError::Tags)?;
-        std::str::from_utf8(bytes).map_err(|_| FrameError::Tags)?;
-        rest = &tail[len..];
+    check_tag_area(area)
+}
+
+/// Checks an encoded tag area, `(u16 len, utf-8 bytes)*`, without
+/// allocating.
+pub(crate) fn check_tag_area(area: &[u8]) -> Result<(), FrameError> {
+    let mut tags = TagIter { rest: area };
+    while let Some(tag) = tags.next_tag() {
+        tag?;
     }
     Ok(())
 }
 
-/// Splits a verified frame into tags and data.
-pub(crate) fn decode(frame: &[u8], head: &FrameHead) -> Result<(Vec<String>, Vec<u8>), FrameError> {
-    let tags_end = FRAME_HEADER as usize + head.tags_len as usize;
-    let mut rest = frame
-        .get(FRAME_HEADER as usize..tags_end)
-        .ok_or(FrameError::Length)?;
-    let data = frame
-        .get(tags_end..tags_end + head.data_len as usize)
-        .ok_or(FrameError::Length)?;
-    let mut tags = Vec::new();
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<2>().ok_or(FrameError::Tags)?;
-        let len = usize::from(u16::from_le_bytes(*len));
-        let bytes = tail.get(..len).ok_or(FrameError::Tags)?;
-        let tag = std::str::from_utf8(bytes).map_err(|_| FrameError::Tags)?;
-        tags.push(tag.to_owned());
-        rest = &tail[len..];
+/// The tags of an encoded tag area, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct TagIter<'a> {
+    /// The area not yet read.
+    pub(crate) rest: &'a [u8],
+}
+
+impl<'a> TagIter<'a> {
+    /// The next tag, an error if the area is malformed from here, or
+    /// `None` at its end.
+    pub(crate) fn next_tag(&mut self) -> Option<Result<&'a str, FrameError>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let tag = self.rest.split_first_chunk::<2>().and_then(|(len, tail)| {
+            let len = usize::from(u16::from_le_bytes(*len));
+            let (bytes, rest) = (tail.get(..len)?, tail.get(len..)?);
+            self.rest = rest;
+            Some(bytes)
+        });
+        Some(match tag.map(std::str::from_utf8) {
+            Some(Ok(tag)) => Ok(tag),
+            _ => {
+                self.rest = &[];
+                Err(FrameError::Tags)
+            }
+        })
     }
-    Ok((tags, data.to_vec()))
 }
 
 /// CRC32C over the magic and everything after the checksum field.
 fn checksum(frame: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&frame[..4]);
-    crc32c::crc32c_append(crc, &frame[8..])
+    checksum_parts(&frame[..4], &[&frame[8..]])
+}
+
+/// [`checksum`] of a frame held in pieces: its magic, then the bytes after
+/// the checksum field in order (the unpadded rest of the frame).
+pub(crate) fn checksum_parts(magic: &[u8], rest: &[&[u8]]) -> u32 {
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    crc.update(magic);
+    for part in rest {
+        crc.update(part);
+    }
+    // A 32-bit CRC: the digest's value fits in 32 bits.
+    crc.finalize() as u32
 }
 
 #[cfg(test)]
@@ -201,6 +224,19 @@ mod tests {
         let mut buf = Vec::new();
         encode(&mut buf, seq, 99, tags, data);
         buf
+    }
+
+    /// Splits a verified frame into tags and data.
+    fn decode(frame: &[u8], head: &FrameHead) -> Result<(Vec<String>, Vec<u8>), FrameError> {
+        let tags_end = FRAME_HEADER as usize + head.tags_len as usize;
+        let mut tags = TagIter {
+            rest: &frame[FRAME_HEADER as usize..tags_end],
+        };
+        let mut out = Vec::new();
+        while let Some(tag) = tags.next_tag() {
+            out.push(tag?.to_owned());
+        }
+        Ok((out, frame[tags_end..][..head.data_len as usize].to_vec()))
     }
 
     fn head_of(buf: &[u8]) -> Result<FrameHead, FrameError> {
@@ -219,6 +255,18 @@ mod tests {
         let (tags, data) = decode(&buf, &head).unwrap();
         assert_eq!(tags, ["a", "", "ünï"]);
         assert_eq!(data, b"hello");
+    }
+
+    /// The checksum is CRC32C as `FORMAT.md` §4 says, whatever computes
+    /// it: this value came from the `crc32c` crate, which wrote every pool
+    /// before `crc-fast` took over, so existing pools stay readable.
+    #[test]
+    fn checksum_is_the_crc32c_of_existing_pools() {
+        let buf = one(7, &["a", "", "ünï"], b"hello");
+        assert_eq!(head_of(&buf).unwrap().crc, 0x079e_6721);
+        let (magic, rest) = (&buf[..4], &buf[8..head_of(&buf).unwrap().len() as usize]);
+        let (a, b) = rest.split_at(13);
+        assert_eq!(checksum_parts(magic, &[a, &[], b]), 0x079e_6721);
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Geometry {
         for (i, v) in fields.iter().enumerate() {
             out[16 + 8 * i..24 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
-        let crc = crc32c::crc32c(&out[..STATIC_LEN]);
+        let crc = crc_fast::crc32_iscsi(&out[..STATIC_LEN]);
         out[STATIC_LEN..128].copy_from_slice(&crc.to_le_bytes());
         out
     }
@@ -237,7 +237,7 @@ impl Geometry {
             return Err(HeaderError::Version(version));
         }
         let stored = u32::from_le_bytes([b[124], b[125], b[126], b[127]]);
-        if crc32c::crc32c(&b[..STATIC_LEN]) != stored {
+        if crc_fast::crc32_iscsi(&b[..STATIC_LEN]) != stored {
             return Err(HeaderError::Checksum);
         }
         let u64_at = |off: usize| {

@@ -40,6 +40,8 @@ mod message;
 mod notifier;
 mod notify;
 mod pool;
+#[cfg(test)]
+mod read_tests;
 mod recover;
 mod ring;
 mod space;
@@ -48,7 +50,7 @@ mod walk;
 
 pub use cursor::{Cursor, Start};
 pub use error::{Error, ErrorKind, Location, Result};
-pub use message::{BatchReceipt, Message, Receipt, Seq};
+pub use message::{BatchReceipt, Message, MessageBuf, Receipt, Seq, Tags};
 pub use notifier::{Notifier, WaitFor};
 pub use pool::{is_pool, Durability, Info, Options, Pool, MAGIC};
 pub use recover::{check_bytes, CheckReport, Recovery};

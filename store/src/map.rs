@@ -111,6 +111,65 @@ impl Mapping {
         value
     }
 
+    /// Copies `dst.len()` bytes from `off` with relaxed 8-byte loads, as
+    /// [`Mapping::load`] would word by word but with one bounds check for
+    /// the whole range: the bytes as they lie in the file. Callers validate
+    /// what they copied (a concurrent writer may change any of it).
+    ///
+    /// # Panics
+    /// If `off` or `dst.len()` is not a multiple of 8 or the range leaves
+    /// the mapping (a bug, see [`Mapping::u64_view`]).
+    pub(crate) fn load_bytes(&self, off: u64, dst: &mut [u8]) {
+        let base = self.words(off, dst.len());
+        for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
+            // SAFETY: `words` checked that all `dst.len() / 8` words from
+            // `base` lie in the mapping, aligned, and not in a separately
+            // mapped header page; the rest is as in `u64_view`.
+            let word = unsafe { AtomicU64::from_ptr(base.add(i)) };
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+    }
+
+    /// Asks the CPU to start loading the cache lines of `off..off + len`,
+    /// so that a copy of them waits for memory once rather than line by
+    /// line. A hint only: it accesses no memory in the language's sense,
+    /// and the part of the range outside the mapping is skipped.
+    pub(crate) fn prefetch(&self, off: u64, len: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let end = off.saturating_add(len).min(self.len());
+            let base = self.raw.as_ptr();
+            for line in (off & !63..end).step_by(64) {
+                let at = base.wrapping_add(line as usize).cast::<i8>();
+                // SAFETY: SSE, which the intrinsic needs, is part of every
+                // x86_64 target; a prefetch never faults and reads nothing
+                // the program can observe, whatever the address.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(at) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (off, len);
+    }
+
+    /// Stores `src` (a multiple of 8 bytes) at `off` with relaxed 8-byte
+    /// stores: the bulk form of storing through [`Mapping::u64_mut`].
+    ///
+    /// # Panics
+    /// If the mapping is read-only, or as [`Mapping::load_bytes`].
+    pub(crate) fn store_bytes(&self, off: u64, src: &[u8]) {
+        assert!(self.writable, "write through a read-only mapping");
+        let base = self.words(off, src.len());
+        for (i, chunk) in src.chunks_exact(8).enumerate() {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(chunk);
+            // SAFETY: as in `load_bytes`; the mapping is writable (asserted
+            // above), so storing is allowed.
+            let word = unsafe { AtomicU64::from_ptr(base.add(i)) };
+            word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+        }
+    }
+
     /// Loads the host-order 4-byte word at `off` (a coordination word).
     pub(crate) fn load_u32(&self, off: u64) -> u32 {
         self.u32_view(off).load(Ordering::Relaxed)
@@ -227,6 +286,29 @@ impl Mapping {
         // (through a writable header page, it allows coordination words
         // only, which lie in that page).
         unsafe { AtomicU64::from_ptr(self.base(off, 8).add(off as usize).cast::<u64>()) }
+    }
+
+    /// The first of the 8-byte words that cover `off..off + len`, for the
+    /// bulk accessors: `raw.as_ptr() + off` as a word pointer.
+    ///
+    /// # Panics
+    /// If `off` or `len` is not a multiple of 8, if the range leaves the
+    /// mapping, or if it starts in a header page that is mapped apart
+    /// (whose words must be accessed through that mapping only).
+    fn words(&self, off: u64, len: usize) -> *mut u64 {
+        assert!(
+            off % 8 == 0
+                && len % 8 == 0
+                && off
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= self.len())
+                && (self.header.is_none() || off >= HEADER_PAGE),
+            "word range {off}+{len} outside the mapping of {} bytes",
+            self.len()
+        );
+        // SAFETY: `off <= len` of the live mapping (asserted above), so the
+        // pointer stays inside it or one past its end.
+        unsafe { self.raw.as_mut_ptr().add(off as usize).cast::<u64>() }
     }
 
     /// The 4-byte word at `off` (futex and counter words only).

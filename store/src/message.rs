@@ -3,6 +3,8 @@
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::frame::TagIter;
+
 /// A message's sequence number: 1 for the first append, +1 for each after.
 ///
 /// Seqs are never reused within a pool, so a seq names one message forever.
@@ -39,6 +41,104 @@ pub struct Message {
     pub tags: Vec<String>,
     /// Its payload.
     pub data: Vec<u8>,
+}
+
+/// One message read into buffers that the caller keeps: what
+/// [`crate::Pool::get_into`] and [`crate::Cursor::try_next_into`] fill.
+///
+/// Reading into the same `MessageBuf` again reuses its allocations, so a
+/// reader allocates nothing per message once they have grown to the
+/// largest message it reads. After a failed read it holds no message.
+///
+/// ```
+/// use plex_store::{MessageBuf, Options, Pool, Seq, Start};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let pool = Pool::create(dir.path().join("buf.pool"), 1 << 20, Options::new())?;
+/// pool.append(&["greeting"], b"hello")?;
+/// pool.append(&[], b"world")?;
+/// let mut message = MessageBuf::new();
+/// pool.get_into(Seq(1), &mut message)?;
+/// assert_eq!(message.data(), b"hello");
+/// assert_eq!(message.tags().collect::<Vec<_>>(), ["greeting"]);
+/// // A cursor reading everything into the same buffer.
+/// let mut cursor = pool.cursor(Start::Oldest);
+/// let mut bytes = 0;
+/// while cursor.try_next_into(&mut message)? {
+///     bytes += message.data().len();
+/// }
+/// assert_eq!(bytes, 10);
+/// # Ok::<(), plex_store::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageBuf {
+    pub(crate) seq: Seq,
+    pub(crate) time_ns: u64,
+    /// The validated tag area: `(u16 len, utf-8 bytes)*`.
+    pub(crate) tags: Vec<u8>,
+    pub(crate) data: Vec<u8>,
+}
+
+impl MessageBuf {
+    /// An empty buffer; it allocates on the first read.
+    pub fn new() -> MessageBuf {
+        MessageBuf::default()
+    }
+
+    /// The message's seq (0 while it holds no message).
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// When the message was appended (the appender's wall clock).
+    pub fn time(&self) -> SystemTime {
+        time_from_ns(self.time_ns)
+    }
+
+    /// The message's tags, in append order, without allocating.
+    pub fn tags(&self) -> Tags<'_> {
+        Tags {
+            inner: TagIter { rest: &self.tags },
+        }
+    }
+
+    /// The message's payload.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The message as an owned [`Message`], taking the payload buffer.
+    pub fn into_message(self) -> Message {
+        Message {
+            seq: self.seq,
+            time: time_from_ns(self.time_ns),
+            tags: self.tags().map(str::to_owned).collect(),
+            data: self.data,
+        }
+    }
+
+    /// Forgets the message, keeping the allocations.
+    pub(crate) fn clear(&mut self) {
+        self.seq = Seq(0);
+        self.time_ns = 0;
+        self.tags.clear();
+        self.data.clear();
+    }
+}
+
+/// The tags of a [`MessageBuf`]; see [`MessageBuf::tags`].
+#[derive(Debug, Clone)]
+pub struct Tags<'a> {
+    inner: TagIter<'a>,
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        // The area was validated when the message was read; a malformed
+        // one ends the iteration (it cannot be, short of a bug).
+        self.inner.next_tag()?.ok()
+    }
 }
 
 /// What an append of one message returns: its seq and stored time.

@@ -12,7 +12,7 @@ use crate::error::{Error, Location, Result};
 use crate::frame::FrameError;
 use crate::header::{self, Geometry, HeaderError};
 use crate::map::Mapping;
-use crate::message::{now_ns, Message};
+use crate::message::{now_ns, Message, MessageBuf};
 use crate::recover::{Recovery, State};
 use crate::ring::{self, Fetch, MapRing, Ring};
 use crate::waiters::Registry;
@@ -152,7 +152,8 @@ impl Info {
 /// - lifecycle: [`Pool::create`], [`Pool::open`], [`Pool::open_with`],
 ///   [`Pool::open_read_only`], [`Pool::open_read_only_with`];
 /// - getters: [`Pool::info`], [`Pool::path`], [`Pool::is_read_only`],
-///   [`Pool::recovery`], [`Pool::get`], [`Pool::damaged`];
+///   [`Pool::recovery`], [`Pool::get`], [`Pool::get_into`] (into reused
+///   buffers), [`Pool::damaged`];
 /// - mutators: [`Pool::append`], [`Pool::append_receipt`],
 ///   [`Pool::append_batch`], [`Pool::append_batch_receipt`], and
 ///   [`Pool::check_message`] to test a message against the limits first;
@@ -367,9 +368,18 @@ impl Pool {
     /// overwritten, and [`Error::Corrupt`] at [`Location::Seq`] if its frame
     /// fails validation while it is still held.
     pub fn get(&self, seq: Seq) -> Result<Message> {
-        let mut buf = Vec::new();
-        self.read(seq.0, None, &mut buf)
-            .map(|(msg, _)| msg)
+        let mut out = MessageBuf::new();
+        self.get_into(seq, &mut out)?;
+        Ok(out.into_message())
+    }
+
+    /// Reads message `seq` like [`Pool::get`], into `out`, reusing its
+    /// buffers: no allocation once they have grown to the message's size.
+    /// Validates the same and fails the same; after a failure `out` holds
+    /// no message.
+    pub fn get_into(&self, seq: Seq, out: &mut MessageBuf) -> Result<()> {
+        self.read(seq.0, None, out)
+            .map(|_| ())
             .map_err(|e| self.read_error(seq, e))
     }
 
@@ -383,6 +393,7 @@ impl Pool {
         let snap = self.snapshot();
         let mut walk = Walk::new(&snap, ring.len());
         let mut buf = Vec::new();
+        let mut out = MessageBuf::new();
         let mut found: Vec<Range<Seq>> = Vec::new();
         while let Some(step) = walk.step(&ring, self.geo.max_frame(), 0, &mut buf) {
             let Step::Damaged { seqs, .. } = step else {
@@ -393,7 +404,7 @@ impl Pool {
             // overwrites.
             let mut seq = seqs.start;
             while seq < seqs.end {
-                match self.read(seq, None, &mut buf) {
+                match self.read(seq, None, &mut out) {
                     Ok(_) => seq += 1,
                     Err(ReadError::Damaged { seqs: bad, .. }) => {
                         seq = bad.end;
@@ -429,18 +440,34 @@ impl Pool {
         }
     }
 
-    /// Reads message `seq`, trying `hint` (the logical ring position of the
-    /// frame, from a cursor) first, then the index, then a walk from the
-    /// tail. The one validation routine behind every read: a frame that
-    /// fails validation is reported as damaged only if the published
+    /// Reads message `seq` into `out`, trying `hint` (the logical ring
+    /// position of the frame, from a cursor) first, then the index, then a
+    /// walk from the tail; returns the logical position of the next frame.
+    /// The one validation routine behind every read: a frame that fails
+    /// validation is reported as damaged only if the published
     /// `(OLDEST, TAIL)` did not move while it was read (`FORMAT.md` §5.3);
     /// otherwise a writer was reusing the bytes and the read is retried.
+    /// After a failure `out` holds no message.
     pub(crate) fn read(
         &self,
         seq: u64,
         hint: Option<u64>,
-        buf: &mut Vec<u8>,
-    ) -> Result<(Message, u64), ReadError> {
+        out: &mut MessageBuf,
+    ) -> Result<u64, ReadError> {
+        let found = self.read_attempts(seq, hint, out);
+        if found.is_err() {
+            out.clear();
+        }
+        found
+    }
+
+    /// The body of [`Pool::read`].
+    fn read_attempts(
+        &self,
+        seq: u64,
+        hint: Option<u64>,
+        out: &mut MessageBuf,
+    ) -> Result<u64, ReadError> {
         let ring = self.ring();
         let max = self.geo.max_frame();
         for _ in 0..READ_ATTEMPTS {
@@ -464,7 +491,7 @@ impl Pool {
                     _ => self.coarse(&ring, seq, &snap),
                 };
                 let Some(pos) = pos else { continue };
-                match ring::fetch(&ring, pos, seq, max, buf) {
+                match ring::fetch(&ring, pos, seq, max, out) {
                     Ok(found) => return Ok(found),
                     Err(Fetch::Gone) => {
                         return Err(ReadError::Gone {
@@ -474,7 +501,7 @@ impl Pool {
                     Err(Fetch::Bad(..)) => {}
                 }
             }
-            let bad = match self.scan(&ring, seq, &snap, buf) {
+            let bad = match self.scan(&ring, seq, &snap, out) {
                 Ok(found) => return Ok(found),
                 Err(bad) => bad,
             };
@@ -518,16 +545,16 @@ impl Pool {
         ring: &MapRing<'_>,
         seq: u64,
         snap: &State,
-        buf: &mut Vec<u8>,
-    ) -> Result<(Message, u64), Option<ReadError>> {
+        out: &mut MessageBuf,
+    ) -> Result<u64, Option<ReadError>> {
         let max = self.geo.max_frame();
         let mut walk = Walk::new(snap, ring.len());
-        // Frames before `seq` only need their lengths; `fetch` validates
-        // `seq` itself completely.
-        while let Some(step) = walk.step(ring, max, u64::MAX, buf) {
+        // Frames before `seq` only need their lengths (which leaves the
+        // scratch buffer empty); `fetch` validates `seq` itself completely.
+        while let Some(step) = walk.step(ring, max, u64::MAX, &mut out.data) {
             match step {
                 Step::Frame { seq: s, pos, .. } if s == seq => {
-                    return ring::fetch(ring, pos, seq, max, buf).map_err(|e| match e {
+                    return ring::fetch(ring, pos, seq, max, out).map_err(|e| match e {
                         Fetch::Gone => None,
                         Fetch::Bad(_, reason) => Some(ReadError::Damaged {
                             seqs: seq..seq + 1,
@@ -734,69 +761,5 @@ fn header_error(path: &Path, e: HeaderError) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The race behind the flaky concurrency test, replayed step by step.
-    /// A writer that frees a wrap marker at `TAIL` moves `TAIL` to 0 without
-    /// changing `OLDEST`, then overwrites the marker with the middle of a
-    /// frame. A reader that loaded the old `TAIL` finds "bad frame magic"
-    /// there while `OLDEST` is unchanged, which the old `OLDEST`-only
-    /// re-check reported as `Corrupt`; the `(OLDEST, TAIL)` re-check sees
-    /// that the bytes were reused and retries.
-    #[test]
-    fn freeing_a_wrap_marker_moves_the_generation_but_not_oldest() {
-        let dir = tempfile::tempdir().unwrap();
-        // A 4096-byte ring: three 1032-byte frames fit, the fourth wraps.
-        let pool = Pool::create(
-            dir.path().join("m.pool"),
-            3 * 4096,
-            Options::new().index_slots(4),
-        )
-        .unwrap();
-        for (i, len) in [1000, 1000, 1000, 1000, 468, 1000].into_iter().enumerate() {
-            pool.append(&[], &vec![i as u8 + 1; len]).unwrap();
-        }
-        let ring = pool.ring();
-        let before = pool.snapshot();
-        // Frame 3 ended at 3096, where frame 4's wrap marker is; evicting it
-        // left TAIL on the marker, and HEAD (2568) is before it.
-        assert_eq!((before.oldest, before.tail, before.head), (4, 3096, 2568));
-        assert_eq!(ring::resolve(&ring, 3096), Ok(0));
-
-        // Frame 7 (2568..3600) needs the marker's bytes.
-        pool.append(&[], &[7; 1000]).unwrap();
-        let after = ring.generation();
-        assert_eq!((after.oldest, after.tail), (4, 0), "OLDEST alone misses it");
-        let mut buf = Vec::new();
-        let at_old_tail = ring::load(&ring, 3096, pool.geo.max_frame(), 0, &mut buf);
-        assert_eq!(at_old_tail, Err(FrameError::Magic));
-        // The reading routine retries and finds every held message.
-        for seq in 4..=7 {
-            assert_eq!(pool.get(Seq(seq)).unwrap().seq, Seq(seq));
-        }
-    }
-
-    /// A read-only mapping (a file without write permission) reads, and
-    /// follows by sleeping on the futex without registering.
-    #[test]
-    fn read_only_mapping_reads_and_waits_without_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.pool");
-        let writer = Pool::create(&path, 1 << 16, Options::new()).unwrap();
-        writer.append(&["a"], b"one").unwrap();
-        let file = File::open(&path).unwrap();
-        let options = Options::new().poll_interval(Duration::from_millis(1));
-        let mut pool =
-            Pool::map(path, file, Access::ReadOnly { register: false }, options).unwrap();
-        pool.read_only = true;
-        assert!(!pool.map.is_writable() && !pool.map.coordination_writable());
-        assert_eq!(pool.get(Seq(1)).unwrap().data, b"one");
-        assert!(!pool.wait_for(Seq(2), Duration::from_millis(5)));
-        assert_eq!(pool.info().waiters, 0);
-        writer.append(&[], b"two").unwrap();
-        assert!(pool.wait_for(Seq(2), Duration::from_secs(60)));
-        let err = pool.append(&[], b"x").unwrap_err();
-        assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;

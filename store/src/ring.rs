@@ -5,7 +5,7 @@ use std::sync::atomic::{fence, Ordering};
 use crate::frame::{self, FrameError, FrameHead, WRAP_MAGIC};
 use crate::header;
 use crate::map::Mapping;
-use crate::message::{time_from_ns, Message};
+use crate::message::MessageBuf;
 use crate::Seq;
 
 /// Word-level read access to a ring.
@@ -14,6 +14,15 @@ pub(crate) trait Ring {
     fn len(&self) -> u64;
     /// The little-endian word at ring offset `off` (8-aligned, `< len`).
     fn word(&self, off: u64) -> u64;
+    /// Hints that ring bytes `off..off + len` are about to be copied.
+    fn prefetch(&self, _off: u64, _len: u64) {}
+    /// The bytes at ring offset `off` (8-aligned) into `dst` (a multiple of
+    /// 8 long, ending inside the ring): [`Ring::word`] in bulk.
+    fn copy(&self, off: u64, dst: &mut [u8]) {
+        for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&self.word(off + 8 * i as u64).to_le_bytes());
+        }
+    }
     /// After reading ring bytes: an acquire fence, then the published
     /// `(OLDEST, TAIL)`. A writer changes this pair before it frees any ring
     /// bytes and the pair never takes an earlier value again, so bytes read
@@ -55,6 +64,20 @@ impl Ring for MapRing<'_> {
         #[cfg(test)]
         WORDS_READ.with(|n| n.set(n.get() + 1));
         self.map.load(self.off + off, Ordering::Relaxed)
+    }
+
+    fn prefetch(&self, off: u64, len: u64) {
+        self.map
+            .prefetch(self.off + off, len.min(self.len.saturating_sub(off)));
+    }
+
+    fn copy(&self, off: u64, dst: &mut [u8]) {
+        #[cfg(test)]
+        WORDS_READ.with(|n| n.set(n.get() + dst.len() as u64 / 8));
+        // Callers bound frames by the ring; the mapping bounds the copy
+        // again, so a bug cannot read outside it.
+        debug_assert!(off + dst.len() as u64 <= self.len);
+        self.map.load_bytes(self.off + off, dst);
     }
 
     fn generation(&self) -> Generation {
@@ -149,19 +172,17 @@ pub(crate) fn load<R: Ring>(
     trusted_upto: u64,
     buf: &mut Vec<u8>,
 ) -> Result<FrameHead, FrameError> {
-    buf.clear();
     let mut first = [0; frame::FRAME_HEADER as usize];
-    let head = head_bytes(ring, pos, max_frame, &mut first)?;
+    let head = head_bytes(ring, pos, max_frame, &mut first).inspect_err(|_| buf.clear())?;
     if head.seq <= trusted_upto {
+        buf.clear();
         return Ok(head);
     }
-    let padded = head.padded_len();
-    // One allocation for the whole frame, not one per doubling.
-    buf.reserve(padded as usize);
-    buf.extend_from_slice(&first);
-    for i in frame::FRAME_HEADER / 8..padded / 8 {
-        buf.extend_from_slice(&ring.word(pos + 8 * i).to_le_bytes());
-    }
+    // Only new bytes are zeroed; the copy overwrites all of them.
+    buf.resize(head.padded_len() as usize, 0);
+    let (fixed, rest) = buf.split_at_mut(first.len());
+    fixed.copy_from_slice(&first);
+    ring.copy(pos + frame::FRAME_HEADER, rest);
     frame::verify(buf, &head)?;
     frame::check_tags(buf, &head)?;
     Ok(head)
@@ -190,31 +211,69 @@ pub(crate) fn seek<R: Ring>(
     Some(pos)
 }
 
-/// Reads message `expect` from logical position `pos`, seqlock-style: the
-/// bytes are copied, then checked against `OLDEST` so a frame overwritten
-/// mid-copy is reported as [`Fetch::Gone`], never returned. On success also
-/// returns the logical position of the next frame.
+/// Reads message `expect` from logical position `pos` into `out`,
+/// seqlock-style: the bytes are copied, then checked against `OLDEST` so a
+/// frame overwritten mid-copy is reported as [`Fetch::Gone`], never
+/// returned. On success returns the logical position of the next frame;
+/// on failure `out` holds no message.
 pub(crate) fn fetch<R: Ring>(
     ring: &R,
     pos: u64,
     expect: u64,
     max_frame: u64,
-    buf: &mut Vec<u8>,
-) -> Result<(Message, u64), Fetch> {
-    let loaded = resolve(ring, pos).and_then(|p| Ok((p, load(ring, p, max_frame, 0, buf)?)));
-    if expect < ring.generation().oldest {
-        return Err(Fetch::Gone);
-    }
-    let (p, head) = loaded.map_err(|e| Fetch::Bad(pos, e))?;
-    if head.seq != expect {
-        return Err(Fetch::Bad(p, FrameError::Seq));
-    }
-    let (tags, data) = frame::decode(buf, &head).map_err(|e| Fetch::Bad(p, e))?;
-    let msg = Message {
-        seq: Seq(head.seq),
-        time: time_from_ns(head.time_ns),
-        tags,
-        data,
+    out: &mut MessageBuf,
+) -> Result<u64, Fetch> {
+    let loaded = resolve(ring, pos).and_then(|p| Ok((p, copy_message(ring, p, max_frame, out)?)));
+    let found = match loaded {
+        _ if expect < ring.generation().oldest => Err(Fetch::Gone),
+        Err(e) => Err(Fetch::Bad(pos, e)),
+        Ok((p, head)) if head.seq != expect => Err(Fetch::Bad(p, FrameError::Seq)),
+        Ok((p, head)) => Ok(p + head.padded_len()),
     };
-    Ok((msg, p + head.padded_len()))
+    if found.is_err() {
+        out.clear();
+    }
+    found
+}
+
+/// Copies the frame at resolved offset `pos` into `out` and validates it
+/// (header, lengths, checksum, tags). Each ring byte is loaded once: the
+/// whole words of the tag area go to `out.tags`, the words from there to
+/// the end of the frame to `out.data`, the checksum is computed over both,
+/// then the few tag bytes at the front of `out.data` move over and the
+/// payload moves to its front (within the buffer, already in cache).
+fn copy_message<R: Ring>(
+    ring: &R,
+    pos: u64,
+    max_frame: u64,
+    out: &mut MessageBuf,
+) -> Result<FrameHead, FrameError> {
+    let mut first = [0; frame::FRAME_HEADER as usize];
+    let head = head_bytes(ring, pos, max_frame, &mut first)?;
+    let data_start = frame::FRAME_HEADER + u64::from(head.tags_len);
+    let split = data_start & !7;
+    // The header is in cache now; fetch the frame's other lines at once.
+    ring.prefetch(pos, head.padded_len());
+    // Resizing without clearing first: only new bytes are zeroed, and the
+    // copies overwrite all of them.
+    out.tags.resize((split - frame::FRAME_HEADER) as usize, 0);
+    ring.copy(pos + frame::FRAME_HEADER, &mut out.tags);
+    out.data.resize((head.padded_len() - split) as usize, 0);
+    ring.copy(pos + split, &mut out.data);
+    // Frame bytes in `out.data`, and tag bytes at its front.
+    let body = (head.len() - split) as usize;
+    let lead = (data_start - split) as usize;
+    if frame::checksum_parts(&first[..4], &[&first[8..], &out.tags, &out.data[..body]]) != head.crc
+    {
+        return Err(FrameError::Checksum);
+    }
+    out.tags.extend_from_slice(&out.data[..lead]);
+    frame::check_tag_area(&out.tags)?;
+    if lead > 0 {
+        out.data.copy_within(lead..body, 0);
+    }
+    out.data.truncate(head.data_len as usize);
+    out.seq = Seq(head.seq);
+    out.time_ns = head.time_ns;
+    Ok(head)
 }

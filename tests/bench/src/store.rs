@@ -8,11 +8,14 @@
 //!   the durability that syncs before acknowledging (`Flush` in both);
 //!   messages/s all together.
 //! - `get_random`: one reader gets random seqs of a pool holding
-//!   [`READ_MESSAGES`] messages; gets/s.
+//!   [`READ_MESSAGES`] messages; gets/s. Plex reads into one reused
+//!   `MessageBuf` (`Pool::get_into`); plasmite has no such read, and its
+//!   `Pool::get` copies each payload into a new `Vec`.
 //! - `follow_latency_p50`, `_p99`: from the append in this process to the
 //!   wake-up of a follower in another one; see [`follow`].
 //! - `read_all`: the same pool read through from the oldest message, over
-//!   and over; messages/s.
+//!   and over; messages/s. Plex through `Cursor::try_next_into` (one reused
+//!   `MessageBuf`), plasmite through `Cursor::next` (a new `Vec` each).
 //!
 //! Appends go to a pool that was first filled once around its ring, so they
 //! run in the steady state: every append evicts. The implementations
@@ -102,12 +105,12 @@ pub(crate) fn run(options: Options) -> Result<Report> {
     ));
 
     eprintln!("store: get_random, read_all");
-    let plex_reader = read_pool::<Plex>(&dir, &payload)?;
-    let plasmite_reader = read_pool::<Plasmite>(&dir, &payload)?;
+    let mut plex_reader = read_pool::<Plex>(&dir, &payload)?;
+    let mut plasmite_reader = read_pool::<Plasmite>(&dir, &payload)?;
     let (plex, plasmite) = alternate(
         options,
-        || get_random::<Plex>(&plex_reader, span),
-        || get_random::<Plasmite>(&plasmite_reader, span),
+        || get_random::<Plex>(&mut plex_reader, span),
+        || get_random::<Plasmite>(&mut plasmite_reader, span),
     )?;
     report.push(higher(
         "get_random",
@@ -118,8 +121,8 @@ pub(crate) fn run(options: Options) -> Result<Report> {
     ));
     let (plex, plasmite) = alternate(
         options,
-        || read_all::<Plex>(&plex_reader, span),
-        || read_all::<Plasmite>(&plasmite_reader, span),
+        || read_all::<Plex>(&mut plex_reader, span),
+        || read_all::<Plasmite>(&mut plasmite_reader, span),
     )?;
     report.push(higher("read_all", "msg/s", Vec::new(), plex, plasmite));
 
@@ -157,6 +160,13 @@ pub(crate) fn run(options: Options) -> Result<Report> {
          timestamp, Durability::Fast or Flush), Pool::get, Cursor::next, and \
          tail_lite3 to follow; its Flush msyncs the frame, the index slot and the \
          header on every append"
+            .into(),
+    );
+    report.note(
+        "get_random and read_all: plex reads into one reused MessageBuf \
+         (Pool::get_into, Cursor::try_next_into), allocating nothing per message; \
+         plasmite's API has no such read, so each of its reads copies the payload \
+         into a new Vec (Pool::get, Cursor::next)"
             .into(),
     );
     report.note(format!(
@@ -271,14 +281,14 @@ fn read_pool<B: Backend>(dir: &PoolDir, payload: &Payload) -> Result<B::Handle> 
         B::append(&mut handle, payload.bytes())?;
     }
     // Every seq that `get_random` asks for is there, and nothing more.
-    let held = B::read_all(&handle, PAYLOAD_LEN)?;
-    if held != READ_MESSAGES || B::get(&handle, 1)? != PAYLOAD_LEN {
+    let held = B::read_all(&mut handle, PAYLOAD_LEN)?;
+    if held != READ_MESSAGES || B::get(&mut handle, 1)? != PAYLOAD_LEN {
         return Err(format!("{} holds {held} messages, not {READ_MESSAGES}", B::NAME).into());
     }
     Ok(handle)
 }
 
-fn get_random<B: Backend>(handle: &B::Handle, span: Duration) -> Result<f64> {
+fn get_random<B: Backend>(handle: &mut B::Handle, span: Duration) -> Result<f64> {
     let mut rng = SplitMix64(0x5EED);
     let (count, elapsed) = repeat(span, || {
         for _ in 0..BATCH {
@@ -293,7 +303,7 @@ fn get_random<B: Backend>(handle: &B::Handle, span: Duration) -> Result<f64> {
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
-fn read_all<B: Backend>(handle: &B::Handle, span: Duration) -> Result<f64> {
+fn read_all<B: Backend>(handle: &mut B::Handle, span: Duration) -> Result<f64> {
     let (count, elapsed) = repeat(span, || {
         let read = B::read_all(handle, PAYLOAD_LEN)?;
         if read != READ_MESSAGES {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plasmite::api::{self as pls, CursorResult, PoolApiExt};
-use plex_store::{Options, Seq, Start};
+use plex_store::{MessageBuf, Options, Seq, Start};
 
 use super::Result;
 
@@ -31,11 +31,13 @@ pub(crate) trait Backend {
     fn open(path: &Path, durability: Durability) -> Result<Self::Handle>;
     /// Appends one message.
     fn append(handle: &mut Self::Handle, payload: &[u8]) -> Result<()>;
-    /// Reads message `seq` (the first message is 1); returns its length.
-    fn get(handle: &Self::Handle, seq: u64) -> Result<usize>;
-    /// Reads every message held, oldest first; returns how many, after
-    /// checking that each is `len` bytes long.
-    fn read_all(handle: &Self::Handle, len: usize) -> Result<u64>;
+    /// Reads message `seq` (the first message is 1) through the library's
+    /// fastest read by seq; returns its length.
+    fn get(handle: &mut Self::Handle, seq: u64) -> Result<usize>;
+    /// Reads every message held, oldest first, through the library's
+    /// fastest cursor; returns how many, after checking that each is `len`
+    /// bytes long.
+    fn read_all(handle: &mut Self::Handle, len: usize) -> Result<u64>;
     /// Follows the pool at `path` from its oldest message, in this
     /// process, calling `on_message` with each payload as it wakes for it
     /// until that returns `false`. Fails after `limit`.
@@ -49,9 +51,15 @@ pub(crate) trait Backend {
 /// `plex-store`.
 pub(crate) struct Plex;
 
+/// A plex pool and the message buffer its reads reuse.
+pub(crate) struct PlexHandle {
+    pool: plex_store::Pool,
+    message: MessageBuf,
+}
+
 impl Backend for Plex {
     const NAME: &'static str = crate::report::PLEX;
-    type Handle = plex_store::Pool;
+    type Handle = PlexHandle;
 
     fn create(path: &Path, size: u64) -> Result<()> {
         plex_store::Pool::create(path, size, Options::new())?;
@@ -63,26 +71,28 @@ impl Backend for Plex {
             Durability::Fast => plex_store::Durability::Fast,
             Durability::Flush => plex_store::Durability::Flush,
         };
-        Ok(plex_store::Pool::open_with(
-            path,
-            Options::new().durability(durability),
-        )?)
+        Ok(PlexHandle {
+            pool: plex_store::Pool::open_with(path, Options::new().durability(durability))?,
+            message: MessageBuf::new(),
+        })
     }
 
     fn append(handle: &mut Self::Handle, payload: &[u8]) -> Result<()> {
-        handle.append(&[], payload)?;
+        handle.pool.append(&[], payload)?;
         Ok(())
     }
 
-    fn get(handle: &Self::Handle, seq: u64) -> Result<usize> {
-        Ok(handle.get(Seq(seq))?.data.len())
+    fn get(handle: &mut Self::Handle, seq: u64) -> Result<usize> {
+        // Into the handle's buffer: no allocation per message.
+        handle.pool.get_into(Seq(seq), &mut handle.message)?;
+        Ok(handle.message.data().len())
     }
 
-    fn read_all(handle: &Self::Handle, len: usize) -> Result<u64> {
-        let mut cursor = handle.cursor(Start::Oldest);
+    fn read_all(handle: &mut Self::Handle, len: usize) -> Result<u64> {
+        let mut cursor = handle.pool.cursor(Start::Oldest);
         let mut read = 0;
-        while let Some(msg) = cursor.try_next()? {
-            check_len(msg.data.len(), len)?;
+        while cursor.try_next_into(&mut handle.message)? {
+            check_len(handle.message.data().len(), len)?;
             read += 1;
         }
         Ok(read)
@@ -146,11 +156,12 @@ impl Backend for Plasmite {
         Ok(())
     }
 
-    fn get(handle: &Self::Handle, seq: u64) -> Result<usize> {
+    fn get(handle: &mut Self::Handle, seq: u64) -> Result<usize> {
+        // Its only read by seq: an owned copy of the payload.
         Ok(handle.pool.get(seq)?.payload.len())
     }
 
-    fn read_all(handle: &Self::Handle, len: usize) -> Result<u64> {
+    fn read_all(handle: &mut Self::Handle, len: usize) -> Result<u64> {
         let mut cursor = pls::Cursor::new();
         let mut read = 0;
         loop {
