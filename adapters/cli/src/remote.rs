@@ -251,15 +251,28 @@ pub(crate) fn info(r: RemoteRef, out: &mut Out) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// `plex pool list URL`.
+/// `plex pool list URL`: as locally, a pool the server cannot open is
+/// reported on stderr and the listing goes on; the exit code is then that
+/// of the first such error.
 pub(crate) fn list(server: &str, out: &mut Out) -> Result<Outcome> {
     let server = server.trim_end_matches('/');
     let pools = with_pools(server, |pools| async move { Ok(pools.list().await?) })?;
-    for mut info in pools {
-        info.damaged = None;
-        out.record(&record(info))?;
+    let mut failed = None;
+    for listed in pools {
+        match listed {
+            Ok(mut info) => {
+                info.damaged = None;
+                out.record(&record(info))?;
+            }
+            Err(e) => {
+                out.flush()?;
+                let err = Error::from(e);
+                err.report();
+                failed.get_or_insert(err.kind());
+            }
+        }
     }
-    Ok(Outcome::Success)
+    Ok(failed.map_or(Outcome::Success, Outcome::Reported))
 }
 
 /// What `plex pool delete` prints per pool.

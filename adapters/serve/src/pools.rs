@@ -25,6 +25,10 @@ pub const WIRE_EXTENSION: &str = "plasmite";
 /// Open handles kept beyond this many are closed when no request uses them.
 const MAX_CACHED: usize = 1024;
 
+/// A pool file of the directory: its name, and its open pool or why it
+/// could not be opened.
+pub(crate) type Scanned = (String, Result<Arc<Entry>, plex_store::Error>);
+
 /// The served directory and its open pools.
 #[derive(Debug)]
 pub(crate) struct Pools {
@@ -157,6 +161,23 @@ impl Pools {
     /// Every pool of the directory (`*.plex`), by name. A file that does
     /// not open as a pool is left out of the listing (and logged).
     pub(crate) fn list(&self) -> Result<Vec<Arc<Entry>>, ApiError> {
+        let mut pools = Vec::new();
+        for (name, opened) in self.scan()? {
+            match opened {
+                Ok(entry) => pools.push(entry),
+                Err(e) => {
+                    let e = self.error(&name, &e);
+                    tracing::warn!(pool = %name, error = %e, "pool left out of the listing");
+                }
+            }
+        }
+        Ok(pools)
+    }
+
+    /// Every pool file of the directory (`*.plex`) by name, each opened or
+    /// with the store's reason it could not be: for listings that report
+    /// the pools they cannot read, as the `plex` CLI does.
+    pub(crate) fn scan(&self) -> Result<Vec<Scanned>, ApiError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| {
             ApiError::new(Kind::Io, format!("cannot list {}: {e}", self.dir.display()))
         })?;
@@ -173,14 +194,13 @@ impl Pools {
             }
         }
         names.sort();
-        let mut pools = Vec::with_capacity(names.len());
-        for name in names {
-            match self.open(&name) {
-                Ok(entry) => pools.push(entry),
-                Err(e) => tracing::warn!(pool = %name, error = %e, "pool left out of the listing"),
-            }
-        }
-        Ok(pools)
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let opened = self.open_store(&name);
+                (name, opened)
+            })
+            .collect())
     }
 
     /// Syncs every open pool (at shutdown); the first failure is returned

@@ -187,6 +187,26 @@ local_and_remote! {
     }
 }
 
+local_and_remote! {
+    fn list_reports_unreadable_pools_and_goes_on(env) {
+        env.create("good", "64K");
+        fs::write(env.pools().join("junk.plex"), vec![b'j'; 16384]).unwrap();
+        env.create("later", "64K");
+        let run = env.list_run();
+        assert_eq!(run.code, 7, "{run:?}");
+        let names: Vec<_> = run
+            .records()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["good", "later"]);
+        let errors = run.errors();
+        assert_eq!(errors.len(), 1, "{run:?}");
+        assert_eq!(errors[0]["kind"], "Corrupt");
+        assert!(errors[0]["path"].as_str().unwrap().ends_with("junk.plex"));
+    }
+}
+
 #[test]
 fn corrupt_pools_exit_7() {
     let env = Env::new();

@@ -156,14 +156,23 @@ impl RemotePools {
             .await
     }
 
-    /// Describes every pool of the server's directory, by name.
-    pub async fn list(&self) -> Result<Vec<PoolInfo>, RemoteError> {
+    /// Describes every pool of the server's directory, by name; a pool
+    /// the server cannot open is its error, in its place.
+    pub async fn list(&self) -> Result<Vec<Result<PoolInfo, ErrorRecord>>, RemoteError> {
         let mut reader = self.request(&Request::List).await?;
         let mut pools = Vec::new();
         loop {
             match reader.next().await? {
-                Some(Record::Pool(info)) => pools.push(info),
+                Some(Record::Pool(info)) => pools.push(Ok(info)),
+                Some(Record::Error(e)) => pools.push(Err(e)),
                 Some(Record::Done) => return Ok(pools),
+                // Without Done, the last error was the listing's own.
+                None => {
+                    return Err(match pools.pop() {
+                        Some(Err(e)) => RemoteError::Server(e),
+                        _ => unexpected(None),
+                    })
+                }
                 other => return Err(unexpected(other)),
             }
         }

@@ -151,11 +151,15 @@ async fn unary(app: &App, request: Request) -> Vec<Record> {
                 vec![Record::Pool(pool_info(&pool, &entry.pool.info(), None))]
             }
             Request::List => {
+                // A pool that cannot be opened is reported in its place.
                 let mut records: Vec<Record> = pools
-                    .list()
+                    .scan()
                     .map_err(|e| api_record(&e))?
-                    .iter()
-                    .map(|e| Record::Pool(pool_info(&e.name, &e.pool.info(), None)))
+                    .into_iter()
+                    .map(|(name, opened)| match opened {
+                        Ok(e) => Record::Pool(pool_info(&name, &e.pool.info(), None)),
+                        Err(e) => Record::Error(error_record(&e)),
+                    })
                     .collect();
                 records.push(Record::Done);
                 records

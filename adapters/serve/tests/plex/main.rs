@@ -98,7 +98,7 @@ async fn pools_are_created_described_listed_read_and_deleted() {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| p.name)
+        .map(|p| p.unwrap().name)
         .collect();
     assert_eq!(names, ["demo", "other"]);
 
