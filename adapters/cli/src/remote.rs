@@ -167,6 +167,12 @@ pub(crate) fn follow(r: RemoteRef, args: FollowArgs, out: &mut Out) -> Result<Ou
                 err.report();
                 reported.get_or_insert(err.kind());
             }
+            Ok(Some(TailEvent::Damaged(e))) => {
+                out.flush()?;
+                let err = Error::from(e);
+                err.report();
+                reported.get_or_insert(err.kind());
+            }
             Ok(Some(TailEvent::TimedOut)) => {
                 out.flush()?;
                 return Ok(reported.map_or(Outcome::TimedOut, Outcome::Reported));

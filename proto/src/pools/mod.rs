@@ -11,9 +11,11 @@
 //! | `List` | a [`Record::Pool`] per pool (a [`Record::Error`] for one that cannot be opened), then [`Record::Done`] |
 //! | `Delete` | one [`Record::Pool`]: the name and path of the file deleted |
 //! | `Get` | one [`Record::Message`] |
-//! | `Tail` | [`Record::Message`]s and [`Record::Gap`]s, then [`Record::Done`] or [`Record::TimedOut`] |
+//! | `Tail` | [`Record::Message`]s, [`Record::Gap`]s and damaged messages, then [`Record::Done`] or [`Record::TimedOut`] |
 //! | `Append` | a [`Record::Receipt`] per [`Record::Batch`] the client writes |
 //!
+//! A tail reports a damaged message it skipped as a [`Record::Error`] of
+//! kind [`ErrorKind::Corrupt`] with the message's seq, and goes on.
 //! Any operation may instead end with one [`Record::Error`] (and no
 //! `Done`). A tail the
 //! server cuts as it shuts down ends without `Done`: its client resumes

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::AsyncWriteExt;
 use plex_proto::pools::{
-    Durability, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery, TailStart,
+    Durability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery, TailStart,
     POOLS_PROTOCOL,
 };
 use plex_runtime::{Config, OpenOptions, Session, Stream};
@@ -105,6 +105,9 @@ pub enum TailEvent {
     },
     /// The tail's timeout passed with no message; it has ended.
     TimedOut,
+    /// A damaged message (its `seq`) could not be read; the tail went on
+    /// past it, as a local follow does.
+    Damaged(ErrorRecord),
 }
 
 impl RemotePools {
@@ -320,6 +323,9 @@ impl Tail {
         let event = match self.reader.next().await? {
             Some(Record::Message(msg)) => TailEvent::Message(msg),
             Some(Record::Gap { first, next }) => TailEvent::Gap { first, next },
+            Some(Record::Error(e)) if e.kind == ErrorKind::Corrupt && e.seq.is_some() => {
+                TailEvent::Damaged(e)
+            }
             Some(Record::TimedOut) => {
                 self.ended = true;
                 TailEvent::TimedOut
@@ -517,6 +523,15 @@ impl Follow {
                     }
                     self.next = Some(next);
                     return Ok(Some(TailEvent::Gap { first, next }));
+                }
+                Some(TailEvent::Damaged(e)) => {
+                    // Reported by a tail before this one.
+                    let seq = e.seq.unwrap_or_default();
+                    if self.next.is_some_and(|n| seq < n) {
+                        continue;
+                    }
+                    self.next = Some(seq + 1);
+                    return Ok(Some(TailEvent::Damaged(e)));
                 }
                 other => return Ok(other),
             }

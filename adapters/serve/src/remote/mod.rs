@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use client::{Appender, BatchReceipt, Follow, RemoteError, RemotePools, Tail, TailEvent};
-pub use describe::{error_kind, error_record, pool_info, time_of};
+pub use describe::{error_kind, error_record, pool_info, skipped_record, time_of};
 
 use crate::error::ServeError;
 use crate::routes::App;

@@ -10,12 +10,12 @@ use plex_proto::pools::{
     TailStart,
 };
 use plex_runtime::{Incoming, Stream};
-use plex_store::{Durability, Error as StoreError, Options, Seq, Start};
+use plex_store::{Durability, Error as StoreError, Location, Options, Seq, Start};
 use tracing::Instrument;
 
 use crate::error::{ApiError, Kind};
 use crate::pools::Pools;
-use crate::remote::describe::{error_record, nanos, pool_info};
+use crate::remote::describe::{error_record, nanos, pool_info, skipped_record};
 use crate::routes::App;
 
 /// A tail sends its messages in writes of about this many bytes.
@@ -324,6 +324,7 @@ async fn tail(app: &App, mut stream: Stream, pool: String, query: TailQuery) {
         let mut cursor = entry.pool.cursor(Start::Seq(next));
         let mut failed = None;
         while out.len() < CHUNK_BYTES && left != Some(0) {
+            let at = cursor.next_seq();
             match cursor.try_next() {
                 Ok(Some(msg)) => {
                     if query.tags.iter().all(|t| msg.tags.contains(t)) {
@@ -342,6 +343,17 @@ async fn tail(app: &App, mut stream: Stream, pool: String, query: TailQuery) {
                 .encode_into(&mut out),
                 // Lapped by writers on every retry: read again.
                 Err(StoreError::Busy { .. }) => break,
+                // A damaged message the cursor moved past: reported, and
+                // the tail goes on, as a local follow does.
+                Err(
+                    e @ StoreError::Corrupt {
+                        at: Location::Seq(_),
+                        ..
+                    },
+                ) if cursor.next_seq() > at => {
+                    Record::Error(skipped_record(&e, cursor.next_seq().get()))
+                        .encode_into(&mut out);
+                }
                 Err(e) => {
                     failed = Some(error_record(&e));
                     break;
