@@ -288,22 +288,21 @@ struct Deleted {
     path: String,
 }
 
-/// `plex pool delete URL/POOL…`, in order.
+/// `plex pool delete URL/POOL…`, in order, after checking that every one
+/// exists and is a pool (as locally: none is deleted if one fails).
 pub(crate) fn delete(refs: &[RemoteRef], out: &mut Out) -> Result<Outcome> {
     let runtime = runtime()?;
+    runtime.block_on(async {
+        for r in refs {
+            let pools = RemotePools::connect(&r.server).await?;
+            pools.check(&r.pool).await.map_err(not_deletable)?;
+        }
+        Ok::<_, Error>(())
+    })?;
     for r in refs {
         let deleted = runtime.block_on(async {
             let pools = RemotePools::connect(&r.server).await?;
-            pools.delete(&r.pool).await.map_err(|e| {
-                let err = Error::from(e);
-                match err.kind() {
-                    Kind::NotFound => {
-                        err.with_hint("`plex pool list` shows the pools of the pool directory")
-                    }
-                    Kind::Usage => err.with_hint("remove it with rm if you mean to"),
-                    _ => err,
-                }
-            })
+            pools.delete(&r.pool).await.map_err(not_deletable)
         })?;
         out.record(&Deleted {
             name: deleted.name,
@@ -311,6 +310,16 @@ pub(crate) fn delete(refs: &[RemoteRef], out: &mut Out) -> Result<Outcome> {
         })?;
     }
     Ok(Outcome::Success)
+}
+
+/// A delete's refusal, hinted as locally.
+fn not_deletable(e: RemoteError) -> Error {
+    let err = Error::from(e);
+    match err.kind() {
+        Kind::NotFound => err.with_hint("`plex pool list` shows the pools of the pool directory"),
+        Kind::Usage => err.with_hint("remove it with rm if you mean to"),
+        _ => err,
+    }
 }
 
 /// `plex feed URL/POOL`: the lines go out in pipelined batches.

@@ -142,20 +142,29 @@ impl Pools {
     /// Deletes pool `name`. Tails of it end at their deadline; its file is
     /// freed when the last of them closes it.
     pub(crate) fn delete(&self, name: &str) -> Result<(), ApiError> {
+        self.check_deletable(name)?;
         let path = self.file(name);
-        match plex_store::is_pool(&path) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(ApiError::usage(format!(
-                    "refusing to delete {}: it is not a plex pool",
-                    path.display()
-                )))
-            }
-            Err(e) => return Err(self.error(name, &e)),
-        }
         std::fs::remove_file(&path).map_err(|e| self.io_error(name, e))?;
         self.lock().remove(name);
         Ok(())
+    }
+
+    /// Checks that pool `name` is a file that starts as a plex pool (a
+    /// damaged pool may be deleted; a file of another kind may not).
+    pub(crate) fn check_deletable(&self, name: &str) -> Result<(), ApiError> {
+        let path = self.file(name);
+        match plex_store::is_pool(&path) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let mut err = ApiError::usage(format!(
+                    "refusing to delete {}: it is not a plex pool",
+                    path.display()
+                ));
+                err.path = Some(path.to_string_lossy().into_owned());
+                Err(err)
+            }
+            Err(e) => Err(self.error(name, &e)),
+        }
     }
 
     /// Every pool of the directory (`*.plex`), by name. A file that does

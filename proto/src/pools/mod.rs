@@ -10,6 +10,7 @@
 //! | `Create`, `Info`, `Describe` | one [`Record::Pool`] |
 //! | `List` | a [`Record::Pool`] per pool (a [`Record::Error`] for one that cannot be opened), then [`Record::Done`] |
 //! | `Delete` | one [`Record::Pool`]: the name and path of the file deleted |
+//! | `Check` | one [`Record::Pool`]: the name and path of the file a `Delete` would delete |
 //! | `Get` | one [`Record::Message`] |
 //! | `Tail` | [`Record::Message`]s, [`Record::Gap`]s and damaged messages, then [`Record::Done`] or [`Record::TimedOut`] |
 //! | `Append` | a [`Record::Receipt`] per [`Record::Batch`] the client writes |

@@ -207,6 +207,31 @@ local_and_remote! {
     }
 }
 
+local_and_remote! {
+    fn delete_checks_every_pool_before_deleting_any(env) {
+        env.create("a", "64K");
+        env.create("b", "64K");
+        let err = env
+            .run(&["pool", "delete", &env.p("a"), &env.p("ghost"), &env.p("b")])
+            .fails(3, "NotFound");
+        assert!(err["path"].as_str().unwrap().ends_with("ghost.plex"));
+        assert!(err["hint"].as_str().unwrap().contains("plex pool list"));
+        fs::write(env.pools().join("notes.plex"), "not a pool").unwrap();
+        let err = env
+            .run(&["pool", "delete", &env.p("a"), &env.p("notes")])
+            .fails(2, "Usage");
+        assert!(err["path"].as_str().unwrap().ends_with("notes.plex"));
+        assert!(err["hint"].as_str().unwrap().contains("rm"));
+        // Nothing was deleted.
+        let listed = env.list_run().records();
+        let names: Vec<_> = listed.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let deleted = env.ok(&["pool", "delete", &env.p("b"), &env.p("a")]).records();
+        let names: Vec<_> = deleted.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["b", "a"]);
+    }
+}
+
 #[test]
 fn corrupt_pools_exit_7() {
     let env = Env::new();

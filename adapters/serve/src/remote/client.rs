@@ -187,6 +187,12 @@ impl RemotePools {
         self.one_pool(&Request::Delete { pool: pool.into() }).await
     }
 
+    /// Checks that [`delete`](RemotePools::delete) would find pool `pool`
+    /// a pool file, without deleting it; returns what `delete` would.
+    pub async fn check(&self, pool: &str) -> Result<PoolInfo, RemoteError> {
+        self.one_pool(&Request::Check { pool: pool.into() }).await
+    }
+
     /// The message `seq` of pool `pool`.
     pub async fn get(&self, pool: &str, seq: u64) -> Result<Message, RemoteError> {
         let request = Request::Get {

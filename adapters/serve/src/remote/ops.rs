@@ -62,6 +62,7 @@ fn kind_of(request: &Request) -> &'static str {
         Request::Describe { .. } => "describe",
         Request::List => "list",
         Request::Delete { .. } => "delete",
+        Request::Check { .. } => "check",
         Request::Append { .. } => "append",
         Request::Get { .. } => "get",
         Request::Tail { .. } => "tail",
@@ -166,12 +167,11 @@ async fn unary(app: &App, request: Request) -> Vec<Record> {
             }
             Request::Delete { pool } => {
                 pools.delete(&pool).map_err(|e| api_record(&e))?;
-                let path = pools.file(&pool).to_string_lossy().into_owned();
-                vec![Record::Pool(plex_proto::pools::PoolInfo {
-                    name: pool,
-                    path,
-                    ..Default::default()
-                })]
+                vec![deleted(pools, pool)]
+            }
+            Request::Check { pool } => {
+                pools.check_deletable(&pool).map_err(|e| api_record(&e))?;
+                vec![deleted(pools, pool)]
             }
             Request::Get { pool, seq } => {
                 let entry = pools.open_store(&pool).map_err(|e| error_record(&e))?;
@@ -191,6 +191,16 @@ async fn unary(app: &App, request: Request) -> Vec<Record> {
     })
     .await;
     answer.unwrap_or_else(|e| vec![Record::Error(e)])
+}
+
+/// The answer of a delete (or its check): the pool's name and file.
+fn deleted(pools: &Pools, pool: String) -> Record {
+    let path = pools.file(&pool).to_string_lossy().into_owned();
+    Record::Pool(plex_proto::pools::PoolInfo {
+        name: pool,
+        path,
+        ..Default::default()
+    })
 }
 
 /// Appends the batches the client writes, answering each with a receipt
