@@ -13,7 +13,7 @@ use plex_runtime::{Incoming, Stream};
 use plex_store::{Durability, Error as StoreError, Location, Options, Seq, Start};
 use tracing::Instrument;
 
-use crate::error::{ApiError, Kind};
+use crate::error::ApiError;
 use crate::pools::Pools;
 use crate::remote::describe::{error_record, nanos, pool_info, skipped_record};
 use crate::routes::App;
@@ -92,19 +92,9 @@ async fn storage<T: Send + 'static>(
         .map_err(|e| api_record(&e))?
 }
 
-/// An HTTP-side error as a record.
+/// An HTTP-side error as a record: the same kinds.
 fn api_record(e: &ApiError) -> ErrorRecord {
-    let kind = match e.kind {
-        Kind::Usage => ErrorKind::Usage,
-        Kind::NotFound => ErrorKind::NotFound,
-        Kind::AlreadyExists => ErrorKind::AlreadyExists,
-        Kind::Busy => ErrorKind::Busy,
-        Kind::Permission => ErrorKind::Permission,
-        Kind::Corrupt => ErrorKind::Corrupt,
-        Kind::Io => ErrorKind::Io,
-        Kind::RetentionGap => ErrorKind::RetentionGap,
-        Kind::Internal => ErrorKind::Internal,
-    };
+    let kind = e.kind;
     let mut record = ErrorRecord::new(kind, e.message.clone());
     record.path.clone_from(&e.path);
     record.seq = e.seq;
