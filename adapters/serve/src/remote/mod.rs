@@ -211,6 +211,8 @@ impl Remote {
             }
         }
         accepting.shutdown().await;
+        // Subscriptions end cleanly now, rather than at the grace.
+        broker.shutdown();
         let open: Vec<Session> = lock(&sessions).values().cloned().collect();
         let closing = futures_util::future::join_all(open.iter().map(Session::close));
         if tokio::time::timeout(app.limits.shutdown_grace, closing)

@@ -3,6 +3,7 @@
 //! ports through `plex_peer`, and a follow that outlives its server.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use plex_bus::{BusClient, Event};
@@ -249,11 +250,7 @@ async fn a_live_tail_wakes_on_appends_times_out_and_reports_gaps_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_and_store_ports_share_the_listener() {
     let dir = tempfile::tempdir().unwrap();
-    // Bus subscriptions never end on their own: shutdown closes their
-    // sessions after the grace period.
-    let mut limits = Limits::default();
-    limits.shutdown_grace = std::time::Duration::from_millis(200);
-    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", limits).await;
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
     let pools = server.pools().await;
     pools.create("events", 64 << 10, None).await.unwrap();
     append(&pools, "events", &["{\"e\":1}"]).await;
@@ -314,6 +311,50 @@ async fn the_bus_and_store_ports_share_the_listener() {
         Some("v".into())
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_bus_subscriptions_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A shutdown that waited for subscriptions would cut their sessions
+    // at the end of its grace: the subscribers would then see the
+    // connection fail, not a clean end.
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
+    let listener = BusClient::new(server.session().await);
+    let worker = BusClient::new(server.session().await);
+    let publisher = BusClient::new(server.session().await);
+    let mut news = listener.subscribe("news.*").await.unwrap();
+    let mut responder = worker.respond("math.double").await.unwrap();
+    // The publisher's stream stays open after its message.
+    publisher
+        .publish("news.plex", Bytes::from("before"))
+        .await
+        .unwrap();
+    assert_eq!(
+        news.next().await.transpose().unwrap(),
+        Some(Event::Message {
+            channel: "news.plex".into(),
+            payload: Bytes::from("before")
+        })
+    );
+    // Both wait, as a subscriber and a responder do, when the server stops.
+    let subscriber = tokio::spawn(async move { news.next().await });
+    let responding = tokio::spawn(async move { responder.next().await.is_none() });
+    // The deadline only turns a shutdown that waits on its subscribers
+    // forever (their tasks kept the connections open) into a failure.
+    let stopped = async {
+        server.stop().await;
+        (subscriber.await.unwrap(), responding.await.unwrap())
+    };
+    let (ended, responder_ended) = tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("shutdown ends the subscriptions");
+    assert!(ended.is_none(), "a clean end, not {ended:?}");
+    assert!(responder_ended, "the responder's subscription ended");
+    assert!(publisher
+        .publish("news.plex", Bytes::from("after"))
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
