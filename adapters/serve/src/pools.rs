@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use plex_store::{Info, Notifier, Options, Pool, Seq};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::error::{ApiError, Kind};
 
@@ -49,6 +49,9 @@ pub(crate) struct Entry {
     id: (u64, u64),
     /// Wakes tails; started by the first tail.
     notifier: Mutex<Option<Arc<Notifier>>>,
+    /// Turns true once the file is known deleted (or replaced): tails of it
+    /// end then, rather than wait for appends that cannot come.
+    gone: watch::Sender<bool>,
 }
 
 impl Pools {
@@ -109,13 +112,16 @@ impl Pools {
             Ok(meta) => (meta.dev(), meta.ino()),
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    self.lock().remove(name);
+                    self.forget(name);
                 }
                 return Err(self.store_io_error(name, e));
             }
         };
-        if let Some(entry) = self.lock().get(name).filter(|e| e.id == id) {
-            return Ok(entry.clone());
+        match self.lock().get(name) {
+            Some(entry) if entry.id == id => return Ok(entry.clone()),
+            // Deleted and created again since: the old file is gone.
+            Some(entry) => entry.mark_gone(),
+            None => {}
         }
         let pool = Pool::open_with(&path, Options::new())?;
         Ok(self.insert(name, pool))
@@ -145,8 +151,31 @@ impl Pools {
         self.check_deletable(name)?;
         let path = self.file(name);
         std::fs::remove_file(&path).map_err(|e| self.io_error(name, e))?;
-        self.lock().remove(name);
+        self.forget(name);
         Ok(())
+    }
+
+    /// Whether `entry`'s file is still pool `name`'s (not deleted, nor
+    /// replaced by another file); forgets it and ends its tails if not.
+    pub(crate) fn still_there(&self, entry: &Entry) -> bool {
+        let there = std::fs::metadata(self.file(&entry.name))
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == entry.id);
+        if !there {
+            entry.mark_gone();
+            let mut open = self.lock();
+            if open.get(&entry.name).is_some_and(|e| e.id == entry.id) {
+                open.remove(&entry.name);
+            }
+        }
+        there
+    }
+
+    /// Closes the handle of pool `name`, whose file was deleted: its tails
+    /// end.
+    fn forget(&self, name: &str) {
+        if let Some(entry) = self.lock().remove(name) {
+            entry.mark_gone();
+        }
     }
 
     /// Checks that pool `name` is a file that starts as a plex pool (a
@@ -238,6 +267,7 @@ impl Pools {
             pool: Arc::new(pool),
             id,
             notifier: Mutex::default(),
+            gone: watch::channel(false).0,
         });
         let mut open = self.lock();
         if open.len() >= MAX_CACHED {
@@ -288,6 +318,16 @@ impl Entry {
         let n = Arc::new(Notifier::new(self.pool.clone())?);
         *slot = Some(n.clone());
         Ok(n)
+    }
+
+    /// Waits until the pool's file is known deleted.
+    pub(crate) async fn deleted(&self) {
+        // The sender lives as long as `self`.
+        let _ = self.gone.subscribe().wait_for(|gone| *gone).await;
+    }
+
+    fn mark_gone(&self) {
+        self.gone.send_replace(true);
     }
 
     /// Plasmite's `PoolInfo` of this pool, `path` being `wire_path`.
