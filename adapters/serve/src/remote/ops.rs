@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::AsyncWriteExt;
 use plex_proto::pools::{
-    Durability as WireDurability, ErrorKind, ErrorRecord, Message, Record, Request, TailQuery,
-    TailStart,
+    Durability as WireDurability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request,
+    TailQuery, TailStart,
 };
 use plex_runtime::{Incoming, Stream};
 use plex_store::{Durability, Error as StoreError, Location, Options, Seq, Start};
@@ -106,6 +106,10 @@ fn api_record(e: &ApiError) -> ErrorRecord {
 
 /// Create, info, list, delete and get: their records.
 async fn unary(app: &App, request: Request) -> Vec<Record> {
+    let max_record = app.limits.max_record_bytes;
+    let pool_info = move |name: &str, info: &plex_store::Info, damaged: Option<u64>| {
+        served(pool_info(name, info, damaged), max_record)
+    };
     let answer = storage(app, move |pools| {
         Ok(match request {
             Request::Create {
@@ -181,6 +185,17 @@ async fn unary(app: &App, request: Request) -> Vec<Record> {
     })
     .await;
     answer.unwrap_or_else(|e| vec![Record::Error(e)])
+}
+
+/// A pool as it is served: its largest message is also bounded by the
+/// longest append record the server takes (`max_record`), so that a client
+/// refuses a larger one as it would a message over the pool's own limit
+/// (a one-message batch record is shorter than the message's frame).
+fn served(mut info: PoolInfo, max_record: usize) -> PoolInfo {
+    info.max_frame = info
+        .max_frame
+        .min(u64::try_from(max_record).unwrap_or(u64::MAX));
+    info
 }
 
 /// The answer of a delete (or its check): the pool's name and file.

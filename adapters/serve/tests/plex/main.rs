@@ -403,6 +403,8 @@ async fn limits_are_refused_with_typed_errors() {
     let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", limits).await;
     let pools = server.pools().await;
     pools.create("p", 64 << 10, None).await.unwrap();
+    // The largest message the pool takes here is what one record carries.
+    assert_eq!(pools.describe("p").await.unwrap().max_frame, 1024);
     // From seq 1, not yet written: the tail waits for it.
     let live = TailQuery {
         start: TailStart::Seq(1),
