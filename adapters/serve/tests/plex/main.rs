@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use plex_bus::{BusClient, Event};
-use plex_peer::{append_key, connect_store_port, Peer, StorePort};
+use plex_peer::{append_key, connect_store_port, Code, Peer, StorePort};
 use plex_proto::pools::{Durability, ErrorKind, TailQuery, TailStart};
 use plex_runtime::Config as SessionConfig;
 use plex_serve::remote::{pool_port, Follow, RemoteError, RemotePools, TailEvent, KV_PORT};
@@ -310,6 +310,47 @@ async fn the_bus_and_store_ports_share_the_listener() {
         kv.get("k".into(), Bytes::new()).await.unwrap(),
         Some("v".into())
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_ports_reach_pools_created_later_and_fail_for_deleted_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
+    // The session begins before the pool exists.
+    let peer = Peer::new(server.session().await);
+    let pools = server.pools().await;
+    pools.create("late", 64 << 10, None).await.unwrap();
+    append(&pools, "late", &["{\"e\":1}"]).await;
+    let late = connect_store_port(&peer, pool_port("late"), "rpc");
+    assert_eq!(
+        late.get(append_key(1), Bytes::new()).await.unwrap(),
+        Some("{\"e\":1}".into())
+    );
+    assert_eq!(
+        late.append("{\"e\":2}".into(), Bytes::new()).await.unwrap(),
+        append_key(2)
+    );
+    assert_eq!(pools.get("late", 2).await.unwrap().data, "{\"e\":2}");
+
+    // Deleted: a clear error; created again: the new pool.
+    pools.delete("late").await.unwrap();
+    let err = late.get(append_key(1), Bytes::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotAvailable, "{err}");
+    assert!(
+        err.to_string().contains("pool late does not exist"),
+        "{err}"
+    );
+    pools.create("late", 64 << 10, None).await.unwrap();
+    assert_eq!(late.get(append_key(1), Bytes::new()).await.unwrap(), None);
+
+    let ghost = connect_store_port(&peer, pool_port("ghost"), "rpc");
+    let err = ghost.get(append_key(1), Bytes::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotAvailable, "{err}");
+    // Ids that name no port are refused.
+    let nothing = connect_store_port(&peer, "nothing", "rpc");
+    let err = nothing.get(append_key(1), Bytes::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotAvailable, "{err}");
     server.stop().await;
 }
 
