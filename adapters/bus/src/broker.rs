@@ -6,10 +6,11 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::Stream as _;
 use plex_proto::bus::{
     Delivery, Outbox, Pushed, Record, RecordDecoder, RequestHead, Role, Router, SlowPolicy,
     Subscribe, SubscriptionId, DELIVER_PROTOCOL, PUBLISH_PROTOCOL, REQUEST_PROTOCOL,
@@ -129,6 +130,24 @@ struct Inner {
     state: Mutex<State>,
     next_connection: AtomicU64,
     counters: Counters,
+    /// Closed by [`Broker::shutdown`]; nothing is ever sent on it. Every
+    /// stream's task holds a receiver, which its close wakes.
+    closing: async_channel::Sender<()>,
+    closed: async_channel::Receiver<()>,
+}
+
+/// A task's view of [`Broker::shutdown`].
+struct Closing {
+    closed: Pin<Box<async_channel::Receiver<()>>>,
+}
+
+impl Closing {
+    /// Whether the broker is shutting down; if not, `cx` is woken when it
+    /// does.
+    fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        // Nothing is sent: the stream ends, and stays ended, on close.
+        self.closed.as_mut().poll_next(cx).is_ready()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -165,6 +184,14 @@ struct Mailbox {
     writing: bool,
 }
 
+/// What a subscriber's writer does next.
+enum Next {
+    /// Writes a batch, then this large payload if any.
+    Batch(Option<Bytes>),
+    /// Ends the subscription cleanly: the broker is shutting down.
+    Closing,
+}
+
 /// How writing to a subscriber ended.
 enum Written {
     All,
@@ -177,13 +204,33 @@ enum Written {
 impl Broker {
     /// A broker with `config`.
     pub fn new(config: BrokerConfig) -> Broker {
+        let (closing, closed) = async_channel::bounded(1);
         Broker {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(State::default()),
                 next_connection: AtomicU64::new(1),
                 counters: Counters::default(),
+                closing,
+                closed,
             }),
+        }
+    }
+
+    /// Ends every subscription, for a server that is shutting down: a
+    /// subscriber gets what was queued for it, then a clean end of its
+    /// subscription (its `next` returns `None`), as does a responder; a
+    /// publish stream is closed after its last whole message. Streams
+    /// opened later end at once. Without this, subscriptions last as long
+    /// as their clients, and a graceful close of their sessions waits for
+    /// them.
+    pub fn shutdown(&self) {
+        self.inner.closing.close();
+    }
+
+    fn closing(&self) -> Closing {
+        Closing {
+            closed: Box::pin(self.inner.closed.clone()),
         }
     }
 
@@ -308,10 +355,22 @@ impl Broker {
         match spec.role {
             Role::Subscriber => self.deliver(id, &mut stream).await,
             // A responder's stream only says the responder is there: it
-            // ends when the client unsubscribes or goes.
+            // ends when the client unsubscribes or goes, or at shutdown.
             _ => {
                 let mut byte = [0u8; 1];
-                let _ = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut byte)).await;
+                let mut closing = self.closing();
+                let shut_down = poll_fn(|cx| {
+                    if closing.poll(cx) {
+                        return Poll::Ready(true);
+                    }
+                    Pin::new(&mut stream)
+                        .poll_read(cx, &mut byte)
+                        .map(|_| false)
+                })
+                .await;
+                if shut_down {
+                    let _ = stream.finish();
+                }
             }
         }
         self.inner.lock().end_subscription(id);
@@ -320,6 +379,7 @@ impl Broker {
     /// Writes a subscriber's outbox to its stream until either ends.
     async fn deliver(&self, id: SubscriptionId, stream: &mut Stream) {
         let mut batch = BytesMut::new();
+        let mut closing = self.closing();
         loop {
             // Everything queued, up to a batch, under one lock; written in
             // one go (large payloads after their header, as they are).
@@ -357,14 +417,22 @@ impl Broker {
                 }
                 state.buffered -= before - mailbox.outbox.bytes();
                 if batch.is_empty() {
+                    // Everything queued went out: a shutdown ends it now.
+                    if closing.poll(cx) {
+                        return Poll::Ready(Some(Ok(Next::Closing)));
+                    }
                     mailbox.writer = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
-                Poll::Ready(Some(Ok(large)))
+                Poll::Ready(Some(Ok(Next::Batch(large))))
             })
             .await;
             let mut large = match next {
-                Some(Ok(large)) => large,
+                Some(Ok(Next::Batch(large))) => large,
+                Some(Ok(Next::Closing)) => {
+                    let _ = stream.finish();
+                    return;
+                }
                 Some(Err(())) => return stream.reset(SLOW_CONSUMER),
                 None => return,
             };
@@ -423,6 +491,7 @@ impl Broker {
         };
         let mut decoder = RecordDecoder::new(self.inner.config.max_payload);
         let mut buf = vec![0u8; crate::client::CHUNK];
+        let mut closing = self.closing();
         loop {
             match decoder.next() {
                 Ok(Some(Record::Message { channel, payload })) => {
@@ -433,10 +502,19 @@ impl Broker {
                 Ok(None) => {}
             }
             // As much as there is: the decoder keeps what is past a record.
-            let read = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut buf)).await;
+            let read = poll_fn(|cx| {
+                if closing.poll(cx) {
+                    return Poll::Ready(None);
+                }
+                Pin::new(&mut stream).poll_read(cx, &mut buf).map(Some)
+            })
+            .await;
             match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => decoder.push(&buf[..n]),
+                // Shutting down: the client's next publish finds the
+                // stream closed, and the server going away.
+                None => return stream.reset(ErrorCode::NO_ERROR),
+                Some(Ok(0) | Err(_)) => return,
+                Some(Ok(n)) => decoder.push(&buf[..n]),
             }
         }
     }

@@ -96,7 +96,12 @@ impl Subscription {
             // As much as there is: the decoder keeps what is past a record.
             let read = Pin::new(&mut self.stream).poll_read(cx, &mut self.buf);
             match std::task::ready!(read) {
-                Ok(0) => self.ended = Some(Ok(())),
+                Ok(0) => {
+                    // The broker ended it (it shuts down): so do we, so
+                    // that the connection can close without waiting.
+                    let _ = self.stream.finish();
+                    self.ended = Some(Ok(()));
+                }
                 Ok(n) => self.decoder.push(&self.buf[..n]),
                 Err(e) => self.ended = Some(Err(from_io(e))),
             }
@@ -184,7 +189,12 @@ impl Responder {
             }
             let mut probe = [0u8; 1];
             match Pin::new(&mut self.stream).poll_read(cx, &mut probe) {
-                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Ready(_) => {
+                    // Ended by the broker (it shuts down) or the connection:
+                    // so is our side, so that the connection can close.
+                    let _ = self.stream.finish();
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             }
         })

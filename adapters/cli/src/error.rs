@@ -85,20 +85,10 @@ impl Kind {
 }
 
 impl From<plex_store::ErrorKind> for Kind {
+    /// Through the kinds `plex serve` reports, which own the mapping of the
+    /// store's: a local and a remote pool fail with the same kind.
     fn from(kind: plex_store::ErrorKind) -> Kind {
-        use plex_store::ErrorKind as Store;
-        match kind {
-            Store::Usage => Kind::Usage,
-            Store::NotFound => Kind::NotFound,
-            Store::AlreadyExists => Kind::AlreadyExists,
-            Store::Busy => Kind::Busy,
-            Store::Permission => Kind::Permission,
-            Store::Corrupt => Kind::Corrupt,
-            Store::Io => Kind::Io,
-            Store::RetentionGap => Kind::RetentionGap,
-            // Internal, and any kind a newer store adds.
-            _ => Kind::Internal,
-        }
+        Kind::from(plex_serve::remote::error_kind(kind))
     }
 }
 
@@ -263,6 +253,8 @@ impl From<ErrorRecord> for Error {
 }
 
 impl From<ErrorKind> for Kind {
+    /// The CLI's kind (and so exit code) of a shared kind; its name is the
+    /// shared kind's name.
     fn from(kind: ErrorKind) -> Kind {
         match kind {
             ErrorKind::Usage => Kind::Usage,
@@ -326,5 +318,33 @@ fn plain_io(e: &io::Error) -> String {
     match text.rfind(" (os error ") {
         Some(at) => text[..at].to_owned(),
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_kinds_keep_their_names_and_store_kinds_map_through_them() {
+        let shared = [
+            ErrorKind::Internal,
+            ErrorKind::Usage,
+            ErrorKind::NotFound,
+            ErrorKind::AlreadyExists,
+            ErrorKind::Busy,
+            ErrorKind::Permission,
+            ErrorKind::Corrupt,
+            ErrorKind::Io,
+            ErrorKind::RetentionGap,
+        ];
+        for kind in shared {
+            assert_eq!(Kind::from(kind).name(), kind.name());
+        }
+        let store = plex_store::Error::NotFound {
+            path: "/p.plex".into(),
+        };
+        assert_eq!(Kind::from(store.kind()), Kind::NotFound);
+        assert_eq!(Kind::from(store.kind()).exit_code(), 3);
     }
 }

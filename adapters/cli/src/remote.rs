@@ -175,6 +175,12 @@ pub(crate) fn follow(r: RemoteRef, args: FollowArgs, out: &mut Out) -> Result<Ou
                 err.report();
                 reported.get_or_insert(err.kind());
             }
+            Ok(Some(TailEvent::Damaged(e))) => {
+                out.flush()?;
+                let err = Error::from(e);
+                err.report();
+                reported.get_or_insert(err.kind());
+            }
             Ok(Some(TailEvent::TimedOut)) => {
                 out.flush()?;
                 return Ok(reported.map_or(Outcome::TimedOut, Outcome::Reported));
@@ -260,7 +266,9 @@ pub(crate) fn info(r: RemoteRef, access: &Access, out: &mut Out) -> Result<Outco
     Ok(Outcome::Success)
 }
 
-/// `plex pool list URL`.
+/// `plex pool list URL`: as locally, a pool the server cannot open is
+/// reported on stderr and the listing goes on; the exit code is then that
+/// of the first such error.
 pub(crate) fn list(server: &str, access: &Access, out: &mut Out) -> Result<Outcome> {
     let server = server.trim_end_matches('/');
     let pools = with_pools(
@@ -268,11 +276,22 @@ pub(crate) fn list(server: &str, access: &Access, out: &mut Out) -> Result<Outco
         access,
         |pools| async move { Ok(pools.list().await?) },
     )?;
-    for mut info in pools {
-        info.damaged = None;
-        out.record(&record(info))?;
+    let mut failed = None;
+    for listed in pools {
+        match listed {
+            Ok(mut info) => {
+                info.damaged = None;
+                out.record(&record(info))?;
+            }
+            Err(e) => {
+                out.flush()?;
+                let err = Error::from(e);
+                err.report();
+                failed.get_or_insert(err.kind());
+            }
+        }
     }
-    Ok(Outcome::Success)
+    Ok(failed.map_or(Outcome::Success, Outcome::Reported))
 }
 
 /// What `plex pool delete` prints per pool.
@@ -282,23 +301,22 @@ struct Deleted {
     path: String,
 }
 
-/// `plex pool delete URL/POOL…`, in order.
+/// `plex pool delete URL/POOL…`, in order, after checking that every one
+/// exists and is a pool (as locally: none is deleted if one fails).
 pub(crate) fn delete(refs: &[RemoteRef], access: &Access, out: &mut Out) -> Result<Outcome> {
     let runtime = runtime()?;
     let options = access.options()?;
+    runtime.block_on(async {
+        for r in refs {
+            let pools = RemotePools::connect_with(&r.server, &options).await?;
+            pools.check(&r.pool).await.map_err(not_deletable)?;
+        }
+        Ok::<_, Error>(())
+    })?;
     for r in refs {
         let deleted = runtime.block_on(async {
             let pools = RemotePools::connect_with(&r.server, &options).await?;
-            pools.delete(&r.pool).await.map_err(|e| {
-                let err = Error::from(e);
-                match err.kind() {
-                    Kind::NotFound => {
-                        err.with_hint("`plex pool list` shows the pools of the pool directory")
-                    }
-                    Kind::Usage => err.with_hint("remove it with rm if you mean to"),
-                    _ => err,
-                }
-            })
+            pools.delete(&r.pool).await.map_err(not_deletable)
         })?;
         out.record(&Deleted {
             name: deleted.name,
@@ -306,6 +324,16 @@ pub(crate) fn delete(refs: &[RemoteRef], access: &Access, out: &mut Out) -> Resu
         })?;
     }
     Ok(Outcome::Success)
+}
+
+/// A delete's refusal, hinted as locally.
+fn not_deletable(e: RemoteError) -> Error {
+    let err = Error::from(e);
+    match err.kind() {
+        Kind::NotFound => err.with_hint("`plex pool list` shows the pools of the pool directory"),
+        Kind::Usage => err.with_hint("remove it with rm if you mean to"),
+        _ => err,
+    }
 }
 
 /// `plex feed URL/POOL`: the lines go out in pipelined batches.

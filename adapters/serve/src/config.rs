@@ -44,7 +44,11 @@ pub struct Limits {
     /// closes. Default 128.
     pub max_sessions: usize,
     /// The longest record a `plex/1` client may send (an append batch):
-    /// a longer one ends its stream with a Usage error. Default 16 MiB.
+    /// a longer one ends its stream with a Usage error. The server holds a
+    /// batch whole to append it, so this bounds what a client makes it
+    /// hold; served pools report it as their largest message when it is
+    /// smaller than theirs, and the `plex` CLI refuses larger lines as it
+    /// refuses lines over a local pool's limit. Default 16 MiB.
     pub max_record_bytes: usize,
     /// How long the web page's event stream stays silent before a
     /// keep-alive comment, so that idle proxies keep it open and a client

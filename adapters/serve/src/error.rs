@@ -82,74 +82,22 @@ pub enum ServeError {
     Sync(#[source] plex_store::Error),
 }
 
-/// The protocol's error kinds (Plasmite's, which plex's store shares).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// A bug.
-    Internal,
-    /// A bad request.
-    Usage,
-    /// A pool, seq or route does not exist.
-    NotFound,
-    /// The pool already exists.
-    AlreadyExists,
-    /// A limit or lock: retry later.
-    Busy,
-    /// Access was denied.
-    Permission,
-    /// A pool file failed validation.
-    Corrupt,
-    /// An operating-system call failed.
-    Io,
-    /// Messages were overwritten before they were read.
-    RetentionGap,
-}
+/// The protocol's error kinds (Plasmite's, which plex's store shares):
+/// the one table of kinds, shared with remote pools and the `plex` CLI,
+/// with [`crate::remote::error_kind`] mapping the store's to it.
+pub(crate) use plex_proto::pools::ErrorKind as Kind;
 
-impl Kind {
-    /// The name in the envelope.
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Internal => "Internal",
-            Kind::Usage => "Usage",
-            Kind::NotFound => "NotFound",
-            Kind::AlreadyExists => "AlreadyExists",
-            Kind::Busy => "Busy",
-            Kind::Permission => "Permission",
-            Kind::Corrupt => "Corrupt",
-            Kind::Io => "Io",
-            Kind::RetentionGap => "RetentionGap",
-        }
-    }
-
-    /// Plasmite's status for the kind (`interface_wire::error_policy`).
-    fn status(self) -> StatusCode {
-        match self {
-            Kind::Usage => StatusCode::BAD_REQUEST,
-            Kind::NotFound => StatusCode::NOT_FOUND,
-            Kind::AlreadyExists => StatusCode::CONFLICT,
-            Kind::Busy => StatusCode::LOCKED,
-            Kind::Permission => StatusCode::UNAUTHORIZED,
-            Kind::RetentionGap => StatusCode::GONE,
-            Kind::Internal | Kind::Corrupt | Kind::Io => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl From<plex_store::ErrorKind> for Kind {
-    fn from(kind: plex_store::ErrorKind) -> Kind {
-        use plex_store::ErrorKind as Store;
-        match kind {
-            Store::Usage => Kind::Usage,
-            Store::NotFound => Kind::NotFound,
-            Store::AlreadyExists => Kind::AlreadyExists,
-            Store::Busy => Kind::Busy,
-            Store::Permission => Kind::Permission,
-            Store::Corrupt => Kind::Corrupt,
-            Store::Io => Kind::Io,
-            Store::RetentionGap => Kind::RetentionGap,
-            // Internal, and any kind a newer store adds.
-            _ => Kind::Internal,
-        }
+/// Plasmite's status for a kind (`interface_wire::error_policy`).
+fn status(kind: Kind) -> StatusCode {
+    match kind {
+        Kind::Usage => StatusCode::BAD_REQUEST,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::AlreadyExists => StatusCode::CONFLICT,
+        Kind::Busy => StatusCode::LOCKED,
+        Kind::Permission => StatusCode::UNAUTHORIZED,
+        Kind::RetentionGap => StatusCode::GONE,
+        // Internal, Corrupt, Io, and any kind a newer protocol adds.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -170,7 +118,7 @@ impl ApiError {
     pub(crate) fn new(kind: Kind, message: impl Into<String>) -> ApiError {
         ApiError {
             kind,
-            status: kind.status(),
+            status: status(kind),
             message: message.into(),
             path: None,
             seq: None,
@@ -190,7 +138,7 @@ impl ApiError {
 
     /// A store failure on the pool file at `path`.
     pub(crate) fn store(e: &plex_store::Error, path: &std::path::Path) -> ApiError {
-        let mut err = ApiError::new(Kind::from(e.kind()), e.to_string());
+        let mut err = ApiError::new(crate::remote::error_kind(e.kind()), e.to_string());
         err.path = Some(path.to_string_lossy().into_owned());
         match e {
             plex_store::Error::SeqNotFound { seq, .. } => {

@@ -18,6 +18,11 @@
 //! the error envelope: a browser's `EventSource` shows nothing of a non-200
 //! response. The page closes its `EventSource` on that event, so it does
 //! not reconnect into the same error.
+//!
+//! A stream of a pool that is deleted ends with such an event too (a
+//! NotFound, "pool NAME was deleted"): at once when the pool is deleted
+//! through this server, else at the next keep-alive, which checks that the
+//! pool's file is still there.
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use plex_store::{Info, Notifier, Options, Pool, Seq};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::error::{ApiError, Kind};
 
@@ -24,6 +24,10 @@ pub const WIRE_EXTENSION: &str = "plasmite";
 
 /// Open handles kept beyond this many are closed when no request uses them.
 const MAX_CACHED: usize = 1024;
+
+/// A pool file of the directory: its name, and its open pool or why it
+/// could not be opened.
+pub(crate) type Scanned = (String, Result<Arc<Entry>, plex_store::Error>);
 
 /// The served directory and its open pools.
 #[derive(Debug)]
@@ -45,6 +49,9 @@ pub(crate) struct Entry {
     id: (u64, u64),
     /// Wakes tails; started by the first tail.
     notifier: Mutex<Option<Arc<Notifier>>>,
+    /// Turns true once the file is known deleted (or replaced): tails of it
+    /// end then, rather than wait for appends that cannot come.
+    gone: watch::Sender<bool>,
 }
 
 impl Pools {
@@ -105,13 +112,16 @@ impl Pools {
             Ok(meta) => (meta.dev(), meta.ino()),
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    self.lock().remove(name);
+                    self.forget(name);
                 }
                 return Err(self.store_io_error(name, e));
             }
         };
-        if let Some(entry) = self.lock().get(name).filter(|e| e.id == id) {
-            return Ok(entry.clone());
+        match self.lock().get(name) {
+            Some(entry) if entry.id == id => return Ok(entry.clone()),
+            // Deleted and created again since: the old file is gone.
+            Some(entry) => entry.mark_gone(),
+            None => {}
         }
         let pool = Pool::open_with(&path, Options::new())?;
         Ok(self.insert(name, pool))
@@ -138,25 +148,74 @@ impl Pools {
     /// Deletes pool `name`. Tails of it end at their deadline; its file is
     /// freed when the last of them closes it.
     pub(crate) fn delete(&self, name: &str) -> Result<(), ApiError> {
+        self.check_deletable(name)?;
+        let path = self.file(name);
+        std::fs::remove_file(&path).map_err(|e| self.io_error(name, e))?;
+        self.forget(name);
+        Ok(())
+    }
+
+    /// Whether `entry`'s file is still pool `name`'s (not deleted, nor
+    /// replaced by another file); forgets it and ends its tails if not.
+    pub(crate) fn still_there(&self, entry: &Entry) -> bool {
+        let there = std::fs::metadata(self.file(&entry.name))
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == entry.id);
+        if !there {
+            entry.mark_gone();
+            let mut open = self.lock();
+            if open.get(&entry.name).is_some_and(|e| e.id == entry.id) {
+                open.remove(&entry.name);
+            }
+        }
+        there
+    }
+
+    /// Closes the handle of pool `name`, whose file was deleted: its tails
+    /// end.
+    fn forget(&self, name: &str) {
+        if let Some(entry) = self.lock().remove(name) {
+            entry.mark_gone();
+        }
+    }
+
+    /// Checks that pool `name` is a file that starts as a plex pool (a
+    /// damaged pool may be deleted; a file of another kind may not).
+    pub(crate) fn check_deletable(&self, name: &str) -> Result<(), ApiError> {
         let path = self.file(name);
         match plex_store::is_pool(&path) {
-            Ok(true) => {}
+            Ok(true) => Ok(()),
             Ok(false) => {
-                return Err(ApiError::usage(format!(
+                let mut err = ApiError::usage(format!(
                     "refusing to delete {}: it is not a plex pool",
                     path.display()
-                )))
+                ));
+                err.path = Some(path.to_string_lossy().into_owned());
+                Err(err)
             }
-            Err(e) => return Err(self.error(name, &e)),
+            Err(e) => Err(self.error(name, &e)),
         }
-        std::fs::remove_file(&path).map_err(|e| self.io_error(name, e))?;
-        self.lock().remove(name);
-        Ok(())
     }
 
     /// Every pool of the directory (`*.plex`), by name. A file that does
     /// not open as a pool is left out of the listing (and logged).
     pub(crate) fn list(&self) -> Result<Vec<Arc<Entry>>, ApiError> {
+        let mut pools = Vec::new();
+        for (name, opened) in self.scan()? {
+            match opened {
+                Ok(entry) => pools.push(entry),
+                Err(e) => {
+                    let e = self.error(&name, &e);
+                    tracing::warn!(pool = %name, error = %e, "pool left out of the listing");
+                }
+            }
+        }
+        Ok(pools)
+    }
+
+    /// Every pool file of the directory (`*.plex`) by name, each opened or
+    /// with the store's reason it could not be: for listings that report
+    /// the pools they cannot read, as the `plex` CLI does.
+    pub(crate) fn scan(&self) -> Result<Vec<Scanned>, ApiError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| {
             ApiError::new(Kind::Io, format!("cannot list {}: {e}", self.dir.display()))
         })?;
@@ -173,14 +232,13 @@ impl Pools {
             }
         }
         names.sort();
-        let mut pools = Vec::with_capacity(names.len());
-        for name in names {
-            match self.open(&name) {
-                Ok(entry) => pools.push(entry),
-                Err(e) => tracing::warn!(pool = %name, error = %e, "pool left out of the listing"),
-            }
-        }
-        Ok(pools)
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let opened = self.open_store(&name);
+                (name, opened)
+            })
+            .collect())
     }
 
     /// Syncs every open pool (at shutdown); the first failure is returned
@@ -209,6 +267,7 @@ impl Pools {
             pool: Arc::new(pool),
             id,
             notifier: Mutex::default(),
+            gone: watch::channel(false).0,
         });
         let mut open = self.lock();
         if open.len() >= MAX_CACHED {
@@ -259,6 +318,16 @@ impl Entry {
         let n = Arc::new(Notifier::new(self.pool.clone())?);
         *slot = Some(n.clone());
         Ok(n)
+    }
+
+    /// Waits until the pool's file is known deleted.
+    pub(crate) async fn deleted(&self) {
+        // The sender lives as long as `self`.
+        let _ = self.gone.subscribe().wait_for(|gone| *gone).await;
+    }
+
+    fn mark_gone(&self) {
+        self.gone.send_replace(true);
     }
 
     /// Plasmite's `PoolInfo` of this pool, `path` being `wire_path`.

@@ -143,6 +143,15 @@ impl Format {
     }
 }
 
+/// Why a waiting tail woke, when it does not simply read on.
+#[derive(PartialEq, Eq)]
+enum Woke {
+    /// Its pool was deleted through this server.
+    Deleted,
+    /// It has been silent for the keep-alive interval.
+    Silent,
+}
+
 /// A tail admitted by the limits, ready to stream.
 pub(crate) struct Tail {
     /// The pools.
@@ -282,12 +291,19 @@ impl State {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                () = wait => {}
+            let woke = tokio::select! {
+                () = wait => continue,
                 () = expired => return None,
                 _ = self.tail.shutdown.wait_for(|stop| *stop) => return None,
-                () = silent => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                () = entry.deleted() => Woke::Deleted,
+                () = silent => Woke::Silent,
+            };
+            // A file deleted by another process is noticed at a keep-alive.
+            if woke == Woke::Silent && self.still_there(&entry).await {
+                return Some(Bytes::from_static(b": keep-alive\n\n"));
             }
+            let gone = self.gone(&entry);
+            return Some(self.fail(&gone));
         }
     }
 
@@ -302,6 +318,24 @@ impl State {
                 Ok((entry, notifier))
             })
             .await
+    }
+
+    /// Whether the pool's file is still there; yes if the storage threads
+    /// are too busy to look.
+    async fn still_there(&self, entry: &Arc<Entry>) -> bool {
+        let entry = entry.clone();
+        self.tail
+            .pools
+            .run(move |pools| Ok(pools.still_there(&entry)))
+            .await
+            .unwrap_or(true)
+    }
+
+    /// The error a tail of a deleted pool ends with.
+    fn gone(&self, entry: &Entry) -> ApiError {
+        let mut err = ApiError::new(Kind::NotFound, format!("pool {} was deleted", entry.name));
+        err.path = Some(self.tail.pools.wire_path(&entry.name));
+        err
     }
 
     /// Ends the tail with `err` as its terminal line or event.

@@ -8,13 +8,17 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `Create`, `Info`, `Describe` | one [`Record::Pool`] |
-//! | `List` | a [`Record::Pool`] per pool, then [`Record::Done`] |
+//! | `List` | a [`Record::Pool`] per pool (a [`Record::Error`] for one that cannot be opened), then [`Record::Done`] |
 //! | `Delete` | one [`Record::Pool`]: the name and path of the file deleted |
+//! | `Check` | one [`Record::Pool`]: the name and path of the file a `Delete` would delete |
 //! | `Get` | one [`Record::Message`] |
-//! | `Tail` | [`Record::Message`]s and [`Record::Gap`]s, then [`Record::Done`] or [`Record::TimedOut`] |
+//! | `Tail` | [`Record::Message`]s, [`Record::Gap`]s and damaged messages, then [`Record::Done`] or [`Record::TimedOut`] |
 //! | `Append` | a [`Record::Receipt`] per [`Record::Batch`] the client writes |
 //!
-//! Any operation may instead end with one [`Record::Error`]. A tail the
+//! A tail reports a damaged message it skipped as a [`Record::Error`] of
+//! kind [`ErrorKind::Corrupt`] with the message's seq, and goes on.
+//! Any operation may instead end with one [`Record::Error`] (and no
+//! `Done`). A tail the
 //! server cuts as it shuts down ends without `Done`: its client resumes
 //! from the seq after the last one it got, on a new connection. An append
 //! stream is long-lived: the client writes batches without waiting for

@@ -27,6 +27,7 @@ fn requests_round_trip() {
         Request::Describe { pool: "p".into() },
         Request::List,
         Request::Delete { pool: "p".into() },
+        Request::Check { pool: "p".into() },
         Request::Append {
             pool: "p".into(),
             durability: Durability::Flush,

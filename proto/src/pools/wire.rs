@@ -134,6 +134,13 @@ pub enum Request {
         /// The pool.
         pool: String,
     },
+    /// Check that a delete of the pool would find a pool file, without
+    /// deleting (or opening) it: a client deleting several pools checks
+    /// them all first, and deletes none if one fails.
+    Check {
+        /// The pool.
+        pool: String,
+    },
     /// Append the [`Record::Batch`]es the client writes.
     Append {
         /// The pool.
@@ -285,6 +292,7 @@ const OP_APPEND: u8 = 5;
 const OP_GET: u8 = 6;
 const OP_TAIL: u8 = 7;
 const OP_DESCRIBE: u8 = 8;
+const OP_CHECK: u8 = 9;
 
 const KIND_POOL: u8 = 1;
 const KIND_MESSAGE: u8 = 2;
@@ -321,6 +329,10 @@ impl Request {
             Request::List => out.put_u8(OP_LIST),
             Request::Delete { pool } => {
                 out.put_u8(OP_DELETE);
+                put_str(&mut out, pool);
+            }
+            Request::Check { pool } => {
+                out.put_u8(OP_CHECK);
                 put_str(&mut out, pool);
             }
             Request::Append { pool, durability } => {
@@ -375,6 +387,9 @@ impl Request {
             OP_DELETE => Request::Delete {
                 pool: take_name(input)?,
             },
+            OP_CHECK => Request::Check {
+                pool: take_name(input)?,
+            },
             OP_APPEND => Request::Append {
                 pool: take_name(input)?,
                 durability: match take_u8(input, "durability")? {
@@ -426,6 +441,7 @@ impl Request {
             | Request::Info { pool }
             | Request::Describe { pool }
             | Request::Delete { pool }
+            | Request::Check { pool }
             | Request::Append { pool, .. }
             | Request::Get { pool, .. }
             | Request::Tail { pool, .. } => Some(pool),

@@ -56,8 +56,11 @@ pub(crate) fn feed(
     out: &mut Out,
 ) -> Result<Outcome> {
     // A batch never exceeds a quarter of the ring, so it cannot evict its
-    // own messages before they are printed.
-    let batch_bytes = (sink.ring_len() / 4).min(MAX_BATCH_BYTES);
+    // own messages before they are printed; nor the largest message, which
+    // a server bounds by the longest batch it takes.
+    let batch_bytes = (sink.ring_len() / 4)
+        .min(MAX_BATCH_BYTES)
+        .min(sink.max_frame());
     let mut feeder = Feeder {
         sink,
         tags: args.tags,

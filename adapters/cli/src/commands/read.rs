@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use plex_store::{ErrorKind, Location, Seq, Start};
+use plex_serve::remote::skipped_record;
+use plex_store::{ErrorKind, Seq, Start};
 
 use crate::cli::{FetchArgs, FollowArgs};
 use crate::commands::Outcome;
@@ -61,15 +62,8 @@ pub(crate) fn follow(args: FollowArgs, dir: &PoolDir, out: &mut Out) -> Result<O
             // The cursor has moved past the lost or damaged seqs: report
             // them and go on.
             Err(e) if matches!(e.kind(), ErrorKind::RetentionGap | ErrorKind::Corrupt) => {
-                let skipped = first_seq(&e).map(|first| (first, cursor.next_seq()));
                 out.flush()?;
-                let err = Error::from(e);
-                let err = match skipped {
-                    Some((first, next)) if next.get() > first + 1 => {
-                        err.with_hint(format!("seqs {first}..{next} cannot be read"))
-                    }
-                    _ => err,
-                };
+                let err = Error::from(skipped_record(&e, cursor.next_seq().get()));
                 err.report();
                 reported.get_or_insert(err.kind());
             }
@@ -78,17 +72,6 @@ pub(crate) fn follow(args: FollowArgs, dir: &PoolDir, out: &mut Out) -> Result<O
     }
     out.flush()?;
     Ok(finished(reported, Outcome::Success))
-}
-
-/// The first seq a cursor error names, for damaged frames.
-fn first_seq(e: &plex_store::Error) -> Option<u64> {
-    match e {
-        plex_store::Error::Corrupt {
-            at: Location::Seq(seq),
-            ..
-        } => Some(seq.get()),
-        _ => None,
-    }
 }
 
 /// A reported loss outranks how the run ended: it means data was missed.

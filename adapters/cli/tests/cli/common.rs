@@ -116,11 +116,19 @@ impl Env {
         }
     }
 
-    /// `plex pool list` of the pool directory, or of the server.
+    /// `plex pool list` of the pool directory, or of the server; asserts
+    /// that it succeeded.
     pub(crate) fn list(&self) -> Run {
+        let run = self.list_run();
+        assert_eq!(run.code, 0, "plex pool list failed: {run:?}");
+        run
+    }
+
+    /// `plex pool list` of the pool directory, or of the server.
+    pub(crate) fn list_run(&self) -> Run {
         match &self.serve {
-            None => self.ok(&["pool", "list"]),
-            Some(served) => self.ok(&["pool", "list", &served.url]),
+            None => self.run(&["pool", "list"]),
+            Some(served) => self.run(&["pool", "list", &served.url]),
         }
     }
 

@@ -2,10 +2,11 @@
 //! messages are reported without hiding the others.
 
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::common::Env;
+use crate::common::{Env, Run};
 
 /// The pool file's bytes and modification time.
 fn fingerprint(path: &Path) -> (Vec<u8>, SystemTime) {
@@ -17,7 +18,7 @@ fn fingerprint(path: &Path) -> (Vec<u8>, SystemTime) {
 
 /// File offset of the ring of pool `name`.
 fn ring_offset(env: &Env, name: &str) -> usize {
-    let info = &env.ok(&["pool", "info", name]).records()[0];
+    let info = &env.ok(&["pool", "info", &env.p(name)]).records()[0];
     (info["size"].as_u64().unwrap() - info["ring_size"].as_u64().unwrap()) as usize
 }
 
@@ -55,44 +56,63 @@ fn readers_never_write_a_pool_that_needs_recovery() {
     assert_eq!(env.ok(&["fetch", "p", "3"]).records()[0]["data"], "new");
 }
 
-#[test]
-fn a_damaged_message_is_reported_and_the_others_read() {
-    let env = Env::new();
-    env.create("p", "64K");
-    env.feed("p", "1\n2\n3\n");
-    let path = env.pools().join("p.plex");
-    let ring = ring_offset(&env, "p");
-    // Each frame is 32 header bytes plus 1 data byte, padded to 40: flip
-    // the data byte of seq 2.
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[ring + 40 + 32] ^= 0x01;
-    fs::write(&path, &bytes).unwrap();
+local_and_remote! {
+    fn a_damaged_message_is_reported_and_the_others_read(env) {
+        env.create("p", "64K");
+        env.feed("p", "1\n2\n3\n");
+        // Each frame is 32 header bytes plus 1 data byte, padded to 40: flip
+        // the data byte of seq 2. In place, as a served pool is mapped.
+        let ring = ring_offset(env, "p");
+        flip(&env.pools().join("p.plex"), ring + 40 + 32);
 
-    let err = env.run(&["fetch", "p", "2"]).fails(7, "Corrupt");
-    assert_eq!(err["seq"], 2);
-    assert_eq!(env.ok(&["fetch", "p", "3"]).records()[0]["data"], 3);
+        let err = env.run(&["fetch", &env.p("p"), "2"]).fails(7, "Corrupt");
+        assert_eq!(err["seq"], 2);
+        assert_eq!(env.ok(&["fetch", &env.p("p"), "3"]).records()[0]["data"], 3);
 
-    let run = env.run(&["follow", "p", "--no-follow"]);
-    let err = run.fails(7, "Corrupt");
-    assert_eq!(err["seq"], 2);
-    let seqs: Vec<u64> = run
-        .records()
+        // A follow reports the damaged message and goes on past it.
+        let run = env.run(&["follow", &env.p("p"), "--no-follow"]);
+        let err = run.fails(7, "Corrupt");
+        assert_eq!(err["seq"], 2);
+        assert_eq!(seqs(&run), [1, 3]);
+        let run = env.run(&["follow", &env.p("p"), "--since", "2", "--one"]);
+        assert_eq!(run.fails(7, "Corrupt")["seq"], 2);
+        assert_eq!(seqs(&run), [3]);
+        // Live, it goes on to what is appended after the damage.
+        let run = env.run_stdin(&["feed", env.p("p").as_str()], b"4\n");
+        assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+        assert_eq!(run.records()[0]["seq"], 4);
+        let run = env.run(&["follow", &env.p("p"), "--since", "1", "--timeout", "300ms"]);
+        assert_eq!(run.fails(7, "Corrupt")["seq"], 2);
+        assert_eq!(seqs(&run), [1, 3, 4]);
+
+        let info = &env.ok(&["pool", "info", &env.p("p")]).records()[0];
+        assert_eq!(
+            (info["newest"].as_u64(), info["damaged"].as_u64()),
+            (Some(4), Some(1))
+        );
+        env.run(&["fetch", &env.p("p"), "2"]).fails(7, "Corrupt");
+    }
+}
+
+/// The seqs of a run's envelopes.
+fn seqs(run: &Run) -> Vec<u64> {
+    run.records()
         .iter()
         .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, [1, 3]);
+        .collect()
+}
 
-    let info = &env.ok(&["pool", "info", "p"]).records()[0];
-    assert_eq!(
-        (info["newest"].as_u64(), info["damaged"].as_u64()),
-        (Some(3), Some(1))
-    );
-    // A writer keeps the damaged message (no warning off a terminal) and
-    // appends after it.
-    let run = env.run_stdin(&["feed", "p"], b"4\n");
-    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
-    assert_eq!(run.records()[0]["seq"], 4);
-    env.run(&["fetch", "p", "2"]).fails(7, "Corrupt");
+/// Flips the lowest bit of the byte at `at` of the file, in place.
+fn flip(path: &Path, at: usize) {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at as u64).unwrap();
+    byte[0] ^= 0x01;
+    file.write_all_at(&byte, at as u64).unwrap();
 }
 
 #[test]

@@ -170,6 +170,37 @@ local_and_remote! {
 }
 
 local_and_remote! {
+    fn the_largest_message_a_pool_takes_and_one_larger(env) {
+        // Over the 16 MiB a server takes in one append record: remotely,
+        // that is the pool's largest message, and a larger line is refused
+        // as a local pool refuses one over its own limit.
+        env.create("big", "20M");
+        let max = env.ok(&["pool", "info", &env.p("big")]).records()[0]["max_message"]
+            .as_u64()
+            .unwrap() as usize;
+        if env.is_local() {
+            assert!(max > 16 << 20, "{max}");
+        } else {
+            assert_eq!(max, 16 << 20);
+        }
+        let fits = format!("\"{}\"\n", "y".repeat(max - 64));
+        let huge = format!("\"{}\"\n", "x".repeat(max + 10));
+        // The last line: locally, the one that fits fills the ring.
+        let input = format!("1\n{huge}{fits}");
+        let run = env.run_stdin(&["feed", &env.p("big"), "--errors", "skip"], input.as_bytes());
+        assert_eq!(run.code, 65, "{}", run.stderr);
+        let errors = run.errors();
+        assert_eq!(errors.len(), 1, "{}", run.stderr);
+        assert_eq!((errors[0]["kind"].as_str(), errors[0]["line"].as_u64()), (Some("Usage"), Some(2)));
+        assert!(errors[0]["message"].as_str().unwrap().contains("exceeds this pool's largest message"));
+        let seqs: Vec<_> = run.records().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2]);
+        let fetched = &env.ok(&["fetch", &env.p("big"), "2"]).records()[0];
+        assert_eq!(fetched["data"].as_str().unwrap().len(), max - 64);
+    }
+}
+
+local_and_remote! {
     fn bad_json_argument(env) {
         env.create("p", "64K");
         let err = env.run(&["feed", &env.p("p"), "{oops}"]).fails(2, "Usage");

@@ -187,6 +187,51 @@ local_and_remote! {
     }
 }
 
+local_and_remote! {
+    fn list_reports_unreadable_pools_and_goes_on(env) {
+        env.create("good", "64K");
+        fs::write(env.pools().join("junk.plex"), vec![b'j'; 16384]).unwrap();
+        env.create("later", "64K");
+        let run = env.list_run();
+        assert_eq!(run.code, 7, "{run:?}");
+        let names: Vec<_> = run
+            .records()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["good", "later"]);
+        let errors = run.errors();
+        assert_eq!(errors.len(), 1, "{run:?}");
+        assert_eq!(errors[0]["kind"], "Corrupt");
+        assert!(errors[0]["path"].as_str().unwrap().ends_with("junk.plex"));
+    }
+}
+
+local_and_remote! {
+    fn delete_checks_every_pool_before_deleting_any(env) {
+        env.create("a", "64K");
+        env.create("b", "64K");
+        let err = env
+            .run(&["pool", "delete", &env.p("a"), &env.p("ghost"), &env.p("b")])
+            .fails(3, "NotFound");
+        assert!(err["path"].as_str().unwrap().ends_with("ghost.plex"));
+        assert!(err["hint"].as_str().unwrap().contains("plex pool list"));
+        fs::write(env.pools().join("notes.plex"), "not a pool").unwrap();
+        let err = env
+            .run(&["pool", "delete", &env.p("a"), &env.p("notes")])
+            .fails(2, "Usage");
+        assert!(err["path"].as_str().unwrap().ends_with("notes.plex"));
+        assert!(err["hint"].as_str().unwrap().contains("rm"));
+        // Nothing was deleted.
+        let listed = env.list_run().records();
+        let names: Vec<_> = listed.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let deleted = env.ok(&["pool", "delete", &env.p("b"), &env.p("a")]).records();
+        let names: Vec<_> = deleted.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["b", "a"]);
+    }
+}
+
 #[test]
 fn corrupt_pools_exit_7() {
     let env = Env::new();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 use plex_proto::rpc::{self, Action, Body, Envelope, Frame, Method, ServerStats};
-use plex_runtime::{ErrorCode, Listener, Runtime};
+use plex_runtime::{ErrorCode, Incoming, Listener, Runtime};
 
 use super::lane_server::LaneTask;
 use crate::channel::{MessageChannel, StreamChannel};
@@ -84,25 +84,31 @@ impl RpcListener {
         });
         let runtime = self.runtime.clone();
         let service = Arc::new(service);
-        match self.listening {
+        let calls = match self.listening {
             Listening::Plex(listener) => {
-                let accept = AcceptLoop {
-                    listener,
+                let calls = Arc::new(Calls {
                     service,
                     shared: shared.clone(),
                     runtime: self.runtime,
                     max_message: self.max_message,
                     request_timeout: self.request_timeout,
+                });
+                let accept = AcceptLoop {
+                    listener,
+                    calls: calls.clone(),
                 };
                 runtime.spawn(Box::pin(accept.run()));
+                let calls: Arc<dyn Adopt> = calls;
+                Some(calls)
             }
             Listening::Protomux(listener) => {
                 let lanes =
                     LaneTask::accept_loop(listener, service, shared.clone(), runtime.clone());
                 runtime.spawn(Box::pin(lanes));
+                None
             }
-        }
-        Serving { shared }
+        };
+        Serving { shared, calls }
     }
 }
 
@@ -116,12 +122,33 @@ impl std::fmt::Debug for RpcListener {
 
 /// A service being served. Dropping it (or [`stop`](Serving::stop)) stops
 /// listening, refuses calls not yet started and cancels running ones.
-#[derive(Debug)]
 pub struct Serving {
     shared: Arc<Shared>,
+    /// Serves a call stream on `plex/1`; `None` over Protomux.
+    calls: Option<Arc<dyn Adopt>>,
+}
+
+impl std::fmt::Debug for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Serving {
+    /// Serves a `plex/1` call stream that this side took by other means
+    /// (say [`plex_runtime::Session::accept_incoming`]) as one its listener
+    /// accepted, within the same limits: for a server that exposes a
+    /// service on demand, when the first call for it arrives. Over
+    /// Protomux, or once serving stopped, the stream is refused.
+    pub fn adopt(&self, incoming: Incoming) {
+        match &self.calls {
+            Some(calls) if !self.shared.stopped.load(Ordering::Acquire) => calls.adopt(incoming),
+            _ => incoming.refuse(),
+        }
+    }
+
     /// Counters: requests, refusals by kind, cancels, suppressed answers.
     pub fn stats(&self) -> ServerStats {
         self.shared.core().stats()
@@ -224,6 +251,25 @@ impl Drop for StopWatch {
 
 struct AcceptLoop<S> {
     listener: Listener,
+    calls: Arc<Calls<S>>,
+}
+
+impl<S: Service> AcceptLoop<S> {
+    async fn run(self) {
+        let watch = self.calls.shared.watch();
+        loop {
+            let accepting = pin!(self.listener.accept());
+            match first(accepting, &watch).await {
+                Some(Ok(incoming)) => self.calls.adopt(incoming),
+                // Stopped, or the session closed.
+                Some(Err(_)) | None => return,
+            }
+        }
+    }
+}
+
+/// What serves a `plex/1` service's call streams, a task each.
+struct Calls<S> {
     service: Arc<S>,
     shared: Arc<Shared>,
     runtime: Arc<dyn Runtime>,
@@ -231,28 +277,25 @@ struct AcceptLoop<S> {
     request_timeout: Duration,
 }
 
-impl<S: Service> AcceptLoop<S> {
-    async fn run(self) {
-        let watch = self.shared.watch();
-        loop {
-            let accepting = pin!(self.listener.accept());
-            let incoming = match first(accepting, &watch).await {
-                Some(Ok(incoming)) => incoming,
-                // Stopped, or the session closed.
-                Some(Err(_)) | None => return,
-            };
-            let Ok(stream) = incoming.accept(Bytes::new()) else {
-                continue;
-            };
-            let mut channel = StreamChannel::new(stream, self.max_message);
-            channel.set_read_timeout(Some(self.request_timeout));
-            let call = CallTask {
-                channel,
-                service: self.service.clone(),
-                shared: self.shared.clone(),
-            };
-            self.runtime.spawn(Box::pin(call.run()));
-        }
+/// [`Calls`] of any service.
+trait Adopt: Send + Sync {
+    /// Accepts `incoming` and serves its call in a task of its own.
+    fn adopt(&self, incoming: Incoming);
+}
+
+impl<S: Service> Adopt for Calls<S> {
+    fn adopt(&self, incoming: Incoming) {
+        let Ok(stream) = incoming.accept(Bytes::new()) else {
+            return;
+        };
+        let mut channel = StreamChannel::new(stream, self.max_message);
+        channel.set_read_timeout(Some(self.request_timeout));
+        let call = CallTask {
+            channel,
+            service: self.service.clone(),
+            shared: self.shared.clone(),
+        };
+        self.runtime.spawn(Box::pin(call.run()));
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::AsyncWriteExt;
 use plex_proto::pools::{
-    Durability, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery, TailStart,
+    Durability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery, TailStart,
     POOLS_PROTOCOL,
 };
 use plex_runtime::auth::AuthError;
@@ -116,6 +116,9 @@ pub enum TailEvent {
     },
     /// The tail's timeout passed with no message; it has ended.
     TimedOut,
+    /// A damaged message (its `seq`) could not be read; the tail went on
+    /// past it, as a local follow does.
+    Damaged(ErrorRecord),
 }
 
 impl RemotePools {
@@ -186,14 +189,23 @@ impl RemotePools {
             .await
     }
 
-    /// Describes every pool of the server's directory, by name.
-    pub async fn list(&self) -> Result<Vec<PoolInfo>, RemoteError> {
+    /// Describes every pool of the server's directory, by name; a pool
+    /// the server cannot open is its error, in its place.
+    pub async fn list(&self) -> Result<Vec<Result<PoolInfo, ErrorRecord>>, RemoteError> {
         let mut reader = self.request(&Request::List).await?;
         let mut pools = Vec::new();
         loop {
             match reader.next().await? {
-                Some(Record::Pool(info)) => pools.push(info),
+                Some(Record::Pool(info)) => pools.push(Ok(info)),
+                Some(Record::Error(e)) => pools.push(Err(e)),
                 Some(Record::Done) => return Ok(pools),
+                // Without Done, the last error was the listing's own.
+                None => {
+                    return Err(match pools.pop() {
+                        Some(Err(e)) => RemoteError::Server(e),
+                        _ => unexpected(None),
+                    })
+                }
                 other => return Err(unexpected(other)),
             }
         }
@@ -203,6 +215,12 @@ impl RemotePools {
     /// deleted (the other fields are zero).
     pub async fn delete(&self, pool: &str) -> Result<PoolInfo, RemoteError> {
         self.one_pool(&Request::Delete { pool: pool.into() }).await
+    }
+
+    /// Checks that [`delete`](RemotePools::delete) would find pool `pool`
+    /// a pool file, without deleting it; returns what `delete` would.
+    pub async fn check(&self, pool: &str) -> Result<PoolInfo, RemoteError> {
+        self.one_pool(&Request::Check { pool: pool.into() }).await
     }
 
     /// The message `seq` of pool `pool`.
@@ -341,6 +359,9 @@ impl Tail {
         let event = match self.reader.next().await? {
             Some(Record::Message(msg)) => TailEvent::Message(msg),
             Some(Record::Gap { first, next }) => TailEvent::Gap { first, next },
+            Some(Record::Error(e)) if e.kind == ErrorKind::Corrupt && e.seq.is_some() => {
+                TailEvent::Damaged(e)
+            }
             Some(Record::TimedOut) => {
                 self.ended = true;
                 TailEvent::TimedOut
@@ -550,6 +571,15 @@ impl Follow {
                     }
                     self.next = Some(next);
                     return Ok(Some(TailEvent::Gap { first, next }));
+                }
+                Some(TailEvent::Damaged(e)) => {
+                    // Reported by a tail before this one.
+                    let seq = e.seq.unwrap_or_default();
+                    if self.next.is_some_and(|n| seq < n) {
+                        continue;
+                    }
+                    self.next = Some(seq + 1);
+                    return Ok(Some(TailEvent::Damaged(e)));
                 }
                 other => return Ok(other),
             }

@@ -74,6 +74,25 @@ pub fn error_record(e: &StoreError) -> ErrorRecord {
     record
 }
 
+/// What a reader reports for the damaged message it skipped: the store's
+/// error, its hint naming the seqs skipped when there were several (`next`
+/// is the seq the reader goes on at). Local and remote follows report it
+/// alike.
+pub fn skipped_record(e: &StoreError, next: u64) -> ErrorRecord {
+    let mut record = error_record(e);
+    if let StoreError::Corrupt {
+        at: Location::Seq(first),
+        ..
+    } = e
+    {
+        let first = first.get();
+        if next > first + 1 {
+            record.hint = Some(format!("seqs {first}..{next} cannot be read"));
+        }
+    }
+    record
+}
+
 /// The wire kind of a store error kind.
 pub fn error_kind(kind: StoreKind) -> ErrorKind {
     match kind {

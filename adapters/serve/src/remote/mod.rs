@@ -8,6 +8,7 @@ mod client;
 mod describe;
 mod gate;
 mod ops;
+mod ports;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use plex_bus::{Broker, BrokerConfig};
-use plex_peer::{expose_store_port, Peer, Serving};
-use plex_ports::{PoolStore, RedbStore};
+use plex_peer::{expose_store_port, Peer};
+use plex_ports::RedbStore;
 use plex_proto::pools::POOLS_PROTOCOL;
 use plex_runtime::tls::{ServerTls, TlsConfig};
 use plex_runtime::{Config as SessionConfig, Session};
@@ -27,7 +28,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use client::{Appender, BatchReceipt, Follow, RemoteError, RemotePools, Tail, TailEvent};
-pub use describe::{error_kind, error_record, pool_info, time_of};
+pub use describe::{error_kind, error_record, pool_info, skipped_record, time_of};
 
 pub(crate) use gate::check_listen_url;
 use gate::Gate;
@@ -50,7 +51,10 @@ pub const KV_FILE: &str = "kv.redb";
 pub const STORE_LANE: &str = "rpc";
 
 /// The store port id of pool `name`: `pool/NAME`, a
-/// [`plex_ports::PoolStore`] over the pool's messages.
+/// [`plex_ports::PoolStore`] over the pool's messages. Any pool of the
+/// directory is reachable, whenever it was created: the port is served
+/// from the first call for it, and resolves the pool on every call (a
+/// deleted pool fails with `NotAvailable`).
 pub fn pool_port(name: &str) -> String {
     format!("pool/{name}")
 }
@@ -210,6 +214,8 @@ impl Remote {
             }
         }
         accepting.shutdown().await;
+        // Subscriptions end cleanly now, rather than at the grace.
+        broker.shutdown();
         let open: Vec<Session> = lock(&sessions).values().cloned().collect();
         let closing = futures_util::future::join_all(open.iter().map(Session::close));
         if tokio::time::timeout(app.limits.shutdown_grace, closing)
@@ -272,21 +278,10 @@ async fn serve_session(
     }
     let Shared { app, broker, kv } = shared;
     let peer = Peer::new(session.clone());
-    let mut ports: Vec<Serving> = vec![expose_store_port(&peer, KV_PORT, STORE_LANE, kv)];
-    let entries = app
-        .pools
-        .run(|pools| pools.list())
-        .await
-        .unwrap_or_default();
-    for entry in entries {
-        let port = PoolStore::new(entry.pool.clone());
-        ports.push(expose_store_port(
-            &peer,
-            pool_port(&entry.name),
-            STORE_LANE,
-            port,
-        ));
-    }
+    let kv_port = expose_store_port(&peer, KV_PORT, STORE_LANE, kv);
+    // Calls no listener claims come to the pool ports, rather than wait
+    // out the peer's claim grace: they start the port of their pool.
+    session.set_accept_any(true);
     let operations = session.listen(POOLS_PROTOCOL, Bytes::new());
     let serving_pools = async {
         while let Ok(incoming) = operations.accept().await {
@@ -294,8 +289,14 @@ async fn serve_session(
             tokio::spawn(ops::serve(app, incoming).in_current_span());
         }
     };
-    tokio::join!(broker.serve(session.clone()), serving_pools);
-    drop(ports);
+    // The broker's listeners are in place before the pool ports take
+    // what is unclaimed: `join!` polls in order.
+    tokio::join!(
+        broker.serve(session.clone()),
+        serving_pools,
+        ports::serve(session.clone(), peer, app.pools.clone())
+    );
+    drop(kv_port);
     drop(slot);
 }
 

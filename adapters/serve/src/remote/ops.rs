@@ -6,16 +6,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::AsyncWriteExt;
 use plex_proto::pools::{
-    Durability as WireDurability, ErrorKind, ErrorRecord, Message, Record, Request, TailQuery,
-    TailStart,
+    Durability as WireDurability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request,
+    TailQuery, TailStart,
 };
 use plex_runtime::{Incoming, Stream};
-use plex_store::{Durability, Error as StoreError, Options, Seq, Start};
+use plex_store::{Durability, Error as StoreError, Location, Options, Seq, Start};
 use tracing::Instrument;
 
-use crate::error::{ApiError, Kind};
+use crate::error::ApiError;
 use crate::pools::Pools;
-use crate::remote::describe::{error_record, nanos, pool_info};
+use crate::remote::describe::{error_record, nanos, pool_info, skipped_record};
 use crate::routes::App;
 
 /// A tail sends its messages in writes of about this many bytes.
@@ -62,6 +62,7 @@ fn kind_of(request: &Request) -> &'static str {
         Request::Describe { .. } => "describe",
         Request::List => "list",
         Request::Delete { .. } => "delete",
+        Request::Check { .. } => "check",
         Request::Append { .. } => "append",
         Request::Get { .. } => "get",
         Request::Tail { .. } => "tail",
@@ -91,19 +92,9 @@ async fn storage<T: Send + 'static>(
         .map_err(|e| api_record(&e))?
 }
 
-/// An HTTP-side error as a record.
+/// An HTTP-side error as a record: the same kinds.
 fn api_record(e: &ApiError) -> ErrorRecord {
-    let kind = match e.kind {
-        Kind::Usage => ErrorKind::Usage,
-        Kind::NotFound => ErrorKind::NotFound,
-        Kind::AlreadyExists => ErrorKind::AlreadyExists,
-        Kind::Busy => ErrorKind::Busy,
-        Kind::Permission => ErrorKind::Permission,
-        Kind::Corrupt => ErrorKind::Corrupt,
-        Kind::Io => ErrorKind::Io,
-        Kind::RetentionGap => ErrorKind::RetentionGap,
-        Kind::Internal => ErrorKind::Internal,
-    };
+    let kind = e.kind;
     let mut record = ErrorRecord::new(kind, e.message.clone());
     record.path.clone_from(&e.path);
     record.seq = e.seq;
@@ -115,6 +106,10 @@ fn api_record(e: &ApiError) -> ErrorRecord {
 
 /// Create, info, list, delete and get: their records.
 async fn unary(app: &App, request: Request) -> Vec<Record> {
+    let max_record = app.limits.max_record_bytes;
+    let pool_info = move |name: &str, info: &plex_store::Info, damaged: Option<u64>| {
+        served(pool_info(name, info, damaged), max_record)
+    };
     let answer = storage(app, move |pools| {
         Ok(match request {
             Request::Create {
@@ -151,23 +146,26 @@ async fn unary(app: &App, request: Request) -> Vec<Record> {
                 vec![Record::Pool(pool_info(&pool, &entry.pool.info(), None))]
             }
             Request::List => {
+                // A pool that cannot be opened is reported in its place.
                 let mut records: Vec<Record> = pools
-                    .list()
+                    .scan()
                     .map_err(|e| api_record(&e))?
-                    .iter()
-                    .map(|e| Record::Pool(pool_info(&e.name, &e.pool.info(), None)))
+                    .into_iter()
+                    .map(|(name, opened)| match opened {
+                        Ok(e) => Record::Pool(pool_info(&name, &e.pool.info(), None)),
+                        Err(e) => Record::Error(error_record(&e)),
+                    })
                     .collect();
                 records.push(Record::Done);
                 records
             }
             Request::Delete { pool } => {
                 pools.delete(&pool).map_err(|e| api_record(&e))?;
-                let path = pools.file(&pool).to_string_lossy().into_owned();
-                vec![Record::Pool(plex_proto::pools::PoolInfo {
-                    name: pool,
-                    path,
-                    ..Default::default()
-                })]
+                vec![deleted(pools, pool)]
+            }
+            Request::Check { pool } => {
+                pools.check_deletable(&pool).map_err(|e| api_record(&e))?;
+                vec![deleted(pools, pool)]
             }
             Request::Get { pool, seq } => {
                 let entry = pools.open_store(&pool).map_err(|e| error_record(&e))?;
@@ -187,6 +185,27 @@ async fn unary(app: &App, request: Request) -> Vec<Record> {
     })
     .await;
     answer.unwrap_or_else(|e| vec![Record::Error(e)])
+}
+
+/// A pool as it is served: its largest message is also bounded by the
+/// longest append record the server takes (`max_record`), so that a client
+/// refuses a larger one as it would a message over the pool's own limit
+/// (a one-message batch record is shorter than the message's frame).
+fn served(mut info: PoolInfo, max_record: usize) -> PoolInfo {
+    info.max_frame = info
+        .max_frame
+        .min(u64::try_from(max_record).unwrap_or(u64::MAX));
+    info
+}
+
+/// The answer of a delete (or its check): the pool's name and file.
+fn deleted(pools: &Pools, pool: String) -> Record {
+    let path = pools.file(&pool).to_string_lossy().into_owned();
+    Record::Pool(plex_proto::pools::PoolInfo {
+        name: pool,
+        path,
+        ..Default::default()
+    })
 }
 
 /// Appends the batches the client writes, answering each with a receipt
@@ -320,6 +339,7 @@ async fn tail(app: &App, mut stream: Stream, pool: String, query: TailQuery) {
         let mut cursor = entry.pool.cursor(Start::Seq(next));
         let mut failed = None;
         while out.len() < CHUNK_BYTES && left != Some(0) {
+            let at = cursor.next_seq();
             match cursor.try_next() {
                 Ok(Some(msg)) => {
                     if query.tags.iter().all(|t| msg.tags.contains(t)) {
@@ -338,6 +358,17 @@ async fn tail(app: &App, mut stream: Stream, pool: String, query: TailQuery) {
                 .encode_into(&mut out),
                 // Lapped by writers on every retry: read again.
                 Err(StoreError::Busy { .. }) => break,
+                // A damaged message the cursor moved past: reported, and
+                // the tail goes on, as a local follow does.
+                Err(
+                    e @ StoreError::Corrupt {
+                        at: Location::Seq(_),
+                        ..
+                    },
+                ) if cursor.next_seq() > at => {
+                    Record::Error(skipped_record(&e, cursor.next_seq().get()))
+                        .encode_into(&mut out);
+                }
                 Err(e) => {
                     failed = Some(error_record(&e));
                     break;

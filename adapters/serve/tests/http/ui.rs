@@ -344,6 +344,49 @@ async fn idle_streams_get_keep_alive_comments() {
 }
 
 #[tokio::test]
+async fn a_deleted_pool_ends_its_event_stream_with_an_error_event() {
+    // Deleted through the server: its tails end at once.
+    let h = Harness::start().await;
+    h.create("demo", None).await;
+    let mut events = Events::open(&h, "/v0/ui/pools/demo/events", None).await;
+    let first = h.append("demo", json!({"n": 1}), &[]).await;
+    assert_eq!(events.message().await, (1, first));
+    let reply = h.call(Method::DELETE, "/v0/pools/demo", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let gone = until_error(&mut events).await;
+    assert_eq!(gone["kind"], "NotFound");
+    assert_eq!(gone["message"], "pool demo was deleted");
+    assert_eq!(events.next().await, None);
+    h.stop().await.unwrap();
+
+    // Deleted by another process: noticed at the next keep-alive.
+    let mut limits = Limits::default();
+    limits.keep_alive = Duration::from_millis(10);
+    let h = Harness::with_limits(limits).await;
+    h.create("other", None).await;
+    let mut events = Events::open(&h, "/v0/ui/pools/other/events", None).await;
+    std::fs::remove_file(h.dir.path().join("other.plex")).unwrap();
+    let gone = until_error(&mut events).await;
+    assert_eq!(gone["message"], "pool other was deleted");
+    assert_eq!(events.next().await, None);
+    h.stop().await.unwrap();
+}
+
+/// Skips keep-alives up to the next block, which must be an error event:
+/// its error object.
+async fn until_error(events: &mut Events) -> Value {
+    loop {
+        let block = events.next().await.expect("an error event");
+        if block == field("", "keep-alive") {
+            continue;
+        }
+        assert_eq!(block[0], ("event".to_owned(), "error".to_owned()));
+        let envelope: Value = serde_json::from_str(&block[1].1).unwrap();
+        return envelope["error"].clone();
+    }
+}
+
+#[tokio::test]
 async fn shutdown_ends_event_streams() {
     let mut h = Harness::start().await;
     h.create("demo", None).await;

@@ -115,7 +115,7 @@ async fn a_token_admits_pools_the_bus_and_store_ports() {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| p.name)
+        .map(|p| p.expect("a readable pool").name)
         .collect();
     assert_eq!(names, ["p"]);
 

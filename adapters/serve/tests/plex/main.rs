@@ -5,10 +5,11 @@
 mod auth;
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use plex_bus::{BusClient, Event};
-use plex_peer::{append_key, connect_store_port, Peer, StorePort};
+use plex_peer::{append_key, connect_store_port, Code, Peer, StorePort};
 use plex_proto::pools::{Durability, ErrorKind, TailQuery, TailStart};
 use plex_runtime::Config as SessionConfig;
 use plex_serve::remote::{pool_port, Follow, RemoteError, RemotePools, TailEvent, KV_PORT};
@@ -100,7 +101,7 @@ async fn pools_are_created_described_listed_read_and_deleted() {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| p.name)
+        .map(|p| p.unwrap().name)
         .collect();
     assert_eq!(names, ["demo", "other"]);
 
@@ -251,11 +252,7 @@ async fn a_live_tail_wakes_on_appends_times_out_and_reports_gaps_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_and_store_ports_share_the_listener() {
     let dir = tempfile::tempdir().unwrap();
-    // Bus subscriptions never end on their own: shutdown closes their
-    // sessions after the grace period.
-    let mut limits = Limits::default();
-    limits.shutdown_grace = std::time::Duration::from_millis(200);
-    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", limits).await;
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
     let pools = server.pools().await;
     pools.create("events", 64 << 10, None).await.unwrap();
     append(&pools, "events", &["{\"e\":1}"]).await;
@@ -319,6 +316,91 @@ async fn the_bus_and_store_ports_share_the_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_ports_reach_pools_created_later_and_fail_for_deleted_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
+    // The session begins before the pool exists.
+    let peer = Peer::new(server.session().await);
+    let pools = server.pools().await;
+    pools.create("late", 64 << 10, None).await.unwrap();
+    append(&pools, "late", &["{\"e\":1}"]).await;
+    let late = connect_store_port(&peer, pool_port("late"), "rpc");
+    assert_eq!(
+        late.get(append_key(1), Bytes::new()).await.unwrap(),
+        Some("{\"e\":1}".into())
+    );
+    assert_eq!(
+        late.append("{\"e\":2}".into(), Bytes::new()).await.unwrap(),
+        append_key(2)
+    );
+    assert_eq!(pools.get("late", 2).await.unwrap().data, "{\"e\":2}");
+
+    // Deleted: a clear error; created again: the new pool.
+    pools.delete("late").await.unwrap();
+    let err = late.get(append_key(1), Bytes::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotAvailable, "{err}");
+    assert!(
+        err.to_string().contains("pool late does not exist"),
+        "{err}"
+    );
+    pools.create("late", 64 << 10, None).await.unwrap();
+    assert_eq!(late.get(append_key(1), Bytes::new()).await.unwrap(), None);
+
+    let ghost = connect_store_port(&peer, pool_port("ghost"), "rpc");
+    let err = ghost.get(append_key(1), Bytes::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotAvailable, "{err}");
+    // Ids that name no port are refused.
+    let nothing = connect_store_port(&peer, "nothing", "rpc");
+    let err = nothing.get(append_key(1), Bytes::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotAvailable, "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_bus_subscriptions_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A shutdown that waited for subscriptions would cut their sessions
+    // at the end of its grace: the subscribers would then see the
+    // connection fail, not a clean end.
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
+    let listener = BusClient::new(server.session().await);
+    let worker = BusClient::new(server.session().await);
+    let publisher = BusClient::new(server.session().await);
+    let mut news = listener.subscribe("news.*").await.unwrap();
+    let mut responder = worker.respond("math.double").await.unwrap();
+    // The publisher's stream stays open after its message.
+    publisher
+        .publish("news.plex", Bytes::from("before"))
+        .await
+        .unwrap();
+    assert_eq!(
+        news.next().await.transpose().unwrap(),
+        Some(Event::Message {
+            channel: "news.plex".into(),
+            payload: Bytes::from("before")
+        })
+    );
+    // Both wait, as a subscriber and a responder do, when the server stops.
+    let subscriber = tokio::spawn(async move { news.next().await });
+    let responding = tokio::spawn(async move { responder.next().await.is_none() });
+    // The deadline only turns a shutdown that waits on its subscribers
+    // forever (their tasks kept the connections open) into a failure.
+    let stopped = async {
+        server.stop().await;
+        (subscriber.await.unwrap(), responding.await.unwrap())
+    };
+    let (ended, responder_ended) = tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("shutdown ends the subscriptions");
+    assert!(ended.is_none(), "a clean end, not {ended:?}");
+    assert!(responder_ended, "the responder's subscription ended");
+    assert!(publisher
+        .publish("news.plex", Bytes::from("after"))
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_resumes_by_seq_when_the_server_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
@@ -364,6 +446,8 @@ async fn limits_are_refused_with_typed_errors() {
     let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", limits).await;
     let pools = server.pools().await;
     pools.create("p", 64 << 10, None).await.unwrap();
+    // The largest message the pool takes here is what one record carries.
+    assert_eq!(pools.describe("p").await.unwrap().max_frame, 1024);
     // From seq 1, not yet written: the tail waits for it.
     let live = TailQuery {
         start: TailStart::Seq(1),
