@@ -253,6 +253,7 @@ impl Shape {
 /// The message every scenario appends: `{"stamp":"<20 digits>","pad":"x…"}`,
 /// [`PAYLOAD_LEN`] bytes of JSON, whose stamp the follow runs set to the
 /// send time (nanoseconds since the run's start, plus one).
+#[derive(Debug, Clone)]
 pub(crate) struct Payload {
     /// The JSON text, as Plex's client sends it.
     bytes: Bytes,
@@ -315,11 +316,12 @@ fn notes(shape: Shape, runs: usize, plasmite_version: &str) -> Vec<String> {
              {PAYLOAD_LEN}-byte JSON object, no tags, Durability::Fast everywhere"
         ),
         format!(
-            "plex: plex_serve::Server in this process (its own tokio runtime thread, \
-             default limits, HTTP and plex/1 tcp:// listeners); RemotePools per client, \
-             one session each, one append stream each with one message per batch and up \
-             to {} batches in flight; a message counts when its receipt arrives (the \
-             server appended it to the pool's shared mapping, not synced)",
+            "plex: plex_serve::Server in this process (its own multi-thread tokio runtime \
+             on a thread of its own, default limits, HTTP and plex/1 tcp:// listeners); \
+             RemotePools per client on a multi-thread tokio runtime, one session each, \
+             one append stream each with one message per batch and up to {} batches in \
+             flight; a message counts when its receipt arrives (the server appended it \
+             to the pool's shared mapping, not synced)",
             clients::IN_FLIGHT
         ),
         format!(
@@ -340,9 +342,11 @@ fn notes(shape: Shape, runs: usize, plasmite_version: &str) -> Vec<String> {
         format!(
             "follow_*: a fresh {} MiB pool per run; the writer appends {} messages, one \
              at a time, each acknowledged, at most one per {:?}, stamped just before it \
-             sends; the follower (plex: remote::Follow over plex/1; others: RemoteClient \
-             tail, JSON Lines over HTTP) on its own connection reads from seq 1 and \
-             records delivery minus stamp on one clock; p50 and p99 of each run",
+             sends (plex: a task on the client's runtime, paced by tokio's millisecond \
+             timer; others: a thread); the follower (plex: remote::Follow over plex/1; \
+             others: RemoteClient tail, JSON Lines over HTTP) on its own connection reads \
+             from seq 1 and records delivery minus stamp on one clock; p50 and p99 of \
+             each run, medians of the runs",
             FOLLOW_POOL_SIZE >> 20,
             shape.follow_count,
             shape.pace

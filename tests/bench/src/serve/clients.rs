@@ -2,7 +2,6 @@
 //! (on a tokio runtime of the run's own), and Plasmite's blocking
 //! `RemoteClient` over HTTP (a thread per client).
 
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use plasmite::api::{
 use plex_proto::pools::{Durability, TailQuery, TailStart};
 use plex_serve::remote::{Appender, Follow, RemotePools, TailEvent};
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use super::{Payload, Result, Shape, READY};
 use crate::latency;
@@ -150,7 +150,7 @@ pub(super) fn plex_follow(
     shape: Shape,
 ) -> Result<Histogram<u64>> {
     let runtime = runtime()?;
-    let (pools, mut appender) = runtime.block_on(async {
+    let (pools, appender) = runtime.block_on(async {
         let pools = RemotePools::connect(url).await?;
         pools.create(pool, super::FOLLOW_POOL_SIZE, None).await?;
         let appender = pools.appender(pool, Durability::Fast).await?;
@@ -165,33 +165,63 @@ pub(super) fn plex_follow(
     };
     let follow = Follow::new(url, pool, query);
     let base = Instant::now();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let follower = runtime.spawn(plex_follower(follow, shape.follow_count, base, ready_tx));
-    paced(shape, base, &ready_rx, |stamp| {
-        runtime.block_on(async {
-            appender
-                .send(&[(Vec::new(), payload.stamped(stamp))])
-                .await?;
-            appender.receipt().await?;
-            Ok(())
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let count = shape.follow_count;
+    let payload = payload.clone();
+    runtime.block_on(async move {
+        let follower = tokio::spawn(plex_follower(follow, count, base, ready_tx));
+        // A task, as an async client's writer is: its writes go out from
+        // the runtime's threads.
+        let writer = tokio::spawn(plex_writer(appender, payload, shape, base, ready_rx));
+        let (histogram, appender) = tokio::time::timeout(RUN_LIMIT, async {
+            // A failed write fails the run at once; the follower is
+            // dropped with the runtime.
+            let appender = writer.await??;
+            Ok::<_, super::BoxError>((follower.await??, appender))
         })
-    })?;
-    runtime.block_on(async {
-        let histogram = tokio::time::timeout(RUN_LIMIT, follower)
-            .await
-            .map_err(|_| format!("no result within {RUN_LIMIT:?}"))???;
+        .await
+        .map_err(|_| format!("no result within {RUN_LIMIT:?}"))??;
         appender.finish().await?;
         drop(pools);
         Ok(histogram)
     })
 }
 
+/// The writer's side of a follow run over `plex/1`, as [`paced`]: each
+/// message acknowledged before the next.
+async fn plex_writer(
+    mut appender: Appender,
+    payload: Payload,
+    shape: Shape,
+    base: Instant,
+    ready: oneshot::Receiver<()>,
+) -> Result<Appender> {
+    appender
+        .send(&[(Vec::new(), payload.stamped(READY))])
+        .await?;
+    appender.receipt().await?;
+    ready
+        .await
+        .map_err(|_| "the follower did not see the first message")?;
+    let start = tokio::time::Instant::now();
+    for i in 0..shape.follow_count {
+        tokio::time::sleep_until(start + shape.pace * u32::try_from(i)?).await;
+        let stamp = stamp_now(base);
+        appender
+            .send(&[(Vec::new(), payload.stamped(stamp))])
+            .await?;
+        appender.receipt().await?;
+    }
+    Ok(appender)
+}
+
 async fn plex_follower(
     mut follow: Follow,
     count: u64,
     base: Instant,
-    ready: mpsc::Sender<()>,
+    ready: oneshot::Sender<()>,
 ) -> Result<Histogram<u64>> {
+    let mut ready = Some(ready);
     let mut histogram = latency::histogram()?;
     while histogram.len() < count {
         let msg = match follow.next().await? {
@@ -201,7 +231,7 @@ async fn plex_follower(
         };
         let now = stamp_now(base);
         let stamp = Payload::stamp_of(&msg.data).ok_or("a message without a stamp")?;
-        record(&mut histogram, &ready, stamp, now)?;
+        record(&mut histogram, &mut ready, stamp, now)?;
     }
     Ok(histogram)
 }
@@ -225,9 +255,10 @@ pub(super) fn http_follow(
     options.timeout = Some(FOLLOW_TIMEOUT);
     let count = shape.follow_count;
     let base = Instant::now();
-    let (ready_tx, ready_rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
     thread::scope(|scope| {
         let follower = scope.spawn(move || -> Result<Histogram<u64>> {
+            let mut ready = Some(ready_tx);
             let mut tail = reader.tail(options)?;
             let mut histogram = latency::histogram()?;
             while histogram.len() < count {
@@ -236,11 +267,11 @@ pub(super) fn http_follow(
                     .ok_or("the follower's tail ended early")?;
                 let now = stamp_now(base);
                 let stamp = Payload::stamp_in(&msg.data).ok_or("a message without a stamp")?;
-                record(&mut histogram, &ready_tx, stamp, now)?;
+                record(&mut histogram, &mut ready, stamp, now)?;
             }
             Ok(histogram)
         });
-        let written = paced(shape, base, &ready_rx, |stamp| {
+        let written = paced(shape, base, ready_rx, |stamp| {
             writer.append_json_now(&payload.stamped_value(stamp), &[], HttpDurability::Fast)?;
             Ok(())
         });
@@ -256,12 +287,13 @@ pub(super) fn http_follow(
 fn paced(
     shape: Shape,
     base: Instant,
-    ready: &mpsc::Receiver<()>,
+    ready: oneshot::Receiver<()>,
     mut append: impl FnMut(u64) -> Result<()>,
 ) -> Result<()> {
     append(READY)?;
+    // The follower drops its end when it fails or times out.
     ready
-        .recv_timeout(FOLLOW_TIMEOUT)
+        .blocking_recv()
         .map_err(|_| "the follower did not see the first message")?;
     let start = Instant::now();
     for i in 0..shape.follow_count {
@@ -278,13 +310,15 @@ fn paced(
 /// the follower is ready.
 fn record(
     histogram: &mut Histogram<u64>,
-    ready: &mpsc::Sender<()>,
+    ready: &mut Option<oneshot::Sender<()>>,
     stamp: u64,
     now: u64,
 ) -> Result<()> {
     if stamp == READY {
         // The writer waits for this; if it left, the run failed already.
-        let _ = ready.send(());
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
     } else {
         histogram.record(now.saturating_sub(stamp).max(1))?;
     }
