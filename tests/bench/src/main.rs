@@ -13,6 +13,7 @@ mod proto;
 mod protomux;
 mod report;
 mod rpc;
+mod serve;
 mod store;
 
 use std::io::{self, Write};
@@ -39,6 +40,10 @@ suites:
   bus      plex-bus broker and clients against NATS (nats-server, async-nats; installed with
            apt-get when missing), loopback TCP on tokio: request/reply with 1 and 64 in
            flight (128 B, 16 KiB), publish/subscribe fan-out to 1 and 16 subscribers
+  serve    plex serve against plasmite serve (the plasmite 1.2.1 CLI, installed into
+           target/plasmite-cli when missing), loopback TCP: acknowledged remote appends
+           (1 and 8 clients, 1 KiB) and follow latency; plex/1 with Plex's RemotePools,
+           and plex serve's HTTP endpoint with Plasmite's RemoteClient
 
 options:
   --quick  fewer and smaller runs (about a minute)
@@ -53,6 +58,7 @@ enum Suite {
     Rpc,
     Protomux,
     Bus,
+    Serve,
 }
 
 impl Suite {
@@ -64,6 +70,7 @@ impl Suite {
             "rpc" => Some(Suite::Rpc),
             "protomux" => Some(Suite::Protomux),
             "bus" => Some(Suite::Bus),
+            "serve" => Some(Suite::Serve),
             _ => None,
         }
     }
@@ -76,6 +83,7 @@ impl Suite {
             Suite::Rpc => "rpc",
             Suite::Protomux => "protomux",
             Suite::Bus => "bus",
+            Suite::Serve => "serve",
         }
     }
 }
@@ -132,6 +140,7 @@ fn main() -> ExitCode {
         Suite::Rpc => rpc::run(options).map_err(|e| e as Box<dyn std::error::Error>),
         Suite::Protomux => protomux::run(options).map_err(|e| e as Box<dyn std::error::Error>),
         Suite::Bus => bus::run(options).map_err(|e| e as Box<dyn std::error::Error>),
+        Suite::Serve => serve::run(options).map_err(|e| e as Box<dyn std::error::Error>),
     };
     let report = match result {
         Ok(report) => report,
@@ -217,6 +226,7 @@ mod tests {
         assert_eq!(parse(&["store"]), Ok(Command::Run(Suite::Store, full)));
         assert_eq!(parse(&["rpc"]), Ok(Command::Run(Suite::Rpc, full)));
         assert_eq!(parse(&["bus"]), Ok(Command::Run(Suite::Bus, full)));
+        assert_eq!(parse(&["serve"]), Ok(Command::Run(Suite::Serve, full)));
         assert_eq!(parse(&["proto", "--help"]), Ok(Command::Help));
     }
 
