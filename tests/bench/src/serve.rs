@@ -16,7 +16,7 @@
 //! driven by Plasmite's own `RemoteClient`; `plasmite` is `plasmite serve`
 //! driven by the same `RemoteClient`. The two HTTP columns tell server
 //! speed from protocol. The implementations alternate run by run, and
-//! every figure is the median of the runs.
+//! every figure is the median of the runs, with their min and max.
 
 mod clients;
 mod plasmite_serve;
@@ -31,7 +31,7 @@ use plasmite_serve::PlasmiteServe;
 use plex_serve::PlexServe;
 
 use crate::latency;
-use crate::report::{median, Report, Scenario, Target, PLEX};
+use crate::report::{Figure, Report, Scenario, Target, PLEX};
 use crate::Options;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,7 +83,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
             }],
             results: figures
                 .into_iter()
-                .map(|(stack, runs)| (stack, median(runs)))
+                .map(|(stack, runs)| (stack, Figure::of(runs)))
                 .collect(),
         });
     }
@@ -106,7 +106,7 @@ pub(crate) fn run(options: Options) -> Result<Report> {
             targets,
             results: latencies
                 .iter()
-                .map(|(stack, runs)| (*stack, median(runs.iter().map(|r| r[i]).collect())))
+                .map(|(stack, runs)| (*stack, Figure::of(runs.iter().map(|r| r[i]).collect())))
                 .collect(),
         });
     }
@@ -312,7 +312,7 @@ impl Payload {
 fn notes(shape: Shape, runs: usize, plasmite_version: &str) -> Vec<String> {
     vec![
         format!(
-            "{runs} runs per figure, medians; loopback TCP; every message the same \
+            "{runs} runs per figure; loopback TCP; every message the same \
              {PAYLOAD_LEN}-byte JSON object, no tags, Durability::Fast everywhere"
         ),
         format!(
