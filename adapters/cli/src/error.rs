@@ -286,6 +286,7 @@ impl From<RemoteError> for Error {
             RemoteError::Connect { .. } => Error::new(Kind::Unreachable, e.to_string()).with_hint(
                 "is `plex serve` running there? it listens on tcp://127.0.0.1:7070 by default",
             ),
+            RemoteError::Invalid(_) => Error::usage(e.to_string()),
             other => Error::new(Kind::Unreachable, other.to_string()),
         }
     }

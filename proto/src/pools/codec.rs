@@ -7,8 +7,14 @@ use bytes::{Buf, BufMut};
 
 use super::wire::{check_name, WireError, MAX_TAGS};
 
+/// A short string: a name, a path, a tag. Callers keep it within
+/// `u16::MAX` bytes (names and tags are checked, [`check_tags`](super::check_tags));
+/// a longer one is cut at a character boundary, never into invalid UTF-8.
 pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len().min(usize::from(u16::MAX));
+    let mut len = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(len) {
+        len -= 1;
+    }
     out.put_u16_le(len as u16);
     out.extend_from_slice(&s.as_bytes()[..len]);
 }

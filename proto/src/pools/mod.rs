@@ -49,6 +49,7 @@ mod tests;
 mod wire;
 
 pub use wire::{
-    check_name, Durability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery,
-    TailStart, WireError, MAX_NAME, MAX_TAGS, POOLS_PROTOCOL, RECORD_HEADER,
+    check_name, check_tags, Durability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request,
+    TailQuery, TailStart, WireError, MAX_NAME, MAX_TAGS, MAX_TAG_LEN, POOLS_PROTOCOL,
+    RECORD_HEADER,
 };

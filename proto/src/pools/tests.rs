@@ -213,3 +213,27 @@ proptest! {
         let _ = Record::decode(&bytes, 1 << 10);
     }
 }
+
+#[test]
+fn tags_are_checked_against_the_wire_limits() {
+    assert_eq!(check_tags(&["a".repeat(MAX_TAG_LEN)]), Ok(()));
+    assert_eq!(
+        check_tags(&["a".repeat(MAX_TAG_LEN + 1)]),
+        Err(WireError::TagTooLong(MAX_TAG_LEN + 1))
+    );
+    assert_eq!(check_tags(&vec![String::new(); MAX_TAGS]), Ok(()));
+    assert_eq!(
+        check_tags(&vec![String::new(); MAX_TAGS + 1]),
+        Err(WireError::TooManyTags)
+    );
+}
+
+#[test]
+fn an_overlong_string_is_cut_at_a_character_not_into_bad_utf8() {
+    // 'é' is two bytes: 32,768 of them straddle the u16 limit mid-character.
+    let long = "é".repeat(32_768);
+    let out = Request::Info { pool: long }.to_bytes();
+    let len = usize::from(u16::from_le_bytes([out[1], out[2]]));
+    assert_eq!(len, MAX_TAG_LEN - 1);
+    assert!(std::str::from_utf8(&out[3..3 + len]).is_ok());
+}

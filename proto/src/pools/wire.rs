@@ -19,8 +19,24 @@ pub const MAX_NAME: usize = 255;
 /// The most tags a message or a tail's filter may carry.
 pub const MAX_TAGS: usize = 1024;
 
+/// The longest tag, in bytes (a pool's own limit too).
+pub const MAX_TAG_LEN: usize = u16::MAX as usize;
+
 /// The bytes before a record's body: its length (u32) and kind (u8).
 pub const RECORD_HEADER: usize = 5;
+
+/// Checks that `tags` fit the wire: at most [`MAX_TAGS`] of them, each at
+/// most [`MAX_TAG_LEN`] bytes. Encoders take tags as they are: a writer
+/// checks a message's tags first.
+pub fn check_tags(tags: &[String]) -> Result<(), WireError> {
+    if tags.len() > MAX_TAGS {
+        return Err(WireError::TooManyTags);
+    }
+    match tags.iter().find(|t| t.len() > MAX_TAG_LEN) {
+        Some(tag) => Err(WireError::TagTooLong(tag.len())),
+        None => Ok(()),
+    }
+}
 
 /// Bytes that are not a valid request or record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +64,9 @@ pub enum WireError {
     /// More tags than [`MAX_TAGS`].
     #[error("more than {MAX_TAGS} tags")]
     TooManyTags,
+    /// A tag longer than [`MAX_TAG_LEN`].
+    #[error("a tag of {0} bytes exceeds the limit of {MAX_TAG_LEN}")]
+    TagTooLong(usize),
     /// A record longer than the reader allows.
     #[error("a record of {len} bytes exceeds the limit of {max}")]
     TooLarge {

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::AsyncWriteExt;
 use plex_proto::pools::{
-    Durability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery, TailStart,
-    POOLS_PROTOCOL,
+    check_tags, Durability, ErrorKind, ErrorRecord, Message, PoolInfo, Record, Request, TailQuery,
+    TailStart, WireError, POOLS_PROTOCOL,
 };
 use plex_runtime::auth::AuthError;
 use plex_runtime::{OpenOptions, Session, Stream};
@@ -51,6 +51,10 @@ pub enum RemoteError {
     /// The server sent bytes that are not the protocol.
     #[error("the server broke the pools protocol: {0}")]
     Protocol(String),
+    /// The request does not fit the protocol (too many or too long tags);
+    /// nothing was sent.
+    #[error("{0}")]
+    Invalid(WireError),
 }
 
 impl RemoteError {
@@ -237,6 +241,7 @@ impl RemotePools {
 
     /// Reads pool `pool` as `query` says.
     pub async fn tail(&self, pool: &str, query: TailQuery) -> Result<Tail, RemoteError> {
+        check_tags(&query.tags).map_err(RemoteError::Invalid)?;
         let request = Request::Tail {
             pool: pool.into(),
             query,
@@ -396,7 +401,12 @@ pub struct Appender {
 
 impl Appender {
     /// Sends one batch, appended by the server as one store batch.
+    /// A batch whose tags do not fit the protocol fails with
+    /// [`RemoteError::Invalid`] before anything is sent.
     pub async fn send(&mut self, batch: &[(Vec<String>, Bytes)]) -> Result<(), RemoteError> {
+        for (tags, _) in batch {
+            check_tags(tags).map_err(RemoteError::Invalid)?;
+        }
         self.out.clear();
         Record::Batch(batch.to_vec()).encode_into(&mut self.out);
         self.reader

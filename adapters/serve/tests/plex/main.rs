@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use plex_bus::{BusClient, Event};
 use plex_peer::{append_key, connect_store_port, Code, Peer, StorePort};
-use plex_proto::pools::{Durability, ErrorKind, TailQuery, TailStart};
+use plex_proto::pools::{Durability, ErrorKind, TailQuery, TailStart, WireError, MAX_TAG_LEN};
 use plex_runtime::Config as SessionConfig;
 use plex_serve::remote::{pool_port, Follow, RemoteError, RemotePools, TailEvent, KV_PORT};
 use plex_serve::{Config, Limits, ServeError, Server};
@@ -490,4 +490,38 @@ async fn limits_are_refused_with_typed_errors() {
         Server::bind(off.addr("127.0.0.1:0".parse().unwrap())).await,
         Err(ServeError::PlexOffLoopback { .. })
     ));
+}
+
+/// A tag the wire cannot carry is refused before anything is sent (not cut
+/// short into another tag), and the append stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_the_wire_cannot_carry_are_refused_before_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
+    let pools = server.pools().await;
+    pools.create("p", 1 << 20, None).await.unwrap();
+    let mut appender = pools.appender("p", Durability::Fast).await.unwrap();
+    let long = vec!["t".repeat(MAX_TAG_LEN + 1)];
+    let batch = [(long.clone(), Bytes::from_static(b"{}"))];
+    match appender.send(&batch).await {
+        Err(RemoteError::Invalid(WireError::TagTooLong(n))) => assert_eq!(n, MAX_TAG_LEN + 1),
+        other => panic!("expected TagTooLong, got {other:?}"),
+    }
+    assert_eq!(appender.in_flight(), 0);
+    appender
+        .send(&[(vec!["ok".to_owned()], Bytes::from_static(b"{}"))])
+        .await
+        .unwrap();
+    assert_eq!(appender.receipt().await.unwrap().first, 1);
+    appender.finish().await.unwrap();
+    let query = TailQuery {
+        tags: long,
+        ..TailQuery::default()
+    };
+    assert!(matches!(
+        pools.tail("p", query).await,
+        Err(RemoteError::Invalid(WireError::TagTooLong(_)))
+    ));
+    assert_eq!(pools.info("p").await.unwrap().messages, 1);
+    server.stop().await;
 }
