@@ -14,6 +14,11 @@ pub struct BalancerConfig {
     pub cooldown: Duration,
     /// The peak-EWMA time constant `tau` (default 10 s).
     pub decay: Duration,
+    /// How long failures weigh on a member's [`Policy::Weighted`] share:
+    /// its failure count decays by a factor e every `failure_memory`
+    /// (default 60 s), so a member that recovered wins its share back.
+    /// neonplex counts failures forever.
+    pub failure_memory: Duration,
     /// Both latency estimates before the first sample (neonplex: 1 ms).
     pub initial_latency: Duration,
     /// The seed of the RNG behind [`Policy::Weighted`] and [`Policy::P2c`];
@@ -30,6 +35,7 @@ impl Default for BalancerConfig {
         BalancerConfig {
             cooldown: Duration::from_secs(2),
             decay: Duration::from_secs(10),
+            failure_memory: Duration::from_secs(60),
             initial_latency: Duration::from_millis(1),
             seed: 0x706c_6578_706f_6f6c,
             event_capacity: 256,
@@ -178,7 +184,7 @@ impl<K: Clone + Eq> Balancer<K> {
         }
         let i = match selector.policy {
             Policy::RoundRobin => self.round_robin(&candidates),
-            Policy::Weighted { prefer_local } => self.weighted(&candidates, prefer_local),
+            Policy::Weighted { prefer_local } => self.weighted(now, &candidates, prefer_local),
             Policy::Sticky => match selector.key {
                 Some(key) if !key.is_empty() => {
                     // u32 → usize is lossless on every target Plex builds for.
@@ -212,7 +218,7 @@ impl<K: Clone + Eq> Balancer<K> {
             return false;
         };
         let state = &mut self.members[i].state;
-        state.finish(now, outcome, self.config.cooldown, self.config.decay);
+        state.finish(now, outcome, &self.config);
         let event = match outcome {
             Outcome::Answered { latency } => PoolEvent::CallComplete {
                 member: member.clone(),
@@ -256,12 +262,14 @@ impl<K: Clone + Eq> Balancer<K> {
     }
 
     /// neonplex's `pickWeighted`: walk the shares down a uniform draw.
-    fn weighted(&mut self, candidates: &[usize], prefer_local: bool) -> usize {
+    fn weighted(&mut self, now: Instant, candidates: &[usize], prefer_local: bool) -> usize {
+        let memory = self.config.failure_memory;
         let shares: Vec<f64> = candidates
             .iter()
             .map(|&i| {
                 let s = &self.members[i].state;
-                weighted_share(&s.info, prefer_local, s.failures, s.latency_ewma)
+                let failures = s.recent_failures.value(now, memory);
+                weighted_share(&s.info, prefer_local, failures, s.latency_ewma)
             })
             .collect();
         let mut r = self.rng.f64() * shares.iter().sum::<f64>();

@@ -12,6 +12,7 @@ pub enum Policy {
     RoundRobin,
     /// At random, with probability proportional to neonplex's weight:
     /// `weight × locality × prefer / (1 + failures) / (1 + latency_ms / 20)`,
+    /// failures counting less as they age,
     /// at least `1e-4` (see [`weighted_share`]).
     Weighted {
         /// Doubles the weight of [`Locality::Local`] members
@@ -145,21 +146,20 @@ pub const WEIGHT_FLOOR: f64 = 1e-4;
 
 /// neonplex's `effectiveWeight`: a member's unnormalized share under
 /// [`Policy::Weighted`], from its `weight`, locality, failure count and
-/// latency EWMA in milliseconds; never below [`WEIGHT_FLOOR`].
+/// latency EWMA in milliseconds; never below [`WEIGHT_FLOOR`]. The
+/// balancer passes the failures that still count (see
+/// [`BalancerConfig::failure_memory`](super::BalancerConfig::failure_memory)).
 pub fn weighted_share(
     info: &MemberInfo,
     prefer_local: bool,
-    failures: u64,
+    failures: f64,
     latency_ms: f64,
 ) -> f64 {
     let mut w = info.sane_weight() * info.locality.factor();
     if prefer_local && info.locality == Locality::Local {
         w *= 2.0;
     }
-    // u64 → f64 rounds above 2^53 failures, which only makes it smaller.
-    #[allow(clippy::cast_precision_loss)]
-    let failures = failures as f64;
-    w /= 1.0 + failures;
+    w /= 1.0 + failures.max(0.0);
     w /= 1.0 + latency_ms.max(0.0) / 20.0;
     w.max(WEIGHT_FLOOR)
 }

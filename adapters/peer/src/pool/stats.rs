@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::balancer::BalancerConfig;
 use super::policy::MemberInfo;
 
 /// How a call on a member ended, as [`Balancer::finish`](super::Balancer::finish) records it.
@@ -78,6 +79,8 @@ pub(crate) struct MemberState<K> {
     pub(crate) in_flight: u64,
     pub(crate) calls: u64,
     pub(crate) failures: u64,
+    /// The failures that still weigh on its weighted share.
+    pub(crate) recent_failures: DecayingCount,
     pub(crate) cancelled: u64,
     /// Milliseconds.
     pub(crate) latency_ewma: f64,
@@ -93,6 +96,7 @@ impl<K: Clone> MemberState<K> {
             in_flight: 0,
             calls: 0,
             failures: 0,
+            recent_failures: DecayingCount::default(),
             cancelled: 0,
             latency_ewma: initial_ms,
             peak: PeakEwma::new(initial_ms),
@@ -106,24 +110,19 @@ impl<K: Clone> MemberState<K> {
     }
 
     /// Records a finished call.
-    pub(crate) fn finish(
-        &mut self,
-        now: Instant,
-        outcome: Outcome,
-        cooldown: Duration,
-        tau: Duration,
-    ) {
+    pub(crate) fn finish(&mut self, now: Instant, outcome: Outcome, config: &BalancerConfig) {
         self.in_flight = self.in_flight.saturating_sub(1);
         match outcome {
             Outcome::Answered { latency } => {
                 let ms = millis(latency);
                 self.calls += 1;
                 self.latency_ewma = self.latency_ewma * (1.0 - EWMA_ALPHA) + ms * EWMA_ALPHA;
-                self.peak.observe(now, ms, tau);
+                self.peak.observe(now, ms, config.decay);
             }
             Outcome::Failed { .. } => {
                 self.failures += 1;
-                self.cooling_until = now.checked_add(cooldown);
+                self.recent_failures.add(now, config.failure_memory);
+                self.cooling_until = now.checked_add(config.cooldown);
             }
             Outcome::Cancelled => self.cancelled += 1,
         }
@@ -141,6 +140,36 @@ impl<K: Clone> MemberState<K> {
             peak_ewma: duration(self.peak.estimate(now, tau)),
             cooling_until: self.cooling_until.filter(|&until| now < until),
         }
+    }
+}
+
+/// A count whose units fade: each decays by a factor e every `memory`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DecayingCount {
+    value: f64,
+    /// When `value` was last brought up to date.
+    at: Option<Instant>,
+}
+
+impl DecayingCount {
+    /// The count at `now` (never earlier than the last update).
+    pub(crate) fn value(&self, now: Instant, memory: Duration) -> f64 {
+        let Some(at) = self.at else {
+            return 0.0;
+        };
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        let memory = memory.as_secs_f64();
+        match memory > 0.0 {
+            true => self.value * (-elapsed / memory).exp(),
+            false => 0.0,
+        }
+    }
+
+    /// Counts one more at `now`.
+    pub(crate) fn add(&mut self, now: Instant, memory: Duration) {
+        let at = self.at.map_or(now, |at| at.max(now));
+        self.value = self.value(at, memory) + 1.0;
+        self.at = Some(at);
     }
 }
 

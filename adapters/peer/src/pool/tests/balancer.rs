@@ -67,16 +67,18 @@ fn weighted_shares_follow_neonplexs_formula() {
     b.add(4, MemberInfo::new().weight(6.0));
     b.add(5, MemberInfo::new().weight(2.0));
     b.add(6, MemberInfo::new().weight(-3.0));
-    // One failure halves member 4's share once its cooldown is over.
+    // One failure halves member 4's share once its cooldown is over, less
+    // what it has faded since: e^(-2 s / 60 s) of it still counts.
     call(&mut b, t0, 4, Outcome::Failed { latency: ms(5) });
+    let member_4 = 6.0 / (1.0 + (-2.0f64 / 60.0).exp()) / 1.05;
     // One 96 ms sample: EWMA 1 × 0.8 + 96 × 0.2 = 20 ms, so ÷ (1 + 20/20).
     call(&mut b, t0, 5, Outcome::Answered { latency: ms(96) });
     let now = t0 + Duration::from_secs(2);
 
     // Everyone else keeps the initial 1 ms EWMA: ÷ (1 + 1/20) = ÷ 1.05.
     // Member 6's weight is not positive: the 1e-4 floor.
-    let expected_plain = [1.0 / 1.05, 4.0 / 1.05, 8.0 / 1.05, 3.0 / 1.05, 1.0, 1e-4];
-    let expected_prefer = [1.0 / 1.05, 4.0 / 1.05, 16.0 / 1.05, 3.0 / 1.05, 1.0, 1e-4];
+    let expected_plain = [1.0 / 1.05, 4.0 / 1.05, 8.0 / 1.05, member_4, 1.0, 1e-4];
+    let expected_prefer = [1.0 / 1.05, 4.0 / 1.05, 16.0 / 1.05, member_4, 1.0, 1e-4];
     for (prefer_local, expected) in [(false, expected_plain), (true, expected_prefer)] {
         let draws = 100_000;
         let mut counts = [0u32; 6];
@@ -95,6 +97,40 @@ fn weighted_shares_follow_neonplexs_formula() {
             );
         }
     }
+}
+
+/// A member that failed often wins its weighted share back once its
+/// failures have aged, instead of being penalised forever.
+#[test]
+fn failures_fade_from_the_weighted_share() {
+    let t0 = Instant::now();
+    let mut b = with_members(2);
+    for _ in 0..20 {
+        call(&mut b, t0, 1, Outcome::Failed { latency: ms(1) });
+    }
+    let share_of_1 = |b: &mut Balancer<u64>, now| {
+        let draws = 20_000;
+        let ones = (0..draws)
+            .filter(|_| {
+                pick(
+                    b,
+                    now,
+                    Policy::Weighted {
+                        prefer_local: false,
+                    },
+                ) == 1
+            })
+            .count();
+        ones as f64 / f64::from(draws)
+    };
+    // Right after the cooldown: 1 / (1 + ~19.4) against 1.
+    let early = share_of_1(&mut b, t0 + Duration::from_secs(2));
+    assert!(early < 0.06, "share {early}");
+    // Ten minutes on, e^-10 of 20 failures is under 0.001 of one.
+    let late = share_of_1(&mut b, t0 + Duration::from_secs(600));
+    assert!((late - 0.5).abs() < 0.02, "share {late}");
+    // The total still counts every failure.
+    assert_eq!(b.stats(t0)[0].failures, 20);
 }
 
 #[test]
