@@ -242,6 +242,11 @@ impl<K: Clone + Eq> Balancer<K> {
         self.events.pop()
     }
 
+    /// Whether an event waits for [`poll_event`](Self::poll_event).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     fn position(&self, member: &K) -> Option<usize> {
         self.members
             .iter()

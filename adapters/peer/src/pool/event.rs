@@ -73,4 +73,8 @@ impl<K> EventQueue<K> {
     pub(crate) fn pop(&mut self) -> Option<PoolEvent<K>> {
         self.events.pop_front()
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }

@@ -16,7 +16,9 @@ mod stats;
 mod tests;
 
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -131,6 +133,8 @@ struct State {
     balancer: Balancer<MemberId>,
     members: Vec<(MemberId, Arc<dyn Member>)>,
     next_id: u64,
+    /// Tasks in [`PeerPool::next_event`], woken when an event is queued.
+    event_waiters: Vec<Waker>,
 }
 
 impl PeerPool {
@@ -145,6 +149,7 @@ impl PeerPool {
                     balancer: Balancer::new(config.balancer),
                     members: Vec::new(),
                     next_id: 1,
+                    event_waiters: Vec::new(),
                 }),
             }),
         }
@@ -208,6 +213,23 @@ impl PeerPool {
         self.shared.with(|state| state.balancer.poll_event())
     }
 
+    /// Waits for the next event, oldest first. Any number of tasks may
+    /// wait; each event goes to one of them.
+    pub async fn next_event(&self) -> PoolEvent<MemberId> {
+        poll_fn(|cx| {
+            self.shared.with(|state| match state.balancer.poll_event() {
+                Some(event) => Poll::Ready(event),
+                None => {
+                    if !state.event_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                        state.event_waiters.push(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            })
+        })
+        .await
+    }
+
     /// The default policy of its ports.
     fn policy(&self) -> Policy {
         self.shared.policy
@@ -253,8 +275,18 @@ impl fmt::Debug for PeerPool {
 }
 
 impl Shared {
+    /// Runs `f` on the state, then wakes the tasks waiting for an event if
+    /// one is queued.
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         // Nothing panics while holding the lock; the state stays consistent.
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = f(&mut state);
+        let wake = match state.balancer.has_events() {
+            true => std::mem::take(&mut state.event_waiters),
+            false => Vec::new(),
+        };
+        drop(state);
+        wake.into_iter().for_each(Waker::wake);
+        out
     }
 }

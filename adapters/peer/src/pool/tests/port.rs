@@ -452,3 +452,54 @@ fn pool_ports_are_send_and_sync_and_usable_as_dyn_ports() {
         Err(Error::NoPeers)
     ));
 }
+
+/// Counts its wake-ups.
+struct Wakes(AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Two tasks waiting for events are both woken by the mutation that queues
+/// one, and each event goes to one of them.
+#[test]
+fn tasks_waiting_for_events_are_woken_and_each_event_goes_to_one() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let pool = PeerPool::new(PoolConfig::default());
+    let (a, b) = (pool.clone(), pool.clone());
+    let mut first = Box::pin(async move { a.next_event().await });
+    let mut second = Box::pin(async move { b.next_event().await });
+    let wakes = [
+        Arc::new(Wakes(AtomicUsize::new(0))),
+        Arc::new(Wakes(AtomicUsize::new(0))),
+    ];
+    let wakers: Vec<Waker> = wakes.iter().map(|w| Waker::from(w.clone())).collect();
+    let (mut cx1, mut cx2) = (
+        Context::from_waker(&wakers[0]),
+        Context::from_waker(&wakers[1]),
+    );
+    assert!(first.as_mut().poll(&mut cx1).is_pending());
+    assert!(second.as_mut().poll(&mut cx2).is_pending());
+    // Polling again does not register twice.
+    assert!(first.as_mut().poll(&mut cx1).is_pending());
+
+    let one = pool.add(member(MemoryStore::new()), MemberInfo::new());
+    assert_eq!(wakes.each_ref().map(|w| w.0.load(Ordering::SeqCst)), [1, 1]);
+    let Poll::Ready(PoolEvent::PeerAdded { member: got }) = second.as_mut().poll(&mut cx2) else {
+        panic!("the second waiter gets the first event");
+    };
+    assert_eq!(got, one);
+    // The first finds the queue empty again and waits on.
+    assert!(first.as_mut().poll(&mut cx1).is_pending());
+    let two = pool.add(member(MemoryStore::new()), MemberInfo::new());
+    assert_eq!(wakes[0].0.load(Ordering::SeqCst), 2);
+    let Poll::Ready(PoolEvent::PeerAdded { member: got }) = first.as_mut().poll(&mut cx1) else {
+        panic!("the first waiter gets the second event");
+    };
+    assert_eq!(got, two);
+    assert!(pool.poll_event().is_none());
+}
