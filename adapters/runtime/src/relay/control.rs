@@ -13,9 +13,10 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
 use super::session::{classify, close, read_some, within, write_message};
-use super::verify::{DevicePin, Whose};
+use super::verify::Whose;
 use super::{Connector, Identity, RelayConfig};
 use crate::tls::provider;
+use crate::tls::verify::PinVerifier;
 use crate::{BoxIo, Endpoint, Error, RelayError, Runtime};
 
 /// The ALPN protocol of relay control connections.
@@ -43,7 +44,7 @@ pub(super) async fn open(
         Some(Err(e)) => return Err(unreachable(e.to_string()).into()),
         None => return Err(unreachable(format!("no connection within {timeout:?}")).into()),
     };
-    let pin = Arc::new(DevicePin::new(Whose::Relay(relay.relay), provider()));
+    let pin = Arc::new(PinVerifier::new(Whose::Relay(relay.relay), provider()));
     let tls_error = |e: rustls::Error| unreachable(e.to_string());
     let mut tls = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

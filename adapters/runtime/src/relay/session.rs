@@ -12,9 +12,10 @@ use plex_proto::relay::{code, DeviceId, JoinReader, Message, SessionInvitation, 
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 
-use super::verify::{DevicePin, Whose};
+use super::verify::Whose;
 use super::{Connector, Identity};
 use crate::accept::first;
+use crate::tls::verify::PinVerifier;
 use crate::tls::{provider, ALPN};
 use crate::{BoxIo, Endpoint, Error, RelayError, Runtime, TlsError};
 
@@ -44,7 +45,7 @@ pub async fn secure_session(
     side: SessionSide,
     timeout: Duration,
 ) -> Result<BoxIo, Error> {
-    let pin = Arc::new(DevicePin::new(Whose::Peer(peer), provider()));
+    let pin = Arc::new(PinVerifier::new(Whose::Peer(peer), provider()));
     let tls_error = |e: rustls::Error| Error::from(TlsError::Handshake(e.to_string()));
     let handshake: std::pin::Pin<Box<dyn Future<Output = io::Result<BoxIo>> + Send>> = match side {
         SessionSide::Client => {

@@ -37,7 +37,7 @@
 //! ```
 
 mod handshake;
-mod verify;
+pub(crate) mod verify;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -322,7 +322,7 @@ fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, TlsError> {
             .with_no_client_auth(),
         Trust::Pinned(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verify::Pinned::new(*pin, provider())))
+            .with_custom_certificate_verifier(Arc::new(verify::PinVerifier::new(*pin, provider())))
             .with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN.to_vec()];
