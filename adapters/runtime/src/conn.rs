@@ -171,24 +171,40 @@ impl Drop for Registration<'_> {
 }
 
 /// Wakers collected under the lock, woken after it is released.
+///
+/// The first is held inline: most rounds and most calls wake one task
+/// (often just the driver), and then collecting allocates nothing.
 #[derive(Default)]
-pub(crate) struct Wakeups(Vec<Waker>);
+pub(crate) struct Wakeups {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
 
 impl Wakeups {
     pub(crate) fn push(&mut self, waker: Option<Waker>) {
-        self.0.extend(waker);
+        let Some(waker) = waker else { return };
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
     }
 
     pub(crate) fn extend(&mut self, wakers: impl IntoIterator<Item = Waker>) {
-        self.0.extend(wakers);
+        for waker in wakers {
+            self.push(Some(waker));
+        }
     }
 
     pub(crate) fn wake(self) {
-        self.0.into_iter().for_each(Waker::wake);
+        self.first
+            .into_iter()
+            .chain(self.rest)
+            .for_each(Waker::wake);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 }
 
