@@ -1,13 +1,14 @@
 //! State shared by the driver task and every handle of one connection.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
 use bytes::Bytes;
-use plex_proto::{CloseReason, ErrorCode, Event, StreamId};
+use plex_proto::{CloseReason, ErrorCode, Event, StreamId, StreamIdHasher};
 
 use crate::waiters::{self, Waiters};
 use crate::{DriverConfig, Error, Runtime};
@@ -23,7 +24,10 @@ pub(crate) struct Conn {
 
 pub(crate) struct Inner {
     pub(crate) session: plex_proto::Session,
-    pub(crate) slots: HashMap<StreamId, Slot>,
+    /// Our streams' slots. Their ids are hashed as the session's own
+    /// stream table hashes them: their number is bounded by the streams
+    /// this side opened or accepted.
+    pub(crate) slots: HashMap<StreamId, Slot, BuildHasherDefault<StreamIdHasher>>,
     /// Streams the peer opened that no listener claimed.
     pub(crate) accept: Waiting<Pending>,
     pub(crate) listeners: HashMap<(Bytes, Bytes), Listening>,
@@ -217,7 +221,7 @@ impl Conn {
         Arc::new(Conn {
             inner: Mutex::new(Inner {
                 session,
-                slots: HashMap::new(),
+                slots: HashMap::default(),
                 accept: Waiting::default(),
                 listeners: HashMap::new(),
                 openers: Waiters::default(),
