@@ -107,4 +107,5 @@ pub use frame::{
     SETTING_MAX_FRAME_SIZE, VERSION,
 };
 pub use id::{ErrorCode, Role, StreamId};
+pub use session::hasher::StreamIdHasher;
 pub use session::{OpenOptions, Session};

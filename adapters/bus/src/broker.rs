@@ -585,11 +585,12 @@ impl Broker {
         // The first responder that takes the stream gets the request; one
         // whose connection is gone is skipped.
         let mut responder = None;
+        let mut delivery = Delivery {
+            subscription: 0,
+            channel: head.channel,
+        };
         for (id, session) in candidates {
-            let delivery = Delivery {
-                subscription: id,
-                channel: head.channel.clone(),
-            };
+            delivery.subscription = id;
             let options =
                 OpenOptions::new(DELIVER_PROTOCOL, Bytes::new()).handshake(delivery.to_bytes());
             if let Ok(stream) = session.open_stream(options).await {

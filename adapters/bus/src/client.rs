@@ -126,8 +126,9 @@ impl BusClient {
                 let mut responders = inner.lock_responders();
                 let id = delivery.subscription;
                 let known = responders.queues.get(&id).cloned();
-                let early: usize = responders.early.values().map(Vec::len).sum();
-                let wait = known.is_none() && responders.opening > 0 && early < EARLY_LIMIT;
+                let wait = known.is_none()
+                    && responders.opening > 0
+                    && responders.early.values().map(Vec::len).sum::<usize>() < EARLY_LIMIT;
                 if known.is_none() && !wait {
                     // Unsubscribed meanwhile: the requester learns the
                     // responder is gone.
@@ -205,10 +206,8 @@ impl BusClient {
         };
         let runtime = self.inner.session.runtime();
         let mut timer = runtime.sleep_until(runtime.now() + timeout);
-        let head = RequestHead {
-            channel: channel.to_owned(),
-        };
-        let options = OpenOptions::new(REQUEST_PROTOCOL, Bytes::new()).handshake(head.to_bytes());
+        let options = OpenOptions::new(REQUEST_PROTOCOL, Bytes::new())
+            .handshake(RequestHead::encode(channel));
         let mut stream = self.inner.session.open_stream(options).await?;
         let result = {
             let work = async {

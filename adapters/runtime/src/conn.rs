@@ -1,13 +1,14 @@
 //! State shared by the driver task and every handle of one connection.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
 use bytes::Bytes;
-use plex_proto::{CloseReason, ErrorCode, Event, StreamId};
+use plex_proto::{CloseReason, ErrorCode, Event, StreamId, StreamIdHasher};
 
 use crate::waiters::{self, Waiters};
 use crate::{DriverConfig, Error, Runtime};
@@ -23,7 +24,10 @@ pub(crate) struct Conn {
 
 pub(crate) struct Inner {
     pub(crate) session: plex_proto::Session,
-    pub(crate) slots: HashMap<StreamId, Slot>,
+    /// Our streams' slots. Their ids are hashed as the session's own
+    /// stream table hashes them: their number is bounded by the streams
+    /// this side opened or accepted.
+    pub(crate) slots: HashMap<StreamId, Slot, BuildHasherDefault<StreamIdHasher>>,
     /// Streams the peer opened that no listener claimed.
     pub(crate) accept: Waiting<Pending>,
     pub(crate) listeners: HashMap<(Bytes, Bytes), Listening>,
@@ -171,24 +175,40 @@ impl Drop for Registration<'_> {
 }
 
 /// Wakers collected under the lock, woken after it is released.
+///
+/// The first is held inline: most rounds and most calls wake one task
+/// (often just the driver), and then collecting allocates nothing.
 #[derive(Default)]
-pub(crate) struct Wakeups(Vec<Waker>);
+pub(crate) struct Wakeups {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
 
 impl Wakeups {
     pub(crate) fn push(&mut self, waker: Option<Waker>) {
-        self.0.extend(waker);
+        let Some(waker) = waker else { return };
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
     }
 
     pub(crate) fn extend(&mut self, wakers: impl IntoIterator<Item = Waker>) {
-        self.0.extend(wakers);
+        for waker in wakers {
+            self.push(Some(waker));
+        }
     }
 
     pub(crate) fn wake(self) {
-        self.0.into_iter().for_each(Waker::wake);
+        self.first
+            .into_iter()
+            .chain(self.rest)
+            .for_each(Waker::wake);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 }
 
@@ -201,7 +221,7 @@ impl Conn {
         Arc::new(Conn {
             inner: Mutex::new(Inner {
                 session,
-                slots: HashMap::new(),
+                slots: HashMap::default(),
                 accept: Waiting::default(),
                 listeners: HashMap::new(),
                 openers: Waiters::default(),

@@ -138,10 +138,18 @@ impl<C: Copy + Eq + Hash> Router<C> {
             return ids;
         }
         ids.sort_unstable();
-        if self.turns.len() >= TURNS && !self.turns.contains_key(channel) {
-            self.turns.clear();
+        // A channel seen before costs no allocation: only a new one's name
+        // is copied.
+        if !self.turns.contains_key(channel) {
+            if self.turns.len() >= TURNS {
+                self.turns.clear();
+            }
+            self.turns.insert(channel.to_owned(), 0);
         }
-        let turn = self.turns.entry(channel.to_owned()).or_insert(0);
+        let turn = self
+            .turns
+            .get_mut(channel)
+            .expect("inserted above when missing");
         let start = (*turn % ids.len() as u64) as usize;
         *turn = turn.wrapping_add(1);
         ids.rotate_left(start);

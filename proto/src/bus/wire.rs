@@ -129,8 +129,14 @@ pub struct RequestHead {
 impl RequestHead {
     /// The handshake's bytes.
     pub fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(2 + self.channel.len());
-        put_str(&mut out, &self.channel);
+        RequestHead::encode(&self.channel)
+    }
+
+    /// The handshake's bytes for a request to `channel`, without a
+    /// `RequestHead` (and its copy of the name) to hold them.
+    pub fn encode(channel: &str) -> Bytes {
+        let mut out = BytesMut::with_capacity(2 + channel.len());
+        put_str(&mut out, channel);
         out.freeze()
     }
 

@@ -2,7 +2,7 @@
 
 mod claim;
 mod close;
-mod hasher;
+pub(crate) mod hasher;
 mod recv;
 mod send;
 mod stop;
@@ -25,7 +25,7 @@ use crate::frame::{
 };
 use crate::id::{ErrorCode, Role, StreamId};
 use crate::stream::{Fin, Pairing, RecvBuf, Stream};
-use hasher::IdHasher;
+use hasher::StreamIdHasher;
 use timer::{Timer, Timers};
 
 /// Most PINGs of ours that may be unanswered at once.
@@ -65,7 +65,7 @@ pub struct Session {
     got_settings: bool,
     settings_unacked: u32,
     peer: PeerSettings,
-    streams: HashMap<StreamId, Stream, BuildHasherDefault<IdHasher>>,
+    streams: HashMap<StreamId, Stream, BuildHasherDefault<StreamIdHasher>>,
     next_local_id: u64,
     last_remote_id: u32,
     local_active: u32,
@@ -73,7 +73,7 @@ pub struct Session {
     /// Streams the peer opened that await `accept`, with the peer's
     /// handshake for the `RemoteOpen` event: kept here, not in every
     /// stream's state.
-    pending_accepts: HashMap<StreamId, Bytes, BuildHasherDefault<IdHasher>>,
+    pending_accepts: HashMap<StreamId, Bytes, BuildHasherDefault<StreamIdHasher>>,
     listeners: HashSet<(Bytes, Bytes)>,
     /// Opens waiting for a listener, oldest first ([`Session::set_claim_grace`]).
     unclaimed: VecDeque<claim::Unclaimed>,
