@@ -16,6 +16,17 @@ use crate::ring::{self, Ring};
 use crate::walk::{Step, Walk};
 use crate::Seq;
 
+/// What [`Pool::try_append_batch_receipt`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryAppend {
+    /// The batch is published: its seqs and stored time.
+    Appended(BatchReceipt),
+    /// The writer lock is held by another thread or process: nothing was
+    /// appended.
+    WouldBlock,
+}
+
 impl Pool {
     /// Appends one message and returns its seq.
     ///
@@ -92,25 +103,13 @@ impl Pool {
         batch: &[(&[&str], &[u8])],
         durability: Durability,
     ) -> Result<BatchReceipt> {
-        if self.read_only {
-            return Err(Error::ReadOnly {
-                path: self.path.clone(),
-            });
-        }
-        for (tags, data) in batch {
-            self.check_message(tags, data.len())?;
-        }
-        if durability == Durability::Flush && self.sync_failed() {
-            return Err(self.sync_poisoned());
-        }
+        self.check_batch(batch, durability)?;
         let time_ns = now_ns();
         let seqs = {
             let mut guard = self.lock()?;
             self.append_locked(&mut guard, batch, time_ns)?
         };
-        if !seqs.is_empty() {
-            notify::wake_followers(self);
-        }
+        self.published(&seqs);
         if durability == Durability::Flush && !seqs.is_empty() {
             self.sync_through(seqs.end.0 - 1)?;
         }
@@ -118,6 +117,30 @@ impl Pool {
             seqs,
             time: time_from_ns(time_ns),
         })
+    }
+
+    /// Appends a batch like [`Pool::append_batch_receipt`] if the writer
+    /// lock is free right now, and returns [`TryAppend::WouldBlock`]
+    /// without appending anything if another thread or process holds it:
+    /// for async code, which can then append from a thread allowed to
+    /// block. It never syncs: the batch is acknowledged as with
+    /// [`Durability::Fast`] whatever the handle's
+    /// [`crate::Options::durability`]; [`Pool::sync`] after it makes it
+    /// durable. Fails as [`Pool::append_batch`] does.
+    pub fn try_append_batch_receipt(&self, batch: &[(&[&str], &[u8])]) -> Result<TryAppend> {
+        self.check_batch(batch, Durability::Fast)?;
+        let time_ns = now_ns();
+        let seqs = {
+            let Some(mut guard) = self.try_lock()? else {
+                return Ok(TryAppend::WouldBlock);
+            };
+            self.append_locked(&mut guard, batch, time_ns)?
+        };
+        self.published(&seqs);
+        Ok(TryAppend::Appended(BatchReceipt {
+            seqs,
+            time: time_from_ns(time_ns),
+        }))
     }
 
     /// Checks that a message with these tags and `data_len` bytes of data
@@ -133,6 +156,31 @@ impl Pool {
             )));
         }
         Ok(())
+    }
+
+    /// What every append checks before taking the lock.
+    fn check_batch(&self, batch: &[(&[&str], &[u8])], durability: Durability) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        for (tags, data) in batch {
+            self.check_message(tags, data.len())?;
+        }
+        if durability == Durability::Flush && self.sync_failed() {
+            return Err(self.sync_poisoned());
+        }
+        Ok(())
+    }
+
+    /// After the lock is released: wakes the followers of `seqs`, if any,
+    /// this handle's async ones first and directly.
+    fn published(&self, seqs: &Range<Seq>) {
+        if !seqs.is_empty() {
+            self.local.wake(seqs.end.0 - 1);
+            notify::wake_followers(self);
+        }
     }
 
     /// The body of an append, under the writer lock.

@@ -48,6 +48,7 @@ mod space;
 mod waiters;
 mod walk;
 
+pub use append::TryAppend;
 pub use cursor::{Cursor, Start};
 pub use error::{Error, ErrorKind, Location, Result};
 pub use message::{BatchReceipt, Message, MessageBuf, Receipt, Seq, Tags};

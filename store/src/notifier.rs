@@ -1,11 +1,13 @@
 //! An async-friendly wake-up source that ties the crate to no runtime: one
 //! helper thread blocks on the pool's futex and wakes registered `Waker`s.
+//! Appends through the notifier's own pool handle wake them directly, so
+//! followers in the appender's process skip the helper's futex round trip.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
@@ -32,7 +34,9 @@ use crate::Seq;
 /// ```
 ///
 /// The helper thread registers as a futex waiter only while some future is
-/// pending, so an idle notifier costs writers nothing.
+/// pending, so an idle notifier costs writers nothing. Appends through the
+/// same [`Pool`] handle also wake the futures themselves, without waiting
+/// for the helper thread.
 #[derive(Debug)]
 pub struct Notifier {
     shared: Arc<Shared>,
@@ -70,6 +74,7 @@ impl Notifier {
             inner: Mutex::default(),
             cond: Condvar::new(),
         });
+        shared.pool.local.add(&shared);
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("plex-store-notify".into())
@@ -101,6 +106,49 @@ impl Drop for Notifier {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.shared.pool.local.remove(&self.shared);
+    }
+}
+
+/// The notifiers of a pool handle, which appends through that handle wake
+/// directly (`crate::append`). Only a shortcut: the futex wakes them too.
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    /// Notifiers alive, read without the lock by every append.
+    count: AtomicUsize,
+    notifiers: Mutex<Vec<Weak<Shared>>>,
+}
+
+impl Local {
+    /// Wakes the futures waiting for seqs up to `newest`.
+    pub(crate) fn wake(&self, newest: u64) {
+        // A notifier being added right now may be missed: the futex
+        // wakes it.
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let live: Vec<Arc<Shared>> = self.lock().iter().filter_map(Weak::upgrade).collect();
+        for shared in live {
+            shared.wake_ready(newest);
+        }
+    }
+
+    fn add(&self, shared: &Arc<Shared>) {
+        let mut notifiers = self.lock();
+        notifiers.push(Arc::downgrade(shared));
+        self.count.store(notifiers.len(), Ordering::Relaxed);
+    }
+
+    fn remove(&self, shared: &Arc<Shared>) {
+        let mut notifiers = self.lock();
+        notifiers.retain(|n| !std::ptr::eq(n.as_ptr(), Arc::as_ptr(shared)));
+        self.count.store(notifiers.len(), Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Weak<Shared>>> {
+        self.notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -169,16 +217,20 @@ impl Shared {
             drop(inner);
             let newest = self.newest();
             notify::wait_once(&self.pool, newest + 1, self.pool.options.poll_interval);
-            let newest = self.newest();
-            let mut ready = Vec::new();
-            self.lock().wakers.retain(|_, (seq, waker)| {
-                let done = *seq <= newest;
-                if done {
-                    ready.push(waker.clone());
-                }
-                !done
-            });
-            ready.into_iter().for_each(Waker::wake);
+            self.wake_ready(self.newest());
         }
+    }
+
+    /// Wakes the futures waiting for seqs up to `newest`, outside the lock.
+    fn wake_ready(&self, newest: u64) {
+        let mut ready = Vec::new();
+        self.lock().wakers.retain(|_, (seq, waker)| {
+            let done = *seq <= newest;
+            if done {
+                ready.push(waker.clone());
+            }
+            !done
+        });
+        ready.into_iter().for_each(Waker::wake);
     }
 }

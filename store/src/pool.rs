@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use crate::error::{Error, Location, Result};
@@ -13,6 +13,7 @@ use crate::frame::FrameError;
 use crate::header::{self, Geometry, HeaderError};
 use crate::map::Mapping;
 use crate::message::{now_ns, Message, MessageBuf};
+use crate::notifier::Local;
 use crate::recover::{Recovery, State};
 use crate::ring::{self, Fetch, MapRing, Ring};
 use crate::waiters::Registry;
@@ -155,7 +156,8 @@ impl Info {
 ///   [`Pool::recovery`], [`Pool::get`], [`Pool::get_into`] (into reused
 ///   buffers), [`Pool::damaged`];
 /// - mutators: [`Pool::append`], [`Pool::append_receipt`],
-///   [`Pool::append_batch`], [`Pool::append_batch_receipt`], and
+///   [`Pool::append_batch`], [`Pool::append_batch_receipt`],
+///   [`Pool::try_append_batch_receipt`] (never waits for the lock), and
 ///   [`Pool::check_message`] to test a message against the limits first;
 /// - reading in order and following: [`Pool::cursor`], [`Pool::wait_for`],
 ///   and [`crate::Notifier`] for async code.
@@ -177,6 +179,8 @@ pub struct Pool {
     pub(crate) writer: Mutex<Vec<u8>>,
     /// This handle's follower registration (`FORMAT.md` §7).
     pub(crate) waiters: Registry,
+    /// This handle's [`crate::Notifier`]s, which its appends wake directly.
+    pub(crate) local: Local,
     /// Opened with [`Pool::open_read_only`]: appends are refused.
     pub(crate) read_only: bool,
     /// What recovery found at open; `None` for read-only handles.
@@ -315,6 +319,7 @@ impl Pool {
             options,
             writer: Mutex::new(Vec::new()),
             waiters: Registry::default(),
+            local: Local::default(),
             read_only: false,
             recovery: None,
         })
@@ -588,6 +593,28 @@ impl Pool {
             }
         }
         Ok(WriterGuard { pool: self, buf })
+    }
+
+    /// Takes the writer lock if nobody holds it right now, in this process
+    /// (the mutex) or another (the file lock): `None` instead of waiting.
+    pub(crate) fn try_lock(&self) -> Result<Option<WriterGuard<'_>>> {
+        let buf = match self.writer.try_lock() {
+            Ok(buf) => buf,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(None),
+        };
+        loop {
+            match rustix::fs::flock(
+                &self.file,
+                rustix::fs::FlockOperation::NonBlockingLockExclusive,
+            ) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(Error::io(&self.path, e.into())),
+            }
+        }
+        Ok(Some(WriterGuard { pool: self, buf }))
     }
 
     /// The ring of this pool's mapping.

@@ -1,6 +1,7 @@
 //! Tests of the pool handle that need its private parts.
 
 use super::*;
+use crate::TryAppend;
 
 /// The race behind the flaky concurrency test, replayed step by step.
 /// A writer that frees a wrap marker at `TAIL` moves `TAIL` to 0 without
@@ -62,4 +63,53 @@ fn read_only_mapping_reads_and_waits_without_writing() {
     assert!(pool.wait_for(Seq(2), Duration::from_secs(60)));
     let err = pool.append(&[], b"x").unwrap_err();
     assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+}
+
+/// The non-blocking append publishes when the lock is free, and leaves
+/// the pool untouched while another handle (its own open file, as another
+/// process has) or another thread of this handle holds the writer lock.
+#[test]
+fn try_append_appends_when_free_and_would_block_while_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.pool");
+    let pool = Pool::create(&path, 1 << 16, Options::new()).unwrap();
+    let batch: [(&[&str], &[u8]); 2] = [(&["a"], b"one"), (&[], b"two")];
+    let TryAppend::Appended(receipt) = pool.try_append_batch_receipt(&batch).unwrap() else {
+        panic!("the lock is free");
+    };
+    assert_eq!(receipt.seqs, Seq(1)..Seq(3));
+    assert_eq!(pool.get(Seq(2)).unwrap().data, b"two");
+
+    let other = Pool::open(&path).unwrap();
+    let held = other.lock().unwrap();
+    let outcome = pool.try_append_batch_receipt(&batch[..1]).unwrap();
+    assert_eq!(outcome, TryAppend::WouldBlock);
+    assert_eq!(pool.info().newest, Seq(2));
+    drop(held);
+
+    let held = pool.lock().unwrap();
+    let outcome = pool.try_append_batch_receipt(&batch[..1]).unwrap();
+    assert_eq!(outcome, TryAppend::WouldBlock);
+    drop(held);
+
+    let outcome = pool.try_append_batch_receipt(&batch[..1]).unwrap();
+    assert!(matches!(outcome, TryAppend::Appended(r) if r.seqs == (Seq(3)..Seq(4))));
+    assert_eq!(other.get(Seq(3)).unwrap().tags, ["a"]);
+}
+
+/// The non-blocking append checks like the others before it tries.
+#[test]
+fn try_append_refuses_what_append_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.pool");
+    Pool::create(&path, 1 << 16, Options::new()).unwrap();
+    let pool = Pool::open_read_only(&path).unwrap();
+    let err = pool.try_append_batch_receipt(&[(&[], b"x")]).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    let writer = Pool::open(&path).unwrap();
+    let huge = vec![0; 1 << 16];
+    let err = writer
+        .try_append_batch_receipt(&[(&[], &huge)])
+        .unwrap_err();
+    assert!(matches!(err, Error::Usage(_)), "{err}");
 }

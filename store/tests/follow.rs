@@ -93,6 +93,42 @@ fn notifier_wakes_a_pending_future() {
     assert_eq!(pool.info().waiters, 0);
 }
 
+/// An append through the notifier's own handle wakes its futures before
+/// it returns, without the helper thread; one through another handle of
+/// the pool still wakes them, through the futex.
+#[test]
+fn notifier_is_woken_by_its_own_handle_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&dir, Options::new().poll_interval(Duration::from_secs(60)));
+    let notifier = Notifier::new(pool.clone()).unwrap();
+    let flag = Arc::new(Flag {
+        woken: AtomicBool::new(false),
+        thread: std::thread::current(),
+    });
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = Box::pin(notifier.wait_for(Seq(2)));
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
+    pool.append(&[], b"one").unwrap();
+    assert!(!flag.woken.load(Ordering::SeqCst), "seq 2 is not there yet");
+    pool.append(&[], b"two").unwrap();
+    assert!(flag.woken.load(Ordering::SeqCst));
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(()));
+
+    flag.woken.store(false, Ordering::SeqCst);
+    let mut fut = Box::pin(notifier.wait_for(Seq(3)));
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
+    let other = Pool::open(pool.path()).unwrap();
+    while pool.info().waiters == 0 {
+        std::thread::yield_now();
+    }
+    other.append(&[], b"three").unwrap();
+    while !flag.woken.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(()));
+}
+
 #[test]
 fn lagging_cursor_gets_exact_gap_then_continues() {
     let dir = tempfile::tempdir().unwrap();

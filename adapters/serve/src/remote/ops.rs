@@ -10,11 +10,13 @@ use plex_proto::pools::{
     TailQuery, TailStart,
 };
 use plex_runtime::{Incoming, Stream};
-use plex_store::{Durability, Error as StoreError, Location, Options, Seq, Start};
+use plex_store::{
+    BatchReceipt, Durability, Error as StoreError, Location, Options, Seq, Start, TryAppend,
+};
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::pools::Pools;
+use crate::pools::{Entry, Pools};
 use crate::remote::describe::{error_record, nanos, pool_info, skipped_record};
 use crate::routes::App;
 
@@ -260,39 +262,8 @@ async fn append(app: &App, mut stream: Stream, pool: String, durability: WireDur
         if batches.is_empty() {
             continue;
         }
-        let entry = entry.clone();
-        let receipts = storage(app, move |_| {
-            let mut out = Vec::with_capacity(batches.len() * 24);
-            for batch in batches {
-                let tags: Vec<Vec<&str>> = batch
-                    .iter()
-                    .map(|(tags, _)| tags.iter().map(String::as_str).collect())
-                    .collect();
-                let items: Vec<(&[&str], &[u8])> = batch
-                    .iter()
-                    .zip(&tags)
-                    .map(|((_, data), tags)| (&tags[..], &data[..]))
-                    .collect();
-                let receipt = entry
-                    .pool
-                    .append_batch_receipt(&items)
-                    .map_err(|e| error_record(&e))?;
-                // The served handle appends fast; a flush batch syncs.
-                if durability == Durability::Flush {
-                    entry.pool.sync().map_err(|e| error_record(&e))?;
-                }
-                Record::Receipt {
-                    first: receipt.seqs.start.get(),
-                    count: u32::try_from(receipt.seqs.end.get() - receipt.seqs.start.get())
-                        .unwrap_or(u32::MAX),
-                    time_ns: nanos(receipt.time),
-                }
-                .encode_into(&mut out);
-            }
-            Ok(out)
-        })
-        .await;
-        match receipts {
+        let answered = append_batches(app, &entry, batches, durability).await;
+        match answered {
             Ok(out) => {
                 if stream.write_all(&out).await.is_err() {
                     return;
@@ -301,6 +272,78 @@ async fn append(app: &App, mut stream: Stream, pool: String, durability: WireDur
             Err(e) => return end(&mut stream, &[Record::Error(e)]).await,
         }
     }
+}
+
+/// A batch as an append stream carries it.
+type Batch = Vec<(Vec<String>, Bytes)>;
+
+/// Appends `batches` in order and returns their receipts, encoded.
+///
+/// Fast batches are appended on this task while the pool's writer lock is
+/// free, which spares the hop to a blocking thread and back; once another
+/// writer (a thread, or another process) holds the lock, the rest goes
+/// through the storage executor, which may wait for it. Flush batches
+/// always do, for their sync.
+async fn append_batches(
+    app: &App,
+    entry: &Arc<Entry>,
+    batches: Vec<Batch>,
+    durability: Durability,
+) -> Result<Vec<u8>, ErrorRecord> {
+    let mut out = Vec::with_capacity(batches.len() * 24);
+    let mut batches = batches.into_iter().peekable();
+    if durability == Durability::Fast {
+        while let Some(batch) = batches.peek() {
+            let tried = with_items(batch, |items| entry.pool.try_append_batch_receipt(items));
+            match tried.map_err(|e| error_record(&e))? {
+                TryAppend::Appended(receipt) => encode_receipt(&receipt, &mut out),
+                _ => break,
+            }
+            batches.next();
+        }
+    }
+    let rest: Vec<Batch> = batches.collect();
+    if rest.is_empty() {
+        return Ok(out);
+    }
+    let entry = entry.clone();
+    storage(app, move |_| {
+        for batch in rest {
+            let receipt = with_items(&batch, |items| entry.pool.append_batch_receipt(items))
+                .map_err(|e| error_record(&e))?;
+            // The served handle appends fast; a flush batch syncs.
+            if durability == Durability::Flush {
+                entry.pool.sync().map_err(|e| error_record(&e))?;
+            }
+            encode_receipt(&receipt, &mut out);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// Calls `append` with `batch` as the store takes it.
+fn with_items<T>(batch: &Batch, append: impl FnOnce(&[(&[&str], &[u8])]) -> T) -> T {
+    let tags: Vec<Vec<&str>> = batch
+        .iter()
+        .map(|(tags, _)| tags.iter().map(String::as_str).collect())
+        .collect();
+    let items: Vec<(&[&str], &[u8])> = batch
+        .iter()
+        .zip(&tags)
+        .map(|((_, data), tags)| (&tags[..], &data[..]))
+        .collect();
+    append(&items)
+}
+
+/// Encodes the receipt record of an appended batch.
+fn encode_receipt(receipt: &BatchReceipt, out: &mut Vec<u8>) {
+    Record::Receipt {
+        first: receipt.seqs.start.get(),
+        count: u32::try_from(receipt.seqs.end.get() - receipt.seqs.start.get()).unwrap_or(u32::MAX),
+        time_ns: nanos(receipt.time),
+    }
+    .encode_into(out);
 }
 
 /// Streams messages from the query's start: live when it follows, until

@@ -197,6 +197,63 @@ async fn appends_are_pipelined_and_tails_read_them_back() {
     server.stop().await;
 }
 
+/// Appends go in on the stream's task while the pool's writer lock is
+/// free; while another process (here another open file) holds it, they
+/// wait for it on a blocking thread and complete once it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_for_a_writer_lock_held_elsewhere() {
+    use rustix::fs::{flock, FlockOperation};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
+    let pools = server.pools().await;
+    pools.create("p", 1 << 20, None).await.unwrap();
+    let mut appender = pools.appender("p", Durability::Fast).await.unwrap();
+    let batch = |data: &str| vec![(vec![], Bytes::copy_from_slice(data.as_bytes()))];
+    appender.send(&batch("free")).await.unwrap();
+    assert_eq!(appender.receipt().await.unwrap().first, 1);
+
+    let file = std::fs::File::open(dir.path().join("p.plex")).unwrap();
+    flock(&file, FlockOperation::LockExclusive).unwrap();
+    appender.send(&batch("held")).await.unwrap();
+    // The server's append is queued behind our lock (`/proc/locks` lists
+    // blocked requests with `->`) before we release it.
+    let inode = format!(
+        ":{} ",
+        std::os::unix::fs::MetadataExt::ino(&file.metadata().unwrap())
+    );
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("-> FLOCK") && l.contains(&inode))
+    {
+        tokio::task::yield_now().await;
+    }
+    flock(&file, FlockOperation::Unlock).unwrap();
+    assert_eq!(appender.receipt().await.unwrap().first, 2);
+    appender.send(&batch("free again")).await.unwrap();
+    assert_eq!(appender.receipt().await.unwrap().first, 3);
+    appender.finish().await.unwrap();
+    let mut tail = pools
+        .tail(
+            "p",
+            TailQuery {
+                start: TailStart::Oldest,
+                ..TailQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut datas = Vec::new();
+    while let Some(event) = tail.next().await.unwrap() {
+        match event {
+            TailEvent::Message(m) => datas.push(m.data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(datas, ["free", "held", "free again"]);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_tail_wakes_on_appends_times_out_and_reports_gaps_exactly() {
     let dir = tempfile::tempdir().unwrap();
