@@ -335,6 +335,26 @@ fn a_command_that_cannot_start_ends_the_responder() {
         .contains("plex-test-command"));
 }
 
+/// The standalone broker takes no credentials: an address off loopback is
+/// refused before anything listens, with a hint to `plex serve`.
+#[test]
+fn a_broker_off_loopback_is_refused() {
+    let env = Env::new();
+    for listen in [
+        "tcp://0.0.0.0:0",
+        "ws://192.0.2.1:0/bus",
+        "tcp://example.com:0",
+    ] {
+        let run = env.run(&["bus", "broker", "--listen", listen]);
+        run.fails(2, "Usage");
+        assert!(
+            run.stderr.contains("loopback only") && run.stderr.contains("plex serve"),
+            "{listen}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn an_unreachable_broker_exits_10() {
     let env = Env::new();

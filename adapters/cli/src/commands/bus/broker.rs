@@ -1,7 +1,9 @@
 //! `plex bus broker`: a broker on its own, until `plex serve` hosts one.
 
+use std::net::IpAddr;
+
 use plex_bus::{Broker, BrokerConfig, SlowPolicy};
-use plex_runtime::Config;
+use plex_runtime::{Config, Endpoint};
 
 use crate::cli::{BrokerArgs, SlowPolicyArg};
 use crate::commands::Outcome;
@@ -12,6 +14,7 @@ use crate::output::Out;
 /// until killed.
 pub(super) async fn run(args: BrokerArgs, out: &mut Out) -> Result<Outcome> {
     let url = &args.listen;
+    check_loopback(url)?;
     let server = plex_tokio::listen(url, Config::default())
         .await
         .map_err(|e| match e {
@@ -41,6 +44,31 @@ pub(super) async fn run(args: BrokerArgs, out: &mut Out) -> Result<Outcome> {
             );
         });
     }
+}
+
+/// This broker takes no credentials: it listens on loopback only, as
+/// `plex serve` does without TLS. A URL that does not parse is left to the
+/// listener, which says why.
+fn check_loopback(url: &str) -> Result<()> {
+    let Ok(endpoint) = url.parse::<Endpoint>() else {
+        return Ok(());
+    };
+    let loopback = endpoint.host.eq_ignore_ascii_case("localhost")
+        || endpoint
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "plex bus broker takes no credentials, so it listens on loopback only, not on {}",
+        endpoint.host
+    ))
+    .with_hint(
+        "serve the bus to other machines with `plex serve --listen tls://HOST:PORT`, \
+         which requires access tokens",
+    ))
 }
 
 /// The broker's config from the flags; defaults where none is given.
