@@ -324,3 +324,62 @@ async fn the_manager_pools_tls_connections_and_counts_them() {
     assert_eq!(manager.stats().connection_errors, 1);
     manager.close().await;
 }
+
+/// Each adapter's `connect_with` dials `tls://` trusting what its options
+/// say, and presents its token in the connection's authentication: a gated
+/// server admits the right token and refuses a wrong one, on every runtime.
+#[test]
+fn connect_with_trusts_its_options_and_presents_its_token_on_every_runtime() {
+    use plex_runtime::auth::{gate, AuthError, Refusal};
+    use plex_runtime::ConnectOptions;
+
+    for rt in Rt::ALL {
+        rt.block_on(async {
+            let listener = plex_runtime::listen(
+                &*rt.transport(),
+                rt.runtime(),
+                "tls://127.0.0.1:0",
+                Config::default(),
+            )
+            .await
+            .unwrap();
+            let url = listener.local_endpoint().to_string();
+            // The sessions stay open until both clients have their verdicts.
+            let serve = async {
+                let mut sessions = Vec::new();
+                for _ in 0..2 {
+                    let (session, _) = listener.accept().await.unwrap();
+                    let request = gate(&session, Duration::from_secs(30)).await.unwrap();
+                    match request.token() {
+                        Some("right") => request.admit().unwrap(),
+                        _ => request.refuse(Refusal::Denied, "wrong token").unwrap(),
+                    }
+                    sessions.push(session);
+                }
+                sessions
+            };
+            let dial = async {
+                let trusted = ConnectOptions::default()
+                    .tls(ClientTls::pinned(dev_certificate().fingerprint()));
+                let connect = |options: ConnectOptions| {
+                    let url = url.clone();
+                    async move {
+                        match rt {
+                            Rt::Tokio => plex_tokio::connect_with(&url, &options).await,
+                            Rt::Smol => plex_smol::connect_with(&url, &options).await,
+                            Rt::AsyncStd => plex_async_std::connect_with(&url, &options).await,
+                        }
+                    }
+                };
+                let admitted = connect(trusted.clone().token("right")).await;
+                assert!(admitted.is_ok(), "{rt:?}: {admitted:?}");
+                let refused = connect(trusted.token("wrong")).await;
+                assert!(
+                    matches!(&refused, Err(Error::Auth(AuthError::Denied(m))) if m == "wrong token"),
+                    "{rt:?}: {refused:?}"
+                );
+            };
+            smol::future::zip(serve, dial).await;
+        });
+    }
+}

@@ -186,6 +186,19 @@ pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     .await
 }
 
+/// How [`connect_with`] dials and authenticates (the runtime's type).
+pub use plex_runtime::ConnectOptions;
+
+/// Dials `url` as [`connect`] does, with `options`' TLS trust and config,
+/// and authenticates the connection with its token (or none) before
+/// returning it ([`plex_runtime::auth::authenticate`]): a server that
+/// refuses it gives [`Error::Auth`].
+pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Session, Error> {
+    let transport =
+        AsyncStdTransport::with_tls(TlsConfig::default().with_client(options.tls.clone()));
+    plex_runtime::connect_with(&transport, AsyncStdRuntime::shared(), url, options).await
+}
+
 /// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
 /// picks one). For `tls://`,
 /// listen through an [`AsyncStdTransport::with_tls`] that has a

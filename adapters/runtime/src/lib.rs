@@ -54,6 +54,8 @@ pub use error::Error;
 pub use fingerprint::{Fingerprint, FingerprintError};
 pub use manager::{Manager, ManagerConfig, ManagerStats};
 pub use net::{connect, listen, Server};
+#[cfg(feature = "tls")]
+pub use net::{connect_with, ConnectOptions};
 pub use plex_proto::{
     CloseReason, Config, ErrorCode, OpenOptions, ResetReason, Role, SessionStats, StreamId,
 };

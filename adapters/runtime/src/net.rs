@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use plex_proto::Config;
 
+#[cfg(feature = "tls")]
+use crate::tls::ClientTls;
 use crate::transport::{Transport, TransportListener};
 use crate::{DriverConfig, Endpoint, Error, Role, Runtime, Session};
 
@@ -76,4 +78,84 @@ impl std::fmt::Debug for Server {
             .field("endpoint", &self.local_endpoint())
             .finish()
     }
+}
+
+/// How [`connect_with`] (and each adapter's `connect_with`) dials and
+/// authenticates: the session's config,
+/// what `tls://` trusts, and the access token the connection presents.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), plex_runtime::Error> {
+/// use plex_runtime::tls::ClientTls;
+/// use plex_runtime::ConnectOptions;
+///
+/// let options = ConnectOptions::default()
+///     .tls(ClientTls::ca_file("server-ca.pem")?)
+///     .token("plxt_0123");
+/// let session = plex_tokio::connect_with("tls://example.net:7443", &options).await?;
+/// # let _ = session; Ok(()) }
+/// ```
+#[cfg(feature = "tls")]
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// The session's config.
+    pub config: Config,
+    /// What `tls://` trusts: the system's roots by default; a
+    /// `?fingerprint=` in the URL pins that connection whatever this says.
+    pub tls: ClientTls,
+    /// The bearer token presented in the connection's authentication
+    /// ([`crate::auth`]); none by default.
+    pub token: Option<String>,
+}
+
+#[cfg(feature = "tls")]
+impl ConnectOptions {
+    /// Sets the session's config.
+    pub fn config(mut self, config: Config) -> ConnectOptions {
+        self.config = config;
+        self
+    }
+
+    /// Sets what `tls://` trusts.
+    pub fn tls(mut self, tls: ClientTls) -> ConnectOptions {
+        self.tls = tls;
+        self
+    }
+
+    /// Presents `token` when the connection authenticates.
+    pub fn token(mut self, token: impl Into<String>) -> ConnectOptions {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+/// The token is a secret: it is never printed.
+#[cfg(feature = "tls")]
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("config", &self.config)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// Dials `url` through `transport` as [`connect`] does, with `options`'
+/// config, and authenticates the connection with its token (or none)
+/// before returning it ([`crate::auth::authenticate`]): a server that
+/// refuses it gives [`Error::Auth`], saying whether a token was missing,
+/// not valid, or could not be checked. `options.tls` is the transport's
+/// to apply: each adapter's `connect_with` builds its transport with it.
+#[cfg(feature = "tls")]
+pub async fn connect_with(
+    transport: &dyn Transport,
+    runtime: Arc<dyn Runtime>,
+    url: &str,
+    options: &ConnectOptions,
+) -> Result<Session, Error> {
+    let session = connect(transport, runtime, url, options.config.clone()).await?;
+    crate::auth::authenticate(&session, options.token.as_deref()).await?;
+    Ok(session)
 }

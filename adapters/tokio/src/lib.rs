@@ -63,13 +63,16 @@ use std::time::Instant;
 
 use plex_runtime::mux::{Mux, MuxConfig, MuxServer};
 use plex_runtime::relay::{self, Connector, RelayConfig};
-use plex_runtime::tls::{client_handshake, ClientTls, TlsConfig};
+use plex_runtime::tls::{client_handshake, TlsConfig};
 use plex_runtime::{
     accept_path, ws_io_error, BoxFuture, BoxIo, BoxResult, Config, Endpoint, EndpointError, Error,
     FramedTransport, HandshakeListener, Manager, ManagerConfig, PlainListener, RawListener,
     Runtime, Scheme, Server, Session, Sleep, TransportListener, WsIo, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use tokio::net::{TcpListener, TcpStream};
+
+/// How [`connect_with`] dials and authenticates (the runtime's type).
+pub use plex_runtime::ConnectOptions;
 
 /// [`Runtime`] on the tokio runtime the handle belongs to.
 #[derive(Debug, Clone)]
@@ -325,64 +328,6 @@ pub async fn connect(url: &str, config: Config) -> Result<Session, Error> {
     .await
 }
 
-/// How [`connect_with`] dials and authenticates: the session's config,
-/// what `tls://` trusts, and the access token the connection presents.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), plex_runtime::Error> {
-/// use plex_runtime::tls::ClientTls;
-/// use plex_tokio::ConnectOptions;
-///
-/// let options = ConnectOptions::default()
-///     .tls(ClientTls::ca_file("server-ca.pem")?)
-///     .token("plxt_0123");
-/// let session = plex_tokio::connect_with("tls://example.net:7443", &options).await?;
-/// # let _ = session; Ok(()) }
-/// ```
-#[derive(Clone, Default)]
-#[non_exhaustive]
-pub struct ConnectOptions {
-    /// The session's config.
-    pub config: Config,
-    /// What `tls://` trusts: the system's roots by default; a
-    /// `?fingerprint=` in the URL pins that connection whatever this says.
-    pub tls: ClientTls,
-    /// The bearer token presented in the connection's authentication
-    /// ([`plex_runtime::auth`]); none by default.
-    pub token: Option<String>,
-}
-
-impl ConnectOptions {
-    /// Sets the session's config.
-    pub fn config(mut self, config: Config) -> ConnectOptions {
-        self.config = config;
-        self
-    }
-
-    /// Sets what `tls://` trusts.
-    pub fn tls(mut self, tls: ClientTls) -> ConnectOptions {
-        self.tls = tls;
-        self
-    }
-
-    /// Presents `token` when the connection authenticates.
-    pub fn token(mut self, token: impl Into<String>) -> ConnectOptions {
-        self.token = Some(token.into());
-        self
-    }
-}
-
-/// The token is a secret: it is never printed.
-impl std::fmt::Debug for ConnectOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectOptions")
-            .field("config", &self.config)
-            .field("tls", &self.tls)
-            .field("token", &self.token.as_ref().map(|_| "…"))
-            .finish()
-    }
-}
-
 /// Dials `url` as [`connect`] does, with `options`' TLS trust and config,
 /// and authenticates the connection with its token (or none) before
 /// returning it ([`plex_runtime::auth::authenticate`]): a server that
@@ -390,15 +335,7 @@ impl std::fmt::Debug for ConnectOptions {
 /// not valid, or could not be checked.
 pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Session, Error> {
     let transport = TokioTransport::with_tls(TlsConfig::default().with_client(options.tls.clone()));
-    let session = plex_runtime::connect(
-        &transport,
-        TokioRuntime::current(),
-        url,
-        options.config.clone(),
-    )
-    .await?;
-    plex_runtime::auth::authenticate(&session, options.token.as_deref()).await?;
-    Ok(session)
+    plex_runtime::connect_with(&transport, TokioRuntime::current(), url, options).await
 }
 
 /// Listens on `url` (`tcp://host:port` or `ws://host:port/path`; port 0
