@@ -85,14 +85,20 @@ impl std::fmt::Debug for Server {
 /// what `tls://` trusts, and the access token the connection presents.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), plex_runtime::Error> {
+/// # use std::sync::Arc;
+/// # use plex_runtime::{Runtime, Transport};
+/// # async fn demo(transport: &dyn Transport, runtime: Arc<dyn Runtime>)
+/// # -> Result<(), plex_runtime::Error> {
 /// use plex_runtime::tls::ClientTls;
 /// use plex_runtime::ConnectOptions;
 ///
 /// let options = ConnectOptions::default()
 ///     .tls(ClientTls::ca_file("server-ca.pem")?)
 ///     .token("plxt_0123");
-/// let session = plex_tokio::connect_with("tls://example.net:7443", &options).await?;
+/// // An adapter's `connect_with` (`plex_tokio::connect_with(url, &options)`)
+/// // builds its transport with `options.tls`; here it is given.
+/// let url = "tls://example.net:7443";
+/// let session = plex_runtime::connect_with(transport, runtime, url, &options).await?;
 /// # let _ = session; Ok(()) }
 /// ```
 #[cfg(feature = "tls")]
