@@ -93,7 +93,9 @@ pub struct BrokerStats {
     pub connections: u64,
     /// Subscriptions and responders in place.
     pub subscriptions: u64,
-    /// Requests answered by a responder.
+    /// Requests answered by a responder, each counted once the broker has
+    /// passed its reply on whole (a requester may hold its reply a moment
+    /// before it is counted).
     pub requests: u64,
     /// Requests refused for want of a responder.
     pub no_responders: u64,

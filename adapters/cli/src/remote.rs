@@ -103,6 +103,11 @@ fn runtime() -> Result<Runtime> {
         .map_err(|e| Error::new(Kind::Io, format!("cannot start the async runtime: {e}")))
 }
 
+/// The longest record the CLI takes from a server: any the wire can carry
+/// (its length is 32 bits), as a local read takes any message its pool
+/// holds. The bytes are held only as they arrive.
+const MAX_RECORD: usize = u32::MAX as usize;
+
 /// Runs `f` with a connection to `server`.
 fn with_pools<T, F>(server: &str, access: &Access, f: impl FnOnce(RemotePools) -> F) -> Result<T>
 where
@@ -111,7 +116,7 @@ where
     let options = access.options()?;
     runtime()?.block_on(async {
         let pools = RemotePools::connect_with(server, &options).await?;
-        f(pools).await
+        f(pools.with_max_record(MAX_RECORD)).await
     })
 }
 
@@ -157,7 +162,8 @@ pub(crate) fn follow(r: RemoteRef, args: FollowArgs, out: &mut Out) -> Result<Ou
         tags: Vec::new(),
     };
     let options = args.access.options()?;
-    let mut follow = Follow::with_options(r.server.clone(), options, r.pool.clone(), query);
+    let mut follow = Follow::with_options(r.server.clone(), options, r.pool.clone(), query)
+        .with_max_record(MAX_RECORD);
     let runtime = runtime()?;
     let mut reported = None;
     loop {

@@ -33,6 +33,23 @@ local_and_remote! {
     }
 }
 
+local_and_remote! {
+    /// A message over the remote client's default record limit (64 MiB) is
+    /// read whole, as a local read takes any message its pool holds.
+    fn a_message_over_64_mib_is_fetched_and_followed(env) {
+        env.create("big", "80M");
+        let data = format!("\"{}\"", "x".repeat((64 << 20) + 1000));
+        let pool = Pool::open(env.pools().join("big.plex")).unwrap();
+        pool.append(&["big"], data.as_bytes()).unwrap();
+        drop(pool);
+        let len = |records: &[Value]| records[0]["data"].as_str().map(str::len);
+        let fetched = env.ok(&["fetch", &env.p("big"), "1"]).records();
+        assert_eq!(len(&fetched), Some(data.len() - 2));
+        let followed = env.ok(&["follow", &env.p("big"), "--no-follow"]).records();
+        assert_eq!((followed.len(), len(&followed)), (1, Some(data.len() - 2)));
+    }
+}
+
 /// Local only: another tool writes straight into the pool file.
 #[test]
 fn non_json_data_prints_as_a_string() {

@@ -15,8 +15,9 @@ use plex_tokio::ConnectOptions;
 
 use crate::remote::describe::time_of;
 
-/// The longest record a client takes from a server: 64 MiB.
-const MAX_RECORD: usize = 64 << 20;
+/// The longest record a client takes from a server unless told otherwise
+/// ([`RemotePools::with_max_record`]): 64 MiB.
+pub const DEFAULT_MAX_RECORD: usize = 64 << 20;
 
 /// How much a client reads at once.
 const READ_BYTES: usize = 256 * 1024;
@@ -55,6 +56,16 @@ pub enum RemoteError {
     /// nothing was sent.
     #[error("{0}")]
     Invalid(WireError),
+    /// The server sent a record (a message, with its envelope) longer than
+    /// this client takes: see [`RemotePools::with_max_record`]. It was
+    /// refused from its length, before any of it was held.
+    #[error("the server sent a record of {len} bytes, over this client's limit of {max}")]
+    TooLarge {
+        /// The record's length.
+        len: usize,
+        /// The client's limit.
+        max: usize,
+    },
 }
 
 impl RemoteError {
@@ -92,6 +103,7 @@ impl RemoteError {
 #[derive(Debug, Clone)]
 pub struct RemotePools {
     session: Session,
+    max_record: usize,
 }
 
 /// The receipt of an appended batch.
@@ -128,7 +140,22 @@ pub enum TailEvent {
 impl RemotePools {
     /// Pools over `session`, which may serve other protocols too.
     pub fn new(session: Session) -> RemotePools {
-        RemotePools { session }
+        RemotePools {
+            session,
+            max_record: DEFAULT_MAX_RECORD,
+        }
+    }
+
+    /// Takes records of up to `bytes` from the server (default
+    /// [`DEFAULT_MAX_RECORD`]): a message read with
+    /// [`get`](RemotePools::get) or a tail is held whole, so this bounds
+    /// what the server can make the client hold, and a longer one fails
+    /// with [`RemoteError::TooLarge`]. A record's envelope adds its seq,
+    /// time and tags to the message's data.
+    #[must_use]
+    pub fn with_max_record(mut self, bytes: usize) -> RemotePools {
+        self.max_record = bytes;
+        self
     }
 
     /// Dials `url` (`tcp://HOST:PORT`, `ws://HOST:PORT[/PATH]` or
@@ -264,7 +291,7 @@ impl RemotePools {
         };
         let stream = self.open_stream(&request).await?;
         Ok(Appender {
-            reader: Reader::new(stream),
+            reader: Reader::new(stream, self.max_record),
             out: Vec::new(),
             in_flight: 0,
         })
@@ -284,7 +311,7 @@ impl RemotePools {
         stream
             .finish()
             .map_err(|e| RemoteError::Connection(e.to_string()))?;
-        Ok(Reader::new(stream))
+        Ok(Reader::new(stream, self.max_record))
     }
 
     async fn one_pool(&self, request: &Request) -> Result<PoolInfo, RemoteError> {
@@ -310,26 +337,31 @@ struct Reader {
     stream: Stream,
     buf: Vec<u8>,
     at: usize,
+    max_record: usize,
 }
 
 impl Reader {
-    fn new(stream: Stream) -> Reader {
+    fn new(stream: Stream, max_record: usize) -> Reader {
         Reader {
             stream,
             buf: Vec::new(),
             at: 0,
+            max_record,
         }
     }
 
     /// The next record; `None` when the server ended the stream cleanly.
     async fn next(&mut self) -> Result<Option<Record>, RemoteError> {
         loop {
-            match Record::decode(&self.buf[self.at..], MAX_RECORD) {
+            match Record::decode(&self.buf[self.at..], self.max_record) {
                 Ok(Some((record, used))) => {
                     self.at += used;
                     return Ok(Some(record));
                 }
                 Ok(None) => {}
+                Err(WireError::TooLarge { len, max }) => {
+                    return Err(RemoteError::TooLarge { len, max })
+                }
                 Err(e) => return Err(RemoteError::Protocol(e.to_string())),
             }
             self.buf.drain(..self.at);
@@ -473,6 +505,7 @@ impl std::fmt::Debug for Appender {
 pub struct Follow {
     url: String,
     options: ConnectOptions,
+    max_record: usize,
     pool: String,
     query: TailQuery,
     /// The seq after the last message delivered.
@@ -504,6 +537,7 @@ impl Follow {
         Follow {
             url: url.into(),
             options,
+            max_record: DEFAULT_MAX_RECORD,
             pool: pool.into(),
             left: query.max,
             query,
@@ -512,6 +546,14 @@ impl Follow {
             connected: false,
             ended: false,
         }
+    }
+
+    /// Takes messages of up to `bytes` with their envelope, as
+    /// [`RemotePools::with_max_record`] does.
+    #[must_use]
+    pub fn with_max_record(mut self, bytes: usize) -> Follow {
+        self.max_record = bytes;
+        self
     }
 
     /// The next event; `None` once the tail has ended. Fails at once when
@@ -551,7 +593,9 @@ impl Follow {
     async fn step(&mut self) -> Result<Option<TailEvent>, RemoteError> {
         loop {
             if self.tail.is_none() {
-                let pools = RemotePools::connect_with(&self.url, &self.options).await?;
+                let pools = RemotePools::connect_with(&self.url, &self.options)
+                    .await?
+                    .with_max_record(self.max_record);
                 let mut query = self.query.clone();
                 if let Some(next) = self.next {
                     query.start = TailStart::Seq(next);

@@ -27,7 +27,9 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-pub use client::{Appender, BatchReceipt, Follow, RemoteError, RemotePools, Tail, TailEvent};
+pub use client::{
+    Appender, BatchReceipt, Follow, RemoteError, RemotePools, Tail, TailEvent, DEFAULT_MAX_RECORD,
+};
 pub use describe::{error_kind, error_record, pool_info, skipped_record, time_of};
 
 pub(crate) use gate::check_listen_url;

@@ -549,6 +549,44 @@ async fn limits_are_refused_with_typed_errors() {
     ));
 }
 
+/// A client takes records up to its own limit: a longer message is refused
+/// from its length with a typed error (get, tail and a Follow alike), and a
+/// client with a higher limit reads it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_clients_record_limit_are_refused_from_their_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Harness::start(dir.path(), "tcp://127.0.0.1:0", Limits::default()).await;
+    let pools = server.pools().await;
+    pools.create("p", 1 << 20, None).await.unwrap();
+    let big = "x".repeat(4096);
+    append(&pools, "p", &["1", &big, "3"]).await;
+
+    let small = server.pools().await.with_max_record(1024);
+    assert_eq!(small.get("p", 1).await.unwrap().data, "1");
+    let too_large = |e: RemoteError| match e {
+        RemoteError::TooLarge { len, max } => {
+            assert!(len > 4096 && max == 1024, "{len} {max}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    };
+    too_large(small.get("p", 2).await.unwrap_err());
+    let all = TailQuery {
+        start: TailStart::Oldest,
+        ..TailQuery::default()
+    };
+    let mut tail = small.tail("p", all.clone()).await.unwrap();
+    assert!(matches!(tail.next().await.unwrap(), Some(TailEvent::Message(m)) if m.seq == 1));
+    too_large(tail.next().await.unwrap_err());
+    // Not a connection failure: a Follow does not retry it.
+    let mut follow = Follow::new(server.url.clone(), "p", all).with_max_record(1024);
+    assert!(matches!(follow.next().await.unwrap(), Some(TailEvent::Message(m)) if m.seq == 1));
+    too_large(follow.next().await.unwrap_err());
+    // The session is still good, and the default limit reads it.
+    assert_eq!(small.get("p", 3).await.unwrap().data, "3");
+    assert_eq!(pools.get("p", 2).await.unwrap().data, big.as_bytes());
+    server.stop().await;
+}
+
 /// A tag the wire cannot carry is refused before anything is sent (not cut
 /// short into another tag), and the append stream goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
