@@ -8,6 +8,7 @@ use crate::header;
 use crate::message::{Message, MessageBuf};
 use crate::notify;
 use crate::pool::{Pool, ReadError};
+use crate::ring::Ring;
 use crate::Seq;
 
 /// Where a [`Cursor`] starts.
@@ -39,7 +40,17 @@ pub struct Cursor<'p> {
     next: u64,
     /// Logical ring position of `next`, when known from the previous frame.
     pos: Option<u64>,
+    /// Logical ring position up to which the lines ahead of `pos` were
+    /// asked for ([`Cursor::prefetch_after`]).
+    prefetched: u64,
 }
+
+/// How far ahead of the next frame a cursor asks for the ring's lines: a
+/// few frames of the usual sizes, so that a read in order finds its frame
+/// in cache instead of waiting for it (the hardware prefetcher stops at
+/// page boundaries). `plex-bench store`'s read_all, 1 KiB messages: 5.8
+/// M/s before, 7.8 M/s after, and steady where it swung by a fifth.
+const PREFETCH_AHEAD: u64 = 4096;
 
 impl Pool {
     /// A cursor reading from `start`.
@@ -55,6 +66,7 @@ impl Pool {
             pool: self,
             next,
             pos: None,
+            prefetched: 0,
         }
     }
 
@@ -91,6 +103,7 @@ impl Cursor<'_> {
             Ok(pos) => {
                 self.next += 1;
                 self.pos = Some(pos);
+                self.prefetch_after(pos);
                 Ok(true)
             }
             Err(ReadError::Missing) => {
@@ -132,6 +145,25 @@ impl Cursor<'_> {
             }
             self.pool.wait_for(Seq(self.next), left);
         }
+    }
+
+    /// Asks the CPU for the ring's lines from `pos` (the next frame) to
+    /// [`PREFETCH_AHEAD`] past it, skipping those asked for already, and
+    /// stopping at the head: lines writers are about to fill stay theirs.
+    fn prefetch_after(&mut self, pos: u64) {
+        let mut end = pos + PREFETCH_AHEAD;
+        let head = self.pool.load(header::HEAD, Ordering::Relaxed);
+        if head >= pos {
+            end = end.min(head);
+        }
+        // After a wrap (or a jump), start again from `pos`.
+        let from = if (pos..end).contains(&self.prefetched) {
+            self.prefetched
+        } else {
+            pos
+        };
+        self.pool.ring().prefetch(from, end - from);
+        self.prefetched = end;
     }
 
     /// Moves past overwritten seqs and reports them.
