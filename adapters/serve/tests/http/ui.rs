@@ -365,6 +365,9 @@ async fn a_deleted_pool_ends_its_event_stream_with_an_error_event() {
     let h = Harness::with_limits(limits).await;
     h.create("other", None).await;
     let mut events = Events::open(&h, "/v0/ui/pools/other/events", None).await;
+    // A keep-alive comes once the stream has opened the pool (deleted
+    // before that, the pool is not found rather than deleted).
+    assert_eq!(events.next().await, Some(field("", "keep-alive")));
     std::fs::remove_file(h.dir.path().join("other.plex")).unwrap();
     let gone = until_error(&mut events).await;
     assert_eq!(gone["message"], "pool other was deleted");
