@@ -3,6 +3,7 @@
 //! `relay://host:port[/?id=DEVICE-ID][&relay=RELAY-ID]`.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use plex_proto::relay::{DeviceId, DeviceIdError};
@@ -179,6 +180,12 @@ impl Endpoint {
         }
     }
 
+    /// The host as an IP address ([`host_ip`]); `None` for a name other
+    /// than `localhost`.
+    pub fn ip(&self) -> Option<IpAddr> {
+        host_ip(&self.host)
+    }
+
     /// `host:port`, with brackets around an IPv6 host: what socket APIs take.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
@@ -187,6 +194,17 @@ impl Endpoint {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// `host` as an IP address, without resolving names: an IP literal
+/// (IPv6 without brackets), or `localhost` (any case) as 127.0.0.1; `None`
+/// for any other name. What a listener that must know whether it is on
+/// loopback takes.
+pub fn host_ip(host: &str) -> Option<IpAddr> {
+    if host.eq_ignore_ascii_case("localhost") {
+        return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    host.parse().ok()
 }
 
 impl Scheme {
@@ -236,6 +254,16 @@ impl fmt::Display for Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_ip_addresses_or_localhost() {
+        let ip = |url: &str| url.parse::<Endpoint>().unwrap().ip();
+        assert_eq!(ip("tcp://LocalHost:1"), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(ip("tcp://[::1]:1"), Some("::1".parse().unwrap()));
+        assert_eq!(ip("tls://10.0.0.7:1"), Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(ip("tcp://example.net:1"), None);
+        assert_eq!(ip("tcp://localhost.example.net:1"), None);
+    }
 
     #[test]
     fn parses_tcp_ws_and_ipv6() {

@@ -49,7 +49,7 @@ pub use accept::{
     DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use driver::DriverConfig;
-pub use endpoint::{Endpoint, EndpointError, Scheme};
+pub use endpoint::{host_ip, Endpoint, EndpointError, Scheme};
 pub use error::Error;
 pub use fingerprint::{Fingerprint, FingerprintError};
 pub use manager::{Manager, ManagerConfig, ManagerStats};

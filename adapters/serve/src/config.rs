@@ -211,12 +211,8 @@ pub fn parse_http_url(url: &str) -> Result<HttpUrl, ServeError> {
             .parse()
             .map_err(|_| bad("the port is not a number from 0 to 65535"))?,
     };
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse()
-            .map_err(|_| bad("the host must be an IP address or localhost"))?
-    };
+    let ip = plex_runtime::host_ip(host)
+        .ok_or_else(|| bad("the host must be an IP address or localhost"))?;
     Ok(HttpUrl {
         addr: SocketAddr::new(ip, port),
         tls,

@@ -2,7 +2,7 @@
 //! on loopback, no credentials), or whoever authenticates the session with
 //! a live access token (`tls://`, required off loopback).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,14 +48,9 @@ pub(crate) fn check_listen_url(
         Scheme::Tls => {}
         _ => return Err(bad(expected)),
     }
-    let ip = if endpoint.host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        endpoint
-            .host
-            .parse()
-            .map_err(|_| bad("the host must be an IP address or localhost"))?
-    };
+    let ip = endpoint
+        .ip()
+        .ok_or_else(|| bad("the host must be an IP address or localhost"))?;
     let loopback = ip.is_loopback();
     if !loopback && endpoint.scheme != Scheme::Tls {
         return Err(ServeError::PlexOffLoopback {

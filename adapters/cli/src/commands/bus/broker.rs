@@ -1,7 +1,5 @@
 //! `plex bus broker`: a broker on its own, until `plex serve` hosts one.
 
-use std::net::IpAddr;
-
 use plex_bus::{Broker, BrokerConfig, SlowPolicy};
 use plex_runtime::{Config, Endpoint};
 
@@ -53,12 +51,7 @@ fn check_loopback(url: &str) -> Result<()> {
     let Ok(endpoint) = url.parse::<Endpoint>() else {
         return Ok(());
     };
-    let loopback = endpoint.host.eq_ignore_ascii_case("localhost")
-        || endpoint
-            .host
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
+    if endpoint.ip().is_some_and(|ip| ip.is_loopback()) {
         return Ok(());
     }
     Err(Error::usage(format!(
