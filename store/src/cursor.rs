@@ -156,8 +156,9 @@ impl Cursor<'_> {
         if head >= pos {
             end = end.min(head);
         }
-        // After a wrap (or a jump), start again from `pos`.
-        let from = if (pos..end).contains(&self.prefetched) {
+        // Lines asked for already are skipped (all of them when nothing
+        // was appended since); after a wrap or a jump, start from `pos`.
+        let from = if (pos..=end).contains(&self.prefetched) {
             self.prefetched
         } else {
             pos
