@@ -19,6 +19,8 @@ plex_tests::on_every_runtime!(
     close_refuses_streams_waiting_to_be_accepted,
     a_peer_that_stops_reading_cannot_hold_a_closed_connection,
     a_silent_peer_cannot_hold_an_abandoned_drain,
+    a_peer_that_never_closes_its_side_is_dropped_after_the_linger,
+    a_closing_peer_sees_the_goaway_and_the_resets_before_the_end,
     every_task_waiting_to_accept_wakes_when_the_connection_closes,
     a_response_that_fully_arrived_survives_an_error_goaway,
     accept_stream_skips_streams_reset_before_they_were_accepted,
@@ -134,6 +136,49 @@ fn a_silent_peer_cannot_hold_an_abandoned_drain(rt: Rt) {
         drop((a, client));
         rt.until(LIMIT, "the transport was dropped", || dropped.is_set())
             .await;
+    });
+}
+
+fn a_peer_that_never_closes_its_side_is_dropped_after_the_linger(rt: Rt) {
+    // A closed connection reads until the peer closes its side too, so
+    // that no reset destroys the final frames; a peer that never does
+    // holds the socket for the linger, no longer.
+    rt.block_on(async {
+        let mut driver = DriverConfig::default();
+        driver.linger = Duration::from_millis(300);
+        let (client, _server, proxy, dropped) = rt
+            .pair_watched(Config::default(), Config::default(), driver.clone())
+            .await;
+        proxy.blackhole();
+        let start = std::time::Instant::now();
+        client.go_away(ErrorCode::INTERNAL_ERROR).unwrap();
+        drop(client);
+        rt.until(LIMIT, "the transport was dropped", || dropped.is_set())
+            .await;
+        assert!(start.elapsed() >= driver.linger, "{:?}", start.elapsed());
+    });
+}
+
+fn a_closing_peer_sees_the_goaway_and_the_resets_before_the_end(rt: Rt) {
+    // Both ends write while the client closes: the server's frames may be
+    // unread in the client's socket when the client is done. The server
+    // still reads the client's reset and GOAWAY and closes as drained,
+    // never with a transport failure.
+    rt.block_on(async {
+        for _ in 0..20 {
+            let (client, server) = rt.pair(Config::default(), Config::default()).await;
+            let (mut a, mut b) = open_pair(&client, &server).await;
+            // Frames in flight towards the client as it closes.
+            let _ = b.write_all(&payload(64 << 10)).await;
+            a.reset(ErrorCode::CANCEL);
+            drop((a, b));
+            rt.within(LIMIT, client.close())
+                .await
+                .expect("no hang")
+                .expect("close");
+            let reason = rt.within(LIMIT, server.closed()).await.expect("no hang");
+            assert_eq!(reason, CloseReason::Drained);
+        }
     });
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Conn, Wakeups};
-use crate::pump::{Input, Next, Pump, Standing, Timers, OUT_HIGH_WATER};
+use crate::pump::{Input, Next, Pump, Standing, Timers, OUT_HIGH_WATER, READS_AFTER_WRITE_ERROR};
 
 /// Transport reads taken into one round.
 const READS_PER_ROUND: usize = 4;
@@ -205,7 +205,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                 Ok(wrote) => wrote,
                 Err(e) => {
                     this.pump.discard_output();
-                    this.exchange(cx, Vec::new(), Some(e));
+                    let left = (0..READS_AFTER_WRITE_ERROR).map_while(|_| this.pump.read(cx));
+                    let inputs = left.collect();
+                    this.exchange(cx, inputs, Some(e));
+                    this.pump.discard_output();
                     continue;
                 }
             };
@@ -220,9 +223,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                 Next::Wait => return Poll::Pending,
                 Next::Done => return Poll::Ready(()),
                 Next::GaveUp => {
-                    // The peer stopped reading: drop the transport. A session
-                    // still draining ends as if the transport had failed.
-                    tracing::debug!("the peer stopped reading while winding down: dropped");
+                    // The peer stopped reading, or did not close its side
+                    // after the close: drop the transport. A session still
+                    // draining ends as if the transport had failed.
+                    tracing::debug!("winding down outlasted the linger: transport dropped");
                     if !round.closed {
                         let gave_up = io::Error::new(io::ErrorKind::TimedOut, "linger expired");
                         this.exchange(cx, Vec::new(), Some(gave_up));

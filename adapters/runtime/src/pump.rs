@@ -24,6 +24,13 @@ const READ_MIN: usize = 4 * 1024;
 pub(crate) const OUT_HIGH_WATER: usize = 256 * 1024;
 /// Slices per vectored write.
 const MAX_IOVECS: usize = 64;
+/// Reads dropped per poll while the peer closes its side.
+const DRAIN_READS: usize = 16;
+/// Reads taken, at most, once writing has failed: the frames the peer sent
+/// before it went (a GOAWAY, stream resets) are still in the transport and
+/// still acted on. The kernel's receive buffer bounds what a vanished peer
+/// left; this bounds one that goes on sending.
+pub(crate) const READS_AFTER_WRITE_ERROR: usize = 64;
 
 /// What a read produced.
 pub(crate) enum Input {
@@ -37,6 +44,9 @@ pub(crate) struct Pump<T> {
     io: T,
     read_buf: BytesMut,
     read_done: bool,
+    /// The write side is closed: what the peer still sends is read and
+    /// dropped until it closes too (see [`Pump::next`]).
+    shut: bool,
     out: VecDeque<Bytes>,
     out_len: usize,
     needs_flush: bool,
@@ -48,6 +58,7 @@ impl<T> Pump<T> {
             io,
             read_buf: BytesMut::zeroed(READ_CHUNK),
             read_done: false,
+            shut: false,
             out: VecDeque::new(),
             out_len: 0,
             needs_flush: false,
@@ -86,9 +97,9 @@ impl<T> Pump<T> {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
     /// Reads one chunk the transport has, without blocking; `None` when
-    /// it has nothing now or has ended already.
+    /// it has nothing now, has ended already, or its write side is closed.
     pub(crate) fn read(&mut self, cx: &mut Context<'_>) -> Option<Input> {
-        if self.read_done {
+        if self.read_done || self.shut {
             return None;
         }
         loop {
@@ -162,6 +173,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
     /// Closes the transport; ready once it is closed (or failed to).
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         Pin::new(&mut self.io).poll_close(cx).map(|_| ())
+    }
+
+    /// Reads and drops what the peer still sends after the write side is
+    /// closed. `Ready` once the peer has closed its side too (or the
+    /// transport failed); `Pending` when it has nothing now, or after a
+    /// batch of reads so that a peer that keeps sending cannot hold the
+    /// task.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..DRAIN_READS {
+            if self.read_done {
+                return Poll::Ready(());
+            }
+            match Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.read_done = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -248,8 +279,9 @@ pub(crate) enum Next {
     Wait,
     /// The transport is closed: the task ends.
     Done,
-    /// Winding down, the transport took nothing for the whole linger: the
-    /// peer stopped reading. The task drops the transport and ends.
+    /// Winding down, the transport took nothing for the whole linger (the
+    /// peer stopped reading), or after the close the peer did not close its
+    /// side within it. The task drops the transport and ends.
     GaveUp,
 }
 
@@ -257,6 +289,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
     /// Decides, after a round whose write moved bytes or not (`wrote`),
     /// whether to go on, wait, or end; closes the transport once a closed
     /// session's output is all written, and arms the timers.
+    ///
+    /// The close is made in stages (RFC 9112, section 9.6): the write side
+    /// is closed, then what the peer still sends is read and dropped until
+    /// it closes its side too, within the linger. Dropping a socket with
+    /// unread bytes in it makes the kernel reset the connection, and a
+    /// reset can destroy the final frames before the peer reads them: its
+    /// last writes fail, and it never sees the GOAWAY.
     pub(crate) fn next(
         &mut self,
         cx: &mut Context<'_>,
@@ -275,7 +314,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
         }
         if standing.closed && self.is_flushed() {
             // Everything, the final frames included, is written.
-            if self.poll_close(cx).is_ready() {
+            if !self.shut && self.poll_close(cx).is_ready() {
+                self.shut = true;
+            }
+            if self.shut && self.poll_drain(cx).is_ready() {
                 return Next::Done;
             }
             progress = false;

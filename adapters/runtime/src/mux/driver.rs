@@ -12,7 +12,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 use super::conn::MuxConn;
 use crate::conn::Wakeups;
-use crate::pump::{Input, Next, Pump, Standing, Timers};
+use crate::pump::{Input, Next, Pump, Standing, Timers, READS_AFTER_WRITE_ERROR};
 
 /// Rounds of work before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
@@ -125,7 +125,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for MuxDriver<T> {
                 Ok(wrote) => wrote,
                 Err(e) => {
                     this.pump.discard_output();
+                    for _ in 0..READS_AFTER_WRITE_ERROR {
+                        let Some(input) = wants_input.then(|| this.pump.read(cx)).flatten() else {
+                            break;
+                        };
+                        wants_input = this.exchange(cx, Some(input), None).wants_input;
+                    }
                     this.exchange(cx, None, Some(e));
+                    this.pump.discard_output();
                     continue;
                 }
             };
